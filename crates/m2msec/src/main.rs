@@ -1,1 +1,109 @@
-fn main() {}
+//! `m2msec`: the one binary of the oneM2M security frameworks (TS-0003).
+//!
+//! Subcommands are thin: parsing, reading files, printing JSON. Every cryptographic decision is
+//! made in `m2msec-core` (pure) or `m2msec-tls` (channels).
+
+mod derive;
+mod error;
+mod ibc;
+mod probe;
+mod util;
+
+use clap::{Parser, Subcommand};
+use error::CliError;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "m2msec",
+    version,
+    about = "oneM2M security frameworks (TS-0003): key schedule, IBC, secure channels"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Derive keys of the TS-0003 §10.3 key schedule (and seed 002's Ksx).
+    Derive {
+        #[command(subcommand)]
+        cmd: derive::DeriveCmd,
+    },
+    /// Identity-based credentials: ECCSI (RFC 6507) KMS, extraction, signing, verification.
+    Ibc {
+        #[command(subcommand)]
+        cmd: ibc::IbcCmd,
+    },
+    /// Diagnose (D)TLS 1.2 PSK security associations: listen or connect, print JSON per handshake.
+    Probe {
+        #[command(subcommand)]
+        cmd: probe::ProbeCmd,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => return clap_error(e),
+    };
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode, CliError> {
+    match cli.cmd {
+        Command::Derive { cmd } => derive::run(cmd),
+        Command::Ibc { cmd } => ibc::run(cmd),
+        Command::Probe { cmd } => probe::run(cmd),
+    }
+}
+
+/// Help and version go to stdout with status 0; usage errors are one line with status 2.
+fn clap_error(e: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    match e.kind() {
+        ErrorKind::DisplayHelp
+        | ErrorKind::DisplayVersion
+        | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = e.print();
+            if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        _ => {
+            eprintln!("m2msec: error: {}", one_line(&e.render().to_string()));
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Folds clap's message (the `error:` line and the indented lines after it, which name the
+/// arguments) into one line, dropping the usage and tip paragraphs.
+fn one_line(rendered: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    let mut started = false;
+    for l in rendered.lines() {
+        if let Some(rest) = l.strip_prefix("error:") {
+            parts.push(rest.trim());
+            started = true;
+        } else if started && l.starts_with("  ") && !l.trim_start().starts_with("tip:") {
+            parts.push(l.trim());
+        } else if started {
+            break;
+        }
+    }
+    if parts.is_empty() {
+        "invalid arguments".to_string()
+    } else {
+        parts.join(" ")
+    }
+}

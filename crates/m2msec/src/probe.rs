@@ -1,0 +1,357 @@
+//! `m2msec probe`: the oneM2M-aware counterpart of `openssl s_client` / `s_server` for (D)TLS 1.2
+//! pre-shared-key security associations (TS-0003 §8.2.2.1, §10.2; issue 3 item 8).
+//!
+//! Output contract (stable, one JSON object per line, stdout flushed after each line):
+//! * a completed handshake: `{"peer":"ip:port","protocol":"TLSv1.2"|"DTLSv1.2",
+//!   "cipher":"<IANA name>","psk_identity":…,"sni":…}` plus `"export":"<96 lowercase hex>"` with
+//!   `--print-export`;
+//! * a failed handshake: `{"peer":…,"error":"<reason>"}`.
+//!
+//! `connect` exits 0 after a handshake, 1 after a failed one; bad arguments exit 2 with one line
+//! on stderr naming the argument.
+
+use std::io::Write;
+use std::net::{IpAddr, SocketAddr};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{ArgGroup, Args, Subcommand};
+use m2msec_tls::{
+    ClientConfig, DtlsClient, DtlsOptions, DtlsServer, ExportedKeyingMaterial, Peer, Psk,
+    PskIdentity, PskTable, ServerConfig, TlsClient, TlsServer,
+};
+use serde::Serialize;
+
+use crate::error::CliError;
+use crate::util::hex_arg;
+
+/// Default exporter label (TS-0003 §10.3.1).
+const DEFAULT_LABEL: &str = "EXPORTER-oneM2M-Bootstrap";
+
+/// Probe subcommands.
+#[derive(Subcommand)]
+pub enum ProbeCmd {
+    /// Accept (D)TLS 1.2 PSK handshakes until killed; print one JSON line per handshake.
+    Listen(ListenArgs),
+    /// Run one (D)TLS 1.2 PSK handshake; print its JSON line; exit 0, or 1 if it failed.
+    Connect(ConnectArgs),
+}
+
+/// Transport selection (exactly one).
+#[derive(Args)]
+#[command(group(ArgGroup::new("transport").required(true).args(["tls", "dtls"])))]
+pub struct TransportArgs {
+    /// TLS 1.2 over TCP (suite TLS_PSK_WITH_AES_128_CBC_SHA256).
+    #[arg(long)]
+    tls: bool,
+    /// DTLS 1.2 over UDP (suite TLS_PSK_WITH_AES_128_CCM_8).
+    #[arg(long)]
+    dtls: bool,
+}
+
+/// Credential and output options shared by `listen` and `connect`.
+#[derive(Args)]
+pub struct CommonArgs {
+    /// psk_identity (UTF-8 key identifier: KpsaID, KmID, KeID, MAF Key Identifier, KxID).
+    #[arg(long = "psk-id", value_name = "ID")]
+    psk_id: String,
+    /// The pre-shared key in hex (any case).
+    #[arg(long, value_name = "HEX")]
+    psk: String,
+    /// RFC 5705 exporter label used with --print-export.
+    #[arg(long, value_name = "LABEL", default_value = DEFAULT_LABEL)]
+    label: String,
+    /// Add "export": 48 bytes exported with LABEL and no context, lowercase hex.
+    #[arg(long = "print-export")]
+    print_export: bool,
+    /// Handshake timeout in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 20)]
+    timeout: u64,
+}
+
+/// `probe listen`.
+#[derive(Args)]
+pub struct ListenArgs {
+    #[command(flatten)]
+    transport: TransportArgs,
+    /// Port to listen on (TCP for --tls, UDP for --dtls); 0 picks a free one. The bound address
+    /// is announced on stderr as `m2msec probe: listening on ADDR (tls|dtls)`.
+    #[arg(long)]
+    port: u16,
+    /// Address to bind.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1")]
+    bind: IpAddr,
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
+/// `probe connect`.
+#[derive(Args)]
+pub struct ConnectArgs {
+    #[command(flatten)]
+    transport: TransportArgs,
+    /// The server, HOST:PORT (IPv6 as [ADDR]:PORT).
+    #[arg(value_name = "HOST:PORT")]
+    target: String,
+    /// SNI host name (default: HOST when it is a name; an IP address is never sent as SNI).
+    #[arg(long, value_name = "NAME")]
+    sni: Option<String>,
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
+/// One JSON line: a completed handshake.
+#[derive(Serialize)]
+struct HandshakeLine<'a> {
+    peer: String,
+    protocol: &'a str,
+    cipher: &'a str,
+    psk_identity: Option<&'a str>,
+    sni: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    export: Option<String>,
+}
+
+/// One JSON line: a failed handshake.
+#[derive(Serialize)]
+struct ErrorLine<'a> {
+    peer: &'a str,
+    error: &'a str,
+}
+
+/// Validated credentials and options.
+struct Common {
+    identity: PskIdentity,
+    psk: Psk,
+    label: Option<String>,
+    timeout: Duration,
+}
+
+fn common(c: &CommonArgs) -> Result<Common, CliError> {
+    let identity = PskIdentity::new(&c.psk_id).map_err(|e| CliError::arg("--psk-id", e))?;
+    let key = hex_arg("--psk", &c.psk)?;
+    let psk = Psk::new(&key).map_err(|e| CliError::arg("--psk", e))?;
+    if c.label.is_empty() || !c.label.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(CliError::arg(
+            "--label",
+            "must be non-empty printable ASCII",
+        ));
+    }
+    if c.timeout == 0 {
+        return Err(CliError::arg("--timeout", "must be at least 1 second"));
+    }
+    Ok(Common {
+        identity,
+        psk,
+        label: c.print_export.then(|| c.label.clone()),
+        timeout: Duration::from_secs(c.timeout),
+    })
+}
+
+fn emit(line: &impl Serialize) {
+    if let Ok(s) = serde_json::to_string(line) {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{s}");
+        let _ = out.flush();
+    }
+}
+
+/// Print the line for a completed handshake; `export` computes the keying material on demand.
+fn emit_handshake(peer: &Peer, export: Option<Result<String, m2msec_tls::Error>>) {
+    let export = match export {
+        None => None,
+        Some(Ok(h)) => Some(h),
+        Some(Err(e)) => {
+            emit_error(&peer.addr.to_string(), &e.to_string());
+            return;
+        }
+    };
+    emit(&HandshakeLine {
+        peer: peer.addr.to_string(),
+        protocol: peer.protocol.as_str(),
+        cipher: &peer.cipher,
+        psk_identity: peer.psk_identity.as_ref().map(|p| p.as_str()),
+        sni: peer.sni.as_deref(),
+        export,
+    });
+}
+
+fn emit_error(peer: &str, error: &str) {
+    emit(&ErrorLine { peer, error });
+}
+
+/// One notice on stderr when the socket is bound (stdout carries only handshake lines), so a
+/// caller that passed `--port 0` learns the port.
+fn announce(transport: &str, addr: SocketAddr) {
+    eprintln!("m2msec probe: listening on {addr} ({transport})");
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(CliError::other)
+}
+
+/// Run a probe subcommand.
+pub fn run(cmd: ProbeCmd) -> Result<ExitCode, CliError> {
+    match cmd {
+        ProbeCmd::Listen(a) => listen(a),
+        ProbeCmd::Connect(a) => connect(a),
+    }
+}
+
+fn listen(a: ListenArgs) -> Result<ExitCode, CliError> {
+    let c = common(&a.common)?;
+    let table = PskTable::new();
+    table.insert(c.identity.clone(), c.psk.clone());
+    let mut cfg = ServerConfig::psk(Arc::new(table));
+    cfg.handshake_timeout = c.timeout;
+    let addr = SocketAddr::new(a.bind, a.port);
+    let label = c.label.clone();
+    let rt = runtime()?;
+    rt.block_on(async move {
+        if a.transport.dtls {
+            let mut server = DtlsServer::bind(addr, &cfg, DtlsOptions::default())
+                .await
+                .map_err(|e| CliError::arg("--port", e))?;
+            announce("dtls", server.local_addr());
+            while let Some(accepted) = server.accept().await {
+                match accepted {
+                    Ok(mut s) => {
+                        let export = label.as_deref().map(|l| export_hex(s.export_with_label(l)));
+                        emit_handshake(s.peer(), export);
+                        tokio::spawn(async move {
+                            let _ = s.close().await;
+                        });
+                    }
+                    Err(e) => emit_error(&e.addr.to_string(), &e.error.to_string()),
+                }
+            }
+            Err(CliError::other("DTLS server stopped"))
+        } else {
+            let server = TlsServer::new(&cfg).map_err(CliError::other)?;
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| CliError::arg("--port", e))?;
+            announce("tls", listener.local_addr().map_err(CliError::other)?);
+            loop {
+                let (tcp, from) = match listener.accept().await {
+                    Ok(x) => x,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let server = server.clone();
+                let label = label.clone();
+                tokio::spawn(async move {
+                    match server.accept(tcp).await {
+                        Ok(mut ch) => {
+                            let export = label
+                                .as_deref()
+                                .map(|l| export_hex(ch.export_with_label(l)));
+                            emit_handshake(ch.peer(), export);
+                            let _ = tokio::time::timeout(Duration::from_secs(2), ch.close()).await;
+                        }
+                        Err(e) => emit_error(&from.to_string(), &e.to_string()),
+                    }
+                });
+            }
+        }
+    })
+}
+
+fn export_hex(
+    k: Result<ExportedKeyingMaterial, m2msec_tls::Error>,
+) -> Result<String, m2msec_tls::Error> {
+    k.map(|k| m2msec_tls::exporter::to_hex(&k).to_string())
+}
+
+/// Split `HOST:PORT` (IPv6 literal in brackets).
+fn split_target(t: &str) -> Result<(String, u16), CliError> {
+    let bad = || CliError::arg("HOST:PORT", format!("{t:?} is not HOST:PORT"));
+    let (host, port) = t.rsplit_once(':').ok_or_else(bad)?;
+    let port: u16 = port.parse().map_err(|_| bad())?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() || port == 0 {
+        return Err(bad());
+    }
+    Ok((host.to_string(), port))
+}
+
+fn connect(a: ConnectArgs) -> Result<ExitCode, CliError> {
+    let c = common(&a.common)?;
+    let (host, port) = split_target(&a.target)?;
+    if let Some(s) = &a.sni {
+        if s.is_empty() || s.parse::<IpAddr>().is_ok() {
+            return Err(CliError::arg(
+                "--sni",
+                "must be a host name, not an IP address",
+            ));
+        }
+    }
+    let mut cfg = ClientConfig::psk(c.identity, c.psk);
+    cfg.handshake_timeout = c.timeout;
+    let label = c.label;
+    let rt = runtime()?;
+    let ok = rt.block_on(async move {
+        let sni = a.sni.as_deref();
+        if a.transport.dtls {
+            let client = DtlsClient::new(cfg, DtlsOptions::default()).map_err(CliError::other)?;
+            match client.connect(&host, port, sni).await {
+                Ok(mut s) => {
+                    let export = label.as_deref().map(|l| export_hex(s.export_with_label(l)));
+                    emit_handshake(s.peer(), export);
+                    let _ = s.close().await;
+                    Ok::<bool, CliError>(true)
+                }
+                Err(e) => {
+                    emit_error(&a.target, &e.to_string());
+                    Ok(false)
+                }
+            }
+        } else {
+            let client = TlsClient::new(cfg).map_err(CliError::other)?;
+            match client.connect(&host, port, sni).await {
+                Ok(mut ch) => {
+                    let export = label
+                        .as_deref()
+                        .map(|l| export_hex(ch.export_with_label(l)));
+                    emit_handshake(ch.peer(), export);
+                    let _ = tokio::time::timeout(Duration::from_secs(2), ch.close()).await;
+                    Ok(true)
+                }
+                Err(e) => {
+                    emit_error(&a.target, &e.to_string());
+                    Ok(false)
+                }
+            }
+        }
+    })?;
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets() {
+        assert_eq!(
+            split_target("mef.example.com:5684").unwrap(),
+            ("mef.example.com".into(), 5684)
+        );
+        assert_eq!(split_target("[::1]:443").unwrap(), ("::1".into(), 443));
+        assert!(split_target("nohost").is_err());
+        assert!(split_target("h:0").is_err());
+        assert!(split_target("h:99999").is_err());
+    }
+}

@@ -1,0 +1,335 @@
+//! `m2msec probe` end to end over real loopback sockets and real processes: `probe listen` +
+//! `probe connect` over TLS and DTLS print matching exports; failures print a JSON error and exit
+//! 1; bad arguments exit 2. Also `probe listen` against `openssl s_client` (apt package
+//! `openssl`). Every wait is bounded; child processes are killed on drop.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+const WAIT: Duration = Duration::from_secs(20);
+const ID: &str = "kpsa-probe@mef.example.com";
+const KEY: &str = "A0A1A2A3A4A5A6A7A8A9AAABACADAEAF";
+
+/// A child whose stdout lines and stderr lines arrive on channels. Killed on drop.
+struct Proc {
+    child: Child,
+    stdout: mpsc::Receiver<String>,
+    stderr: mpsc::Receiver<String>,
+}
+
+impl Proc {
+    fn spawn(cmd: &mut Command) -> Proc {
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
+        let (otx, stdout) = mpsc::channel();
+        let (etx, stderr) = mpsc::channel();
+        let out = child.stdout.take().unwrap();
+        let err = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for l in BufReader::new(out).lines().map_while(Result::ok) {
+                let _ = otx.send(l);
+            }
+        });
+        std::thread::spawn(move || {
+            for l in BufReader::new(err).lines().map_while(Result::ok) {
+                let _ = etx.send(l);
+            }
+        });
+        Proc {
+            child,
+            stdout,
+            stderr,
+        }
+    }
+
+    fn stdout_line(&self) -> String {
+        self.stdout
+            .recv_timeout(WAIT)
+            .unwrap_or_else(|_| panic!("no stdout line within {WAIT:?}"))
+    }
+
+    fn stderr_line_with(&self, needle: &str) -> String {
+        let end = Instant::now() + WAIT;
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            match self.stderr.recv_timeout(left) {
+                Ok(l) if l.contains(needle) => return l,
+                Ok(_) => continue,
+                Err(_) => panic!("no stderr line with {needle:?} within {WAIT:?}"),
+            }
+        }
+    }
+
+    /// Wait for exit; returns (status code, stdout lines, stderr lines).
+    fn finish(mut self) -> (Option<i32>, Vec<String>, Vec<String>) {
+        let end = Instant::now() + WAIT;
+        let status = loop {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                break st;
+            }
+            assert!(Instant::now() < end, "process still running after {WAIT:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        std::thread::sleep(Duration::from_millis(50));
+        let out: Vec<String> = self.stdout.try_iter().collect();
+        let err: Vec<String> = self.stderr.try_iter().collect();
+        (status.code(), out, err)
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn m2msec() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_m2msec"))
+}
+
+/// `probe listen` on a free port; returns the process and the port it announced.
+fn listen(transport: &str, key: &str) -> (Proc, u16) {
+    let p = Proc::spawn(m2msec().args([
+        "probe",
+        "listen",
+        transport,
+        "--port",
+        "0",
+        "--psk-id",
+        ID,
+        "--psk",
+        key,
+        "--print-export",
+        "--timeout",
+        "5",
+    ]));
+    let line = p.stderr_line_with("listening on ");
+    let port = line
+        .split_whitespace()
+        .find_map(|w| w.rsplit_once(':').and_then(|(_, p)| p.parse::<u16>().ok()))
+        .unwrap_or_else(|| panic!("no port in {line:?}"));
+    (p, port)
+}
+
+fn connect(
+    transport: &str,
+    target: &str,
+    key: &str,
+    extra: &[&str],
+) -> (Option<i32>, Vec<String>, Vec<String>) {
+    let mut cmd = m2msec();
+    cmd.args([
+        "probe", "connect", transport, target, "--psk-id", ID, "--psk", key,
+    ]);
+    if !extra.contains(&"--timeout") {
+        cmd.args(["--timeout", "10"]);
+    }
+    cmd.args(extra);
+    Proc::spawn(&mut cmd).finish()
+}
+
+fn json(line: &str) -> serde_json::Value {
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"))
+}
+
+fn round_trip(transport: &str, protocol: &str, cipher: &str) {
+    let (server, port) = listen(transport, KEY);
+    let (code, out, err) = connect(
+        transport,
+        &format!("localhost:{port}"),
+        &KEY.to_lowercase(),
+        &["--print-export"],
+    );
+    assert_eq!(code, Some(0), "stdout {out:?} stderr {err:?}");
+    assert_eq!(out.len(), 1, "{out:?}");
+    let c = json(&out[0]);
+    let s = json(&server.stdout_line());
+    for v in [&c, &s] {
+        assert_eq!(v["protocol"], protocol);
+        assert_eq!(v["cipher"], cipher);
+        assert_eq!(v["psk_identity"], ID);
+        assert_eq!(v["sni"], "localhost");
+        let e = v["export"].as_str().unwrap();
+        assert_eq!(e.len(), 96);
+        assert!(
+            e.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)),
+            "{e}"
+        );
+    }
+    assert_eq!(c["export"], s["export"]);
+    assert_eq!(c["peer"], format!("127.0.0.1:{port}"));
+    assert!(s["peer"].as_str().unwrap().starts_with("127.0.0.1:"));
+    // Field order of the contract, on the raw line.
+    let pos: Vec<usize> = [
+        "\"peer\"",
+        "\"protocol\"",
+        "\"cipher\"",
+        "\"psk_identity\"",
+        "\"sni\"",
+        "\"export\"",
+    ]
+    .iter()
+    .map(|k| {
+        out[0]
+            .find(k)
+            .unwrap_or_else(|| panic!("{k} missing: {}", out[0]))
+    })
+    .collect();
+    assert!(pos.windows(2).all(|w| w[0] < w[1]), "{}", out[0]);
+}
+
+#[test]
+fn probe_tls_listen_and_connect_print_matching_exports() {
+    round_trip("--tls", "TLSv1.2", "TLS_PSK_WITH_AES_128_CBC_SHA256");
+}
+
+#[test]
+fn probe_dtls_listen_and_connect_print_matching_exports() {
+    round_trip("--dtls", "DTLSv1.2", "TLS_PSK_WITH_AES_128_CCM_8");
+}
+
+#[test]
+fn probe_wrong_key_prints_error_and_exits_1() {
+    for transport in ["--tls", "--dtls"] {
+        let (server, port) = listen(transport, KEY);
+        let (code, out, _) = connect(
+            transport,
+            &format!("127.0.0.1:{port}"),
+            "00ff",
+            &["--timeout", "3"],
+        );
+        assert_eq!(code, Some(1), "{transport}: {out:?}");
+        assert_eq!(out.len(), 1, "{out:?}");
+        let c = json(&out[0]);
+        assert!(c["error"].as_str().is_some_and(|e| !e.is_empty()), "{c}");
+        assert!(c.get("export").is_none());
+        let s = json(&server.stdout_line());
+        assert!(s["error"].is_string(), "{s}");
+        // No key material in any output.
+        assert!(!out[0].to_lowercase().contains("a0a1a2a3"));
+    }
+}
+
+#[test]
+fn probe_without_print_export_has_no_export_and_ip_target_sends_no_sni() {
+    let (server, port) = listen("--tls", KEY);
+    let (code, out, _) = connect("--tls", &format!("127.0.0.1:{port}"), KEY, &[]);
+    assert_eq!(code, Some(0));
+    let c = json(&out[0]);
+    assert!(c.get("export").is_none(), "{c}");
+    assert!(c["sni"].is_null(), "{c}");
+    let s = json(&server.stdout_line());
+    assert!(s["sni"].is_null(), "{s}");
+    // Explicit SNI and another label.
+    let (code, out, _) = connect(
+        "--tls",
+        &format!("127.0.0.1:{port}"),
+        KEY,
+        &[
+            "--sni",
+            "IN-CSE.example.com",
+            "--label",
+            "EXPORTER-oneM2M-Connection",
+            "--print-export",
+        ],
+    );
+    assert_eq!(code, Some(0));
+    let c = json(&out[0]);
+    let s = json(&server.stdout_line());
+    assert_eq!(s["sni"], "in-cse.example.com");
+    assert_eq!(c["sni"], "in-cse.example.com");
+    // The listener exports with the default (Bootstrap) label: a different value.
+    assert_ne!(c["export"], s["export"]);
+}
+
+#[test]
+fn probe_bad_arguments_exit_2_naming_the_argument() {
+    let cases: [(&[&str], &str); 6] = [
+        (
+            &["connect", "--tls", "h:1", "--psk-id", ID, "--psk", "0g"],
+            "--psk",
+        ),
+        (
+            &["connect", "--tls", "h:1", "--psk-id", ID, "--psk", "abc"],
+            "--psk",
+        ),
+        (
+            &["connect", "--tls", "h:1", "--psk-id", "", "--psk", "00"],
+            "--psk-id",
+        ),
+        (
+            &["connect", "--dtls", "nohost", "--psk-id", ID, "--psk", "00"],
+            "HOST:PORT",
+        ),
+        (
+            &[
+                "connect", "--tls", "h:1", "--psk-id", ID, "--psk", "00", "--sni", "10.0.0.1",
+            ],
+            "--sni",
+        ),
+        (
+            &["listen", "--port", "1", "--psk-id", ID, "--psk", "00"],
+            "--tls",
+        ),
+    ];
+    for (args, needle) in cases {
+        let mut cmd = m2msec();
+        cmd.arg("probe").args(args);
+        let (code, out, err) = Proc::spawn(&mut cmd).finish();
+        assert_eq!(code, Some(2), "{args:?}: {err:?}");
+        assert!(out.is_empty(), "{args:?}: {out:?}");
+        assert_eq!(err.len(), 1, "{args:?}: {err:?}");
+        assert!(
+            err[0].starts_with("m2msec: error: ") && err[0].contains(needle),
+            "{args:?}: {err:?}"
+        );
+    }
+}
+
+/// `probe listen --tls` with `openssl s_client` as the independent client.
+#[test]
+fn probe_listen_with_openssl_s_client() {
+    let found = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join("openssl").is_file()))
+        .unwrap_or(false);
+    assert!(
+        found,
+        "`openssl` not found in PATH: install it with `apt-get install -y openssl`"
+    );
+    let (server, port) = listen("--tls", KEY);
+    let client = Proc::spawn(Command::new("openssl").args([
+        "s_client",
+        "-connect",
+        &format!("127.0.0.1:{port}"),
+        "-tls1_2",
+        "-cipher",
+        "PSK-AES128-CBC-SHA256",
+        "-servername",
+        "mef.example.com",
+        "-psk_identity",
+        ID,
+        "-psk",
+        KEY,
+        "-keymatexport",
+        "EXPORTER-oneM2M-Bootstrap",
+        "-keymatexportlen",
+        "48",
+    ]));
+    let (_, out, err) = client.finish();
+    let theirs = out
+        .iter()
+        .find_map(|l| l.trim().strip_prefix("Keying material: "))
+        .unwrap_or_else(|| panic!("no keying material from s_client: {out:?} {err:?}"))
+        .to_ascii_lowercase();
+    let s = json(&server.stdout_line());
+    assert_eq!(s["export"], theirs);
+    assert_eq!(s["sni"], "mef.example.com");
+}

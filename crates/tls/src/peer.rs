@@ -1,0 +1,162 @@
+//! The authenticated peer of a security association (TS-0003 §8.2.1).
+//!
+//! After a handshake a channel yields who is on the other end: the identity the SA is bound to,
+//! the kind of credential that proved it, and the negotiated parameters. The bindings layer uses
+//! it to check `From` (BRIEF §3(d)); it is plain data with no key material.
+
+use std::fmt;
+use std::net::SocketAddr;
+
+use openssl::ssl::{NameType, SslRef};
+
+use crate::config::PskIdentity;
+
+/// The identity a security association is bound to (TS-0003 §8.2.2.1–§8.2.2.3).
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub enum BoundIdentity {
+    /// A configured IdA/IdB (CSE-ID or AE-ID).
+    Configured(String),
+    /// A Credential-ID (TS-0003 §10.4), e.g. `12-<KpsaID>`.
+    CredentialId(String),
+}
+
+impl BoundIdentity {
+    /// Credential-ID of a Provisioned Symmetric Key SA: `12-<KpsaID>` (conformance check 19).
+    pub fn credential_id_psk(identity: &PskIdentity) -> Self {
+        BoundIdentity::CredentialId(format!("12-{}", identity.as_str()))
+    }
+
+    /// The identity text.
+    pub fn as_str(&self) -> &str {
+        match self {
+            BoundIdentity::Configured(s) | BoundIdentity::CredentialId(s) => s,
+        }
+    }
+}
+
+impl fmt::Debug for BoundIdentity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BoundIdentity::Configured(s) => write!(f, "Configured({s:?})"),
+            BoundIdentity::CredentialId(s) => write!(f, "CredentialId({s:?})"),
+        }
+    }
+}
+
+impl fmt::Display for BoundIdentity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The kind of credential that authenticated the peer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CredentialKind {
+    /// RFC 4279 pre-shared key.
+    Psk,
+}
+
+impl CredentialKind {
+    /// Stable lowercase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CredentialKind::Psk => "psk",
+        }
+    }
+}
+
+/// The negotiated protocol (always version 1.2, BRIEF §2.1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protocol {
+    /// TLS 1.2 over TCP.
+    Tls12,
+    /// DTLS 1.2 over UDP.
+    Dtls12,
+}
+
+impl Protocol {
+    /// `"TLSv1.2"` or `"DTLSv1.2"`, as OpenSSL names them.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Tls12 => "TLSv1.2",
+            Protocol::Dtls12 => "DTLSv1.2",
+        }
+    }
+}
+
+/// Which end of the handshake we were.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// (D)TLS client (Entity A).
+    Client,
+    /// (D)TLS server (Entity B).
+    Server,
+}
+
+/// The authenticated peer after a completed handshake (TS-0003 §8.2.1).
+#[derive(Clone, Debug)]
+pub struct Peer {
+    /// The peer's transport address.
+    pub addr: SocketAddr,
+    /// Our role in the handshake.
+    pub role: Role,
+    /// Protocol version.
+    pub protocol: Protocol,
+    /// IANA name of the cipher suite, e.g. `TLS_PSK_WITH_AES_128_CCM_8`.
+    pub cipher: String,
+    /// The credential kind.
+    pub credential: CredentialKind,
+    /// The `psk_identity` used (PSK suites).
+    pub psk_identity: Option<PskIdentity>,
+    /// The SNI host name (sent by us as client, received as server).
+    pub sni: Option<String>,
+    /// The identity the SA is bound to, when known (server: from the credential source; client:
+    /// the configured IdB).
+    pub bound_identity: Option<BoundIdentity>,
+}
+
+impl Peer {
+    pub(crate) fn from_ssl(
+        ssl: &SslRef,
+        addr: SocketAddr,
+        role: Role,
+        protocol: Protocol,
+        psk_identity: Option<PskIdentity>,
+        bound_identity: Option<BoundIdentity>,
+    ) -> Peer {
+        let cipher = ssl
+            .current_cipher()
+            .map(|c| c.standard_name().unwrap_or(c.name()).to_string())
+            .unwrap_or_default();
+        let sni = ssl
+            .servername(NameType::HOST_NAME)
+            .map(str::to_ascii_lowercase);
+        let psk_identity =
+            psk_identity.or_else(|| ssl.psk_identity().and_then(PskIdentity::from_wire));
+        Peer {
+            addr,
+            role,
+            protocol,
+            cipher,
+            credential: CredentialKind::Psk,
+            psk_identity,
+            sni,
+            bound_identity,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credential_id() {
+        let id = PskIdentity::new("kpsa-1@mef.example").unwrap();
+        assert_eq!(
+            BoundIdentity::credential_id_psk(&id).as_str(),
+            "12-kpsa-1@mef.example"
+        );
+        assert_eq!(Protocol::Dtls12.as_str(), "DTLSv1.2");
+    }
+}

@@ -1,0 +1,356 @@
+//! Our client against our server over real loopback sockets: TLS and DTLS, PSK binding, SNI
+//! selection, exporters, negative cases.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use m2msec_tls::{
+    BoundIdentity, ClientConfig, DtlsClient, DtlsOptions, DtlsServer, Error, ExporterLabel, Psk,
+    PskIdentity, PskTable, ResolvedPsk, ServerConfig, SuitePolicy, TlsClient, TlsServer,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+const T: Duration = Duration::from_secs(20);
+
+fn table() -> Arc<PskTable> {
+    let t = PskTable::new();
+    t.insert(
+        PskIdentity::new("kpsa1@mef.example.com").unwrap(),
+        Psk::from_hex("00112233445566778899aabbccddeeff").unwrap(),
+    );
+    t.insert_entry(
+        Some("in-cse.example.com"),
+        PskIdentity::new("kpsa1@mef.example.com").unwrap(),
+        ResolvedPsk {
+            key: Psk::from_hex("ffeeddccbbaa99887766554433221100").unwrap(),
+            bound: BoundIdentity::Configured("CAE-sensor-1".into()),
+        },
+    );
+    Arc::new(t)
+}
+
+fn client(id: &str, key: &str) -> ClientConfig {
+    let mut c = ClientConfig::psk(PskIdentity::new(id).unwrap(), Psk::from_hex(key).unwrap());
+    c.handshake_timeout = Duration::from_secs(5);
+    c
+}
+
+async fn tls_pair(
+    server_cfg: ServerConfig,
+    client_cfg: ClientConfig,
+    sni: Option<&'static str>,
+) -> (
+    Result<m2msec_tls::TlsChannel, Error>,
+    Result<m2msec_tls::TlsChannel, Error>,
+) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = TlsServer::new(&server_cfg).unwrap();
+    let s = tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        server.accept(tcp).await
+    });
+    let c = TlsClient::new(client_cfg)
+        .unwrap()
+        .connect("127.0.0.1", port, sni)
+        .await;
+    let s = tokio::time::timeout(T, s).await.unwrap().unwrap();
+    (s, c)
+}
+
+#[tokio::test]
+async fn tls_psk_handshake_binds_credential_id_and_exports_match() {
+    let (s, c) = tls_pair(
+        ServerConfig::psk(table()),
+        client("kpsa1@mef.example.com", "00112233445566778899AABBCCDDEEFF"),
+        None,
+    )
+    .await;
+    let (mut s, mut c) = (s.unwrap(), c.unwrap());
+    let sp = s.peer().clone();
+    assert_eq!(sp.protocol.as_str(), "TLSv1.2");
+    assert_eq!(sp.cipher, "TLS_PSK_WITH_AES_128_CBC_SHA256");
+    assert_eq!(
+        sp.psk_identity.as_ref().unwrap().as_str(),
+        "kpsa1@mef.example.com"
+    );
+    assert_eq!(
+        sp.bound_identity.as_ref().unwrap().as_str(),
+        "12-kpsa1@mef.example.com"
+    );
+    assert_eq!(sp.sni, None, "an IP address is never sent as SNI");
+    assert_eq!(c.peer().cipher, sp.cipher);
+    for l in [
+        ExporterLabel::Bootstrap,
+        ExporterLabel::Connection,
+        ExporterLabel::EsCertKe,
+    ] {
+        assert_eq!(
+            s.export(l).unwrap().expose_secret(),
+            c.export(l).unwrap().expose_secret()
+        );
+    }
+    assert_ne!(
+        s.export(ExporterLabel::Bootstrap).unwrap().expose_secret(),
+        s.export(ExporterLabel::Connection).unwrap().expose_secret()
+    );
+    c.write_all(b"ping").await.unwrap();
+    let mut b = [0u8; 4];
+    s.read_exact(&mut b).await.unwrap();
+    assert_eq!(&b, b"ping");
+    c.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn tls_server_selects_credentials_by_sni() {
+    let (s, c) = tls_pair(
+        ServerConfig::psk(table()),
+        client("kpsa1@mef.example.com", "ffeeddccbbaa99887766554433221100"),
+        Some("IN-CSE.example.com"),
+    )
+    .await;
+    let (s, c) = (s.unwrap(), c.unwrap());
+    assert_eq!(s.peer().sni.as_deref(), Some("in-cse.example.com"));
+    assert_eq!(c.peer().sni.as_deref(), Some("in-cse.example.com"));
+    assert_eq!(
+        s.peer().bound_identity,
+        Some(BoundIdentity::Configured("CAE-sensor-1".into()))
+    );
+}
+
+#[tokio::test]
+async fn tls_unknown_authority_refused() {
+    let mut cfg = ServerConfig::psk(table());
+    cfg.authorities = Some(vec!["in-cse.example.com".into()]);
+    let (s, c) = tls_pair(
+        cfg,
+        client("kpsa1@mef.example.com", "00112233445566778899aabbccddeeff"),
+        Some("other.example"),
+    )
+    .await;
+    assert!(s.is_err() && c.is_err());
+    let msg = c.unwrap_err().to_string();
+    assert!(msg.contains("unrecognized name"), "{msg}");
+}
+
+#[tokio::test]
+async fn tls_wrong_key_and_unknown_identity_fail() {
+    let (s, c) = tls_pair(
+        ServerConfig::psk(table()),
+        client("kpsa1@mef.example.com", "01"),
+        None,
+    )
+    .await;
+    assert!(matches!(s, Err(Error::Handshake(_))), "{s:?}");
+    assert!(matches!(c, Err(Error::Handshake(_))), "{c:?}");
+
+    let (s, c) = tls_pair(
+        ServerConfig::psk(table()),
+        client("nobody@mef.example.com", "01"),
+        None,
+    )
+    .await;
+    let (s, c) = (s.unwrap_err().to_string(), c.unwrap_err().to_string());
+    assert!(c.contains("unknown psk identity"), "client: {c}");
+    assert!(
+        s.contains("psk identity not found") || s.contains("unknown psk"),
+        "server: {s}"
+    );
+}
+
+#[tokio::test]
+async fn tls_forward_secret_psk_preferred_when_both_offer_it() {
+    let fs = SuitePolicy {
+        psk: true,
+        psk_forward_secret: true,
+        ecdhe_ecdsa: false,
+    };
+    let mut scfg = ServerConfig::psk(table());
+    scfg.suites = fs;
+    let mut ccfg = client("kpsa1@mef.example.com", "00112233445566778899aabbccddeeff");
+    ccfg.suites = fs;
+    let (s, c) = tls_pair(scfg.clone(), ccfg, None).await;
+    assert_eq!(
+        s.unwrap().peer().cipher,
+        "TLS_ECDHE_PSK_WITH_AES_128_CBC_SHA256"
+    );
+    assert!(c.is_ok());
+    // A plain-PSK client still gets the mandatory suite from the same server.
+    let (s, _c) = tls_pair(
+        scfg,
+        client("kpsa1@mef.example.com", "00112233445566778899aabbccddeeff"),
+        None,
+    )
+    .await;
+    assert_eq!(s.unwrap().peer().cipher, "TLS_PSK_WITH_AES_128_CBC_SHA256");
+}
+
+fn dtls_opts() -> DtlsOptions {
+    DtlsOptions {
+        idle_timeout: Duration::from_secs(10),
+        ..DtlsOptions::default()
+    }
+}
+
+#[tokio::test]
+async fn dtls_psk_many_peers_on_one_port() {
+    let mut server = DtlsServer::bind(
+        "127.0.0.1:0".parse().unwrap(),
+        &ServerConfig::psk(table()),
+        dtls_opts(),
+    )
+    .await
+    .unwrap();
+    let port = server.local_addr().port();
+    let mut clients = Vec::new();
+    for i in 0..5 {
+        clients.push(tokio::spawn(async move {
+            let c = DtlsClient::new(
+                client("kpsa1@mef.example.com", "00112233445566778899aabbccddeeff"),
+                dtls_opts(),
+            )
+            .unwrap();
+            let mut s = c.connect("localhost", port, None).await.unwrap();
+            s.send(format!("hello {i}").as_bytes()).await.unwrap();
+            let echo = s.recv().await.unwrap();
+            assert_eq!(echo, format!("hello {i}").into_bytes());
+            (
+                s.export(ExporterLabel::Bootstrap)
+                    .unwrap()
+                    .expose_secret()
+                    .to_vec(),
+                s.peer().clone(),
+            )
+        }));
+    }
+    let mut server_exports = Vec::new();
+    for _ in 0..5 {
+        let mut sess = tokio::time::timeout(T, server.accept())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        let p = sess.peer().clone();
+        assert_eq!(p.protocol.as_str(), "DTLSv1.2");
+        assert_eq!(p.cipher, "TLS_PSK_WITH_AES_128_CCM_8");
+        assert_eq!(p.sni.as_deref(), Some("localhost"));
+        assert_eq!(
+            p.bound_identity.as_ref().unwrap().as_str(),
+            "12-kpsa1@mef.example.com"
+        );
+        server_exports.push(
+            sess.export(ExporterLabel::Bootstrap)
+                .unwrap()
+                .expose_secret()
+                .to_vec(),
+        );
+        tokio::spawn(async move {
+            while let Ok(d) = sess.recv().await {
+                if sess.send(&d).await.is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    for c in clients {
+        let (export, peer) = tokio::time::timeout(T, c).await.unwrap().unwrap();
+        assert_eq!(peer.cipher, "TLS_PSK_WITH_AES_128_CCM_8");
+        assert!(server_exports.contains(&export));
+    }
+    let st = server.stats();
+    assert_eq!(st.half_open, 0);
+    assert!(st.hello_verify_sent >= 5, "{st:?}");
+}
+
+#[tokio::test]
+async fn dtls_wrong_key_fails_on_both_ends() {
+    let mut server = DtlsServer::bind(
+        "127.0.0.1:0".parse().unwrap(),
+        &ServerConfig::psk(table()),
+        dtls_opts(),
+    )
+    .await
+    .unwrap();
+    let port = server.local_addr().port();
+    let c = DtlsClient::new(client("kpsa1@mef.example.com", "0102"), dtls_opts()).unwrap();
+    let r = c.connect("127.0.0.1", port, None).await;
+    assert!(r.is_err(), "{r:?}");
+    let a = tokio::time::timeout(T, server.accept())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(a.is_err());
+
+    let c = DtlsClient::new(client("unknown", "0102"), dtls_opts()).unwrap();
+    let msg = c
+        .connect("127.0.0.1", port, None)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("unknown psk identity"), "{msg}");
+}
+
+#[tokio::test]
+async fn dtls_without_cookie_exchange_and_small_mtu() {
+    let opts = DtlsOptions {
+        cookie_exchange: false,
+        mtu: 300,
+        ..dtls_opts()
+    };
+    let mut server = DtlsServer::bind(
+        "127.0.0.1:0".parse().unwrap(),
+        &ServerConfig::psk(table()),
+        opts.clone(),
+    )
+    .await
+    .unwrap();
+    let port = server.local_addr().port();
+    let c = DtlsClient::new(
+        client("kpsa1@mef.example.com", "00112233445566778899aabbccddeeff"),
+        opts,
+    )
+    .unwrap();
+    let (cs, ss) = tokio::join!(
+        c.connect("127.0.0.1", port, Some("mn-cse.example")),
+        server.accept()
+    );
+    let (cs, ss) = (cs.unwrap(), ss.unwrap().unwrap());
+    assert_eq!(
+        cs.export(ExporterLabel::EsCertKe).unwrap().expose_secret(),
+        ss.export(ExporterLabel::EsCertKe).unwrap().expose_secret()
+    );
+    assert_eq!(server.stats().hello_verify_sent, 0);
+}
+
+#[tokio::test]
+async fn dtls_idle_sessions_expire() {
+    let opts = DtlsOptions {
+        idle_timeout: Duration::from_millis(300),
+        ..DtlsOptions::default()
+    };
+    let mut server = DtlsServer::bind(
+        "127.0.0.1:0".parse().unwrap(),
+        &ServerConfig::psk(table()),
+        opts.clone(),
+    )
+    .await
+    .unwrap();
+    let port = server.local_addr().port();
+    let c = DtlsClient::new(
+        client("kpsa1@mef.example.com", "00112233445566778899aabbccddeeff"),
+        opts,
+    )
+    .unwrap();
+    let (cs, ss) = tokio::join!(c.connect("127.0.0.1", port, None), server.accept());
+    let (_cs, mut ss) = (cs.unwrap(), ss.unwrap().unwrap());
+    assert_eq!(server.stats().sessions, 1);
+    let r = tokio::time::timeout(T, ss.recv()).await.unwrap();
+    assert!(
+        matches!(r, Err(Error::Idle(_)) | Err(Error::Closed)),
+        "{r:?}"
+    );
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let st = server.stats();
+    assert_eq!(st.sessions, 0, "{st:?}");
+}
