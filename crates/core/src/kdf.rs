@@ -307,15 +307,24 @@ pub struct E2eKeys {
 /// (TS-0003 §10.3.6.2). Unlike RFC 5869 HKDF-Expand each step has its own label, so only T(1)
 /// equals HKDF-Expand (BRIEF A21).
 pub fn e2e_keys(master: &Ke2eMaster) -> E2eKeys {
+    // The key is the same for all four steps: key the HMAC once and clone its state.
+    let keyed = match HmacSha256::new_from_slice(master.expose_secret()) {
+        Ok(m) => m,
+        Err(_) => unreachable!("HMAC-SHA-256 accepts keys of any length"),
+    };
     let mut t: [[u8; 32]; 4] = [[0u8; 32]; 4];
-    let mut prev: Vec<u8> = Vec::new();
     for (i, label) in LABELS_E2E.iter().enumerate() {
-        let counter = [(i + 1) as u8];
-        t[i] = hmac_sha256(master.expose_secret(), &[&prev, label.as_bytes(), &counter]);
-        prev.zeroize();
-        prev = t[i].to_vec();
+        let mut mac = keyed.clone();
+        if let Some(prev) = i.checked_sub(1).and_then(|p| t.get(p)) {
+            mac.update(prev);
+        }
+        mac.update(label.as_bytes());
+        mac.update(&[(i + 1) as u8]);
+        let mut tag = mac.finalize().into_bytes();
+        t[i].copy_from_slice(&tag);
+        tag.zeroize();
     }
-    prev.zeroize();
+    drop(keyed);
     let keys = E2eKeys {
         msg_auth: Ke2eMsgAuth::from_array(t[0]),
         msg_conf: Ke2eMsgConf::from_array(t[1]),

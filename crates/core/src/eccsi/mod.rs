@@ -4,7 +4,7 @@
 //! Roles and names follow the RFC:
 //!
 //! * The KMS ([`Kms`]) holds the KMS Secret Authentication Key ([`Ksak`]) and publishes the
-//!   KMS Public Authentication Key ([`Kpak`]) = \[KSAK\]G (RFC 6507 §4.2, §5.1).
+//!   KMS Public Authentication Key ([`Kpak`]) = \[KSAK\]G (RFC 6507 §5.1).
 //! * For a user identifier `ID` the KMS extracts ([`Kms::extract`], §5.1.1) a Secret Signing
 //!   Key ([`Ssk`]) and a Public Validation Token ([`Pvt`]).
 //! * The user validates them ([`SigningKey::new`], §5.1.2) and signs ([`SigningKey::sign`],
@@ -46,11 +46,12 @@ use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 use field::Fe;
 use point::{Affine, OddMultiples};
 
-/// N: octet length of scalars, coordinates and hashes (RFC 6507 §2.1, P-256 / SHA-256).
+/// N: octet length of scalars, coordinates and hashes (RFC 6507 parameter N, for P-256 / SHA-256).
 pub const N: usize = 32;
-/// Length of an uncompressed point encoding `0x04 || x || y` (RFC 6507 §3.3).
+/// Length of an uncompressed point encoding `0x04 || x || y`, the canonical point
+/// representation of RFC 6507.
 pub const POINT_LEN: usize = 2 * N + 1;
-/// Length of a [`Signature`]: `r || s || PVT` (RFC 6507 §3.3).
+/// Length of a [`Signature`]: `r || s || PVT` (RFC 6507 §5.2.1 step 7).
 pub const SIGNATURE_LEN: usize = 2 * N + POINT_LEN;
 
 /// wNAF width for a KPAK table held by a [`Verifier`].
@@ -150,7 +151,7 @@ macro_rules! public_point {
         }
 
         impl $name {
-            /// Parses the uncompressed encoding `0x04 || x || y` (RFC 6507 §3.3: 65
+            /// Parses the uncompressed encoding `0x04 || x || y` (RFC 6507: 65
             /// octets). Rejects other lengths and encodings (compressed, identity),
             /// non-canonical coordinates and points not on P-256.
             pub fn from_bytes(bytes: &[u8]) -> Result<Self, EccsiError> {
@@ -194,13 +195,13 @@ macro_rules! public_point {
 }
 
 public_point! {
-    /// KMS Public Authentication Key: the point KPAK = \[KSAK\]G (RFC 6507 §2.2, §4.2).
+    /// KMS Public Authentication Key: the point KPAK = \[KSAK\]G (RFC 6507).
     Kpak
 }
 
 public_point! {
     /// Public Validation Token: the point PVT = \[v\]G issued with an SSK
-    /// (RFC 6507 §2.2, §5.1.1). It is also the last part of every [`Signature`].
+    /// (RFC 6507 §5.1.1). It is also the last part of every [`Signature`].
     Pvt
 }
 
@@ -264,20 +265,20 @@ macro_rules! secret_scalar {
 }
 
 secret_scalar! {
-    /// KMS Secret Authentication Key (RFC 6507 §2.2, §4.2): a secret scalar in \[1, q-1\].
+    /// KMS Secret Authentication Key (RFC 6507): a secret scalar in \[1, q-1\].
     /// Zeroized on drop; `Debug` is redacted.
     Ksak
 }
 
 secret_scalar! {
-    /// Secret Signing Key (RFC 6507 §2.2, §5.1.1): SSK = (KSAK + HS * v) mod q, a secret
+    /// Secret Signing Key (RFC 6507 §5.1.1): SSK = (KSAK + HS * v) mod q, a secret
     /// scalar in \[1, q-1\]. Zeroized on drop; `Debug` is redacted; equality is constant
     /// time.
     Ssk
 }
 
 impl Ksak {
-    /// A uniformly random KSAK in \[1, q-1\] (RFC 6507 §4.2).
+    /// A uniformly random KSAK in \[1, q-1\].
     pub fn random(rng: &mut impl CryptoRngCore) -> Self {
         Ksak(random_scalar(rng))
     }
@@ -316,7 +317,7 @@ pub fn compute_he(hs: &[u8; N], r: &[u8; N], msg: &[u8]) -> [u8; N] {
 // KMS
 // ---------------------------------------------------------------------------------------
 
-/// Key Management Service state: KSAK and KPAK (RFC 6507 §4.2, §5.1).
+/// Key Management Service state: KSAK and KPAK (RFC 6507 §5.1).
 #[derive(Clone)]
 pub struct Kms {
     ksak: Ksak,
@@ -342,7 +343,7 @@ pub struct UserKeys {
 }
 
 impl Kms {
-    /// Creates a KMS with a fresh random KSAK and KPAK = \[KSAK\]G (RFC 6507 §4.2).
+    /// Creates a KMS with a fresh random KSAK and KPAK = \[KSAK\]G.
     pub fn generate(rng: &mut impl CryptoRngCore) -> Self {
         let ksak = Ksak::random(rng);
         let kpak = kpak_from_ksak(&ksak);
@@ -434,7 +435,7 @@ fn kpak_from_ksak(ksak: &Ksak) -> Kpak {
 // Signatures
 // ---------------------------------------------------------------------------------------
 
-/// An ECCSI signature `r || s || PVT` (RFC 6507 §3.3, §5.2.1 step 7): 129 octets.
+/// An ECCSI signature `r || s || PVT` (RFC 6507 §5.2.1 step 7): 129 octets.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct Signature {
     r: [u8; N],
@@ -687,7 +688,7 @@ impl SigningKey {
     ) -> Result<Signature, EccsiError> {
         // Steps 1-2: J = [j]G (constant time), r = Jx.
         let mut j_words = scalar::to_words(j);
-        let jp = point::mul_g_ct(&j_words);
+        let mut jp = point::mul_g_ct(&j_words);
         j_words.zeroize();
         if bool::from(jp.is_identity()) {
             // Unreachable for j in [1, q-1].
@@ -696,6 +697,7 @@ impl SigningKey {
         // Jx = X / Z, inverting the blinded Z * b (uniformly random) in variable time.
         let zb = jp.z().mul(&blind.field);
         let jx = jp.x().mul(&zb.invert_vartime()).mul(&blind.field);
+        jp.zeroize();
         let r = jx.to_bytes();
         if jx.is_zero_vartime() {
             // Jx is public from here on; Jx = 0 would fail verification (§5.2.2 step 6).
