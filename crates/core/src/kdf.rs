@@ -122,7 +122,8 @@ kdf_id_from!(CseId);
 kdf_id_from!(AeId);
 kdf_id_from!(Fqdn);
 
-/// HMAC-SHA-256 over the concatenation of `parts`.
+/// HMAC-SHA-256 over the concatenation of `parts`. The output is wiped by the caller's key type;
+/// the `hmac` crate (0.12) does not zeroize its internal keyed state.
 fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
     // HMAC accepts keys of any length (RFC 2104 §2), so this cannot fail.
     let mut mac = match HmacSha256::new_from_slice(key) {
@@ -308,6 +309,7 @@ pub struct E2eKeys {
 /// equals HKDF-Expand (BRIEF A21).
 pub fn e2e_keys(master: &Ke2eMaster) -> E2eKeys {
     // The key is the same for all four steps: key the HMAC once and clone its state.
+    // (hmac 0.12 does not wipe its keyed state on drop; only the outputs are zeroized here.)
     let keyed = match HmacSha256::new_from_slice(master.expose_secret()) {
         Ok(m) => m,
         Err(_) => unreachable!("HMAC-SHA-256 accepts keys of any length"),
@@ -324,7 +326,6 @@ pub fn e2e_keys(master: &Ke2eMaster) -> E2eKeys {
         t[i].copy_from_slice(&tag);
         tag.zeroize();
     }
-    drop(keyed);
     let keys = E2eKeys {
         msg_auth: Ke2eMsgAuth::from_array(t[0]),
         msg_conf: Ke2eMsgConf::from_array(t[1]),

@@ -9,22 +9,33 @@
 //!
 //! `connect` exits 0 after a handshake, 1 after a failed one; bad arguments exit 2 with one line
 //! on stderr naming the argument.
+//!
+//! Certificates (ECDHE-ECDSA, P-256; TS-0003 §8.2.2.2): `listen --cert FILE --key FILE` adds the
+//! certificate suites (alone or next to PSK), `--client-ca FILE` requires client certificates;
+//! `connect --ca FILE` authenticates the server by its chain to these anchors and an exact
+//! SubjectAltName match (`--peer-name`, default the SNI/HOST, or `--peer-uri`), optionally with
+//! `--cert/--key` as client certificate. Certificate handshakes add `"credential":"certificate"`,
+//! `"subject_alt_names"` and `"bound_identity"` to the JSON line.
 
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{ArgGroup, Args, Subcommand};
+use m2msec_tls::config::sni_for_host;
 use m2msec_tls::{
-    ClientConfig, DtlsClient, DtlsOptions, DtlsServer, ExportedKeyingMaterial, Peer, Psk,
-    PskIdentity, PskTable, ServerConfig, TlsClient, TlsServer,
+    CertCredential, ClientAuth, ClientConfig, CredentialKind, DtlsClient, DtlsOptions, DtlsServer,
+    ExpectedName, ExportedKeyingMaterial, Peer, Psk, PskIdentity, PskTable, ServerCertificates,
+    ServerConfig, TlsClient, TlsServer, TrustAnchors,
 };
 use serde::Serialize;
 
 use crate::error::CliError;
-use crate::util::hex_arg;
+use crate::util::{hex_arg, read_file};
+use zeroize::Zeroizing;
 
 /// Default exporter label (TS-0003 §10.3.1).
 const DEFAULT_LABEL: &str = "EXPORTER-oneM2M-Bootstrap";
@@ -32,9 +43,9 @@ const DEFAULT_LABEL: &str = "EXPORTER-oneM2M-Bootstrap";
 /// Probe subcommands.
 #[derive(Subcommand)]
 pub enum ProbeCmd {
-    /// Accept (D)TLS 1.2 PSK handshakes until killed; print one JSON line per handshake.
+    /// Accept (D)TLS 1.2 handshakes (PSK and/or certificate) until killed; one JSON line each.
     Listen(ListenArgs),
-    /// Run one (D)TLS 1.2 PSK handshake; print its JSON line; exit 0, or 1 if it failed.
+    /// Run one (D)TLS 1.2 handshake (PSK or certificate); print its JSON line; exit 0, or 1.
     Connect(ConnectArgs),
 }
 
@@ -42,10 +53,10 @@ pub enum ProbeCmd {
 #[derive(Args)]
 #[command(group(ArgGroup::new("transport").required(true).args(["tls", "dtls"])))]
 pub struct TransportArgs {
-    /// TLS 1.2 over TCP (suite TLS_PSK_WITH_AES_128_CBC_SHA256).
+    /// TLS 1.2 over TCP (TLS_PSK_WITH_AES_128_CBC_SHA256, TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256).
     #[arg(long)]
     tls: bool,
-    /// DTLS 1.2 over UDP (suite TLS_PSK_WITH_AES_128_CCM_8).
+    /// DTLS 1.2 over UDP (TLS_PSK_WITH_AES_128_CCM_8, TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8).
     #[arg(long)]
     dtls: bool,
 }
@@ -54,11 +65,19 @@ pub struct TransportArgs {
 #[derive(Args)]
 pub struct CommonArgs {
     /// psk_identity (UTF-8 key identifier: KpsaID, KmID, KeID, MAF Key Identifier, KxID).
+    /// Required unless certificates are used.
     #[arg(long = "psk-id", value_name = "ID")]
-    psk_id: String,
+    psk_id: Option<String>,
     /// The pre-shared key in hex (any case).
     #[arg(long, value_name = "HEX")]
-    psk: String,
+    psk: Option<String>,
+    /// Our certificate chain, PEM, leaf first (P-256 key). Listen: the server certificate, which
+    /// adds the ECDHE-ECDSA suites. Connect: a client certificate (with --ca).
+    #[arg(long, value_name = "FILE", requires = "key")]
+    cert: Option<PathBuf>,
+    /// The private key of --cert, PEM.
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    key: Option<PathBuf>,
     /// RFC 5705 exporter label used with --print-export.
     #[arg(long, value_name = "LABEL", default_value = DEFAULT_LABEL)]
     label: String,
@@ -82,6 +101,9 @@ pub struct ListenArgs {
     /// Address to bind.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1")]
     bind: IpAddr,
+    /// Require client certificates chaining to these PEM trust anchors (certificate suites).
+    #[arg(long = "client-ca", value_name = "FILE")]
+    client_ca: Option<PathBuf>,
     #[command(flatten)]
     common: CommonArgs,
 }
@@ -97,6 +119,20 @@ pub struct ConnectArgs {
     /// SNI host name (default: HOST when it is a name; an IP address is never sent as SNI).
     #[arg(long, value_name = "NAME")]
     sni: Option<String>,
+    /// Authenticate the server by certificate: PEM trust anchors (offers only ECDHE-ECDSA).
+    #[arg(long, value_name = "FILE")]
+    ca: Option<PathBuf>,
+    /// dNSName the server certificate must carry, exactly (default: the SNI, else HOST).
+    #[arg(
+        long = "peer-name",
+        value_name = "NAME",
+        requires = "ca",
+        conflicts_with = "peer_uri"
+    )]
+    peer_name: Option<String>,
+    /// URI SubjectAltName the server certificate must carry instead (e.g. an absolute AE-ID).
+    #[arg(long = "peer-uri", value_name = "URI", requires = "ca")]
+    peer_uri: Option<String>,
     #[command(flatten)]
     common: CommonArgs,
 }
@@ -111,6 +147,12 @@ struct HandshakeLine<'a> {
     sni: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     export: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    credential: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    subject_alt_names: Option<&'a [String]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bound_identity: Option<&'a str>,
 }
 
 /// One JSON line: a failed handshake.
@@ -122,16 +164,32 @@ struct ErrorLine<'a> {
 
 /// Validated credentials and options.
 struct Common {
-    identity: PskIdentity,
-    psk: Psk,
+    psk: Option<(PskIdentity, Psk)>,
+    cert: Option<CertCredential>,
     label: Option<String>,
     timeout: Duration,
 }
 
 fn common(c: &CommonArgs) -> Result<Common, CliError> {
-    let identity = PskIdentity::new(&c.psk_id).map_err(|e| CliError::arg("--psk-id", e))?;
-    let key = hex_arg("--psk", &c.psk)?;
-    let psk = Psk::new(&key).map_err(|e| CliError::arg("--psk", e))?;
+    let psk = match (&c.psk_id, &c.psk) {
+        (Some(id), Some(hex)) => {
+            let identity = PskIdentity::new(id).map_err(|e| CliError::arg("--psk-id", e))?;
+            let key = hex_arg("--psk", hex)?;
+            let psk = Psk::new(&key).map_err(|e| CliError::arg("--psk", e))?;
+            Some((identity, psk))
+        }
+        (Some(_), None) => return Err(CliError::arg("--psk", "required with --psk-id")),
+        (None, Some(_)) => return Err(CliError::arg("--psk-id", "required with --psk")),
+        (None, None) => None,
+    };
+    let cert = match (&c.cert, &c.key) {
+        (Some(cert), Some(key)) => {
+            let chain = read_file("--cert", cert)?;
+            let key = Zeroizing::new(read_file("--key", key)?);
+            Some(CertCredential::from_pem(&chain, &key).map_err(|e| CliError::arg("--cert", e))?)
+        }
+        _ => None,
+    };
     if c.label.is_empty() || !c.label.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(CliError::arg(
             "--label",
@@ -142,11 +200,15 @@ fn common(c: &CommonArgs) -> Result<Common, CliError> {
         return Err(CliError::arg("--timeout", "must be at least 1 second"));
     }
     Ok(Common {
-        identity,
         psk,
+        cert,
         label: c.print_export.then(|| c.label.clone()),
         timeout: Duration::from_secs(c.timeout),
     })
+}
+
+fn anchors(arg: &str, path: &Path) -> Result<TrustAnchors, CliError> {
+    TrustAnchors::from_pem(&read_file(arg, path)?).map_err(|e| CliError::arg(arg, e))
 }
 
 fn emit(line: &impl Serialize) {
@@ -167,6 +229,7 @@ fn emit_handshake(peer: &Peer, export: Option<Result<String, m2msec_tls::Error>>
             return;
         }
     };
+    let cert = peer.credential == CredentialKind::Certificate;
     emit(&HandshakeLine {
         peer: peer.addr.to_string(),
         protocol: peer.protocol.as_str(),
@@ -174,6 +237,13 @@ fn emit_handshake(peer: &Peer, export: Option<Result<String, m2msec_tls::Error>>
         psk_identity: peer.psk_identity.as_ref().map(|p| p.as_str()),
         sni: peer.sni.as_deref(),
         export,
+        credential: cert.then_some("certificate"),
+        subject_alt_names: cert.then_some(peer.subject_alt_names.as_slice()),
+        bound_identity: if cert {
+            peer.bound_identity.as_ref().map(|b| b.as_str())
+        } else {
+            None
+        },
     });
 }
 
@@ -205,9 +275,35 @@ pub fn run(cmd: ProbeCmd) -> Result<ExitCode, CliError> {
 
 fn listen(a: ListenArgs) -> Result<ExitCode, CliError> {
     let c = common(&a.common)?;
-    let table = PskTable::new();
-    table.insert(c.identity.clone(), c.psk.clone());
-    let mut cfg = ServerConfig::psk(Arc::new(table));
+    let mut cfg = match (c.psk.clone(), c.cert.clone()) {
+        (Some((id, key)), cert) => {
+            let table = PskTable::new();
+            table.insert(id, key);
+            match cert {
+                Some(cert) => {
+                    let mut certs = ServerCertificates::new();
+                    certs.set_default(cert);
+                    ServerConfig::infrastructure(Arc::new(table), certs)
+                }
+                None => ServerConfig::psk(Arc::new(table)),
+            }
+        }
+        (None, Some(cert)) => {
+            let mut certs = ServerCertificates::new();
+            certs.set_default(cert);
+            ServerConfig::certificates(certs)
+        }
+        (None, None) => return Err(CliError::arg("--psk-id", "required (or --cert and --key)")),
+    };
+    if let Some(ca) = &a.client_ca {
+        if cfg.certificates.is_none() {
+            return Err(CliError::arg("--client-ca", "requires --cert and --key"));
+        }
+        cfg.client_auth = Some(ClientAuth {
+            anchors: anchors("--client-ca", ca)?,
+            allowed: Vec::new(),
+        });
+    }
     cfg.handshake_timeout = c.timeout;
     let addr = SocketAddr::new(a.bind, a.port);
     let label = c.label.clone();
@@ -294,7 +390,31 @@ fn connect(a: ConnectArgs) -> Result<ExitCode, CliError> {
             ));
         }
     }
-    let mut cfg = ClientConfig::psk(c.identity, c.psk);
+    let mut cfg = match (&a.ca, c.psk) {
+        (Some(ca), _) => {
+            let expected = match (&a.peer_uri, &a.peer_name) {
+                (Some(uri), _) => ExpectedName::Uri(uri.clone()),
+                (None, Some(name)) => ExpectedName::Dns(name.clone()),
+                (None, None) => match a.sni.clone().or_else(|| sni_for_host(&host)) {
+                    Some(name) => ExpectedName::Dns(name),
+                    None => {
+                        return Err(CliError::arg(
+                            "--peer-name",
+                            "required when HOST is an IP address",
+                        ))
+                    }
+                },
+            };
+            ClientConfig::certificate(anchors("--ca", ca)?, expected, c.cert)
+        }
+        (None, Some((id, key))) => {
+            if c.cert.is_some() {
+                return Err(CliError::arg("--cert", "a client certificate needs --ca"));
+            }
+            ClientConfig::psk(id, key)
+        }
+        (None, None) => return Err(CliError::arg("--psk-id", "required (or --ca)")),
+    };
     cfg.handshake_timeout = c.timeout;
     let label = c.label;
     let rt = runtime()?;

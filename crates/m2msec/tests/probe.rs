@@ -333,3 +333,155 @@ fn probe_listen_with_openssl_s_client() {
     assert_eq!(s["export"], theirs);
     assert_eq!(s["sni"], "mef.example.com");
 }
+
+/// A P-256 CA and a server leaf for `in-cse.example.com`, made with the `openssl` CLI.
+fn make_pki(dir: &std::path::Path) {
+    let run = |args: &[&str]| {
+        let o = Command::new("openssl")
+            .current_dir(dir)
+            .args(args)
+            .output()
+            .expect("run openssl");
+        assert!(
+            o.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-days",
+        "2",
+    ];
+    let mut ca = vec![
+        "req",
+        "-x509",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-subj",
+        "/CN=probe test CA",
+    ];
+    ca.extend(ec);
+    ca.extend([
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign",
+    ]);
+    run(&ca);
+    let mut srv = vec![
+        "req",
+        "-x509",
+        "-keyout",
+        "srv.key",
+        "-out",
+        "srv.pem",
+        "-subj",
+        "/CN=in-cse",
+    ];
+    srv.extend(ec);
+    srv.extend([
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-addext",
+        "subjectAltName=DNS:in-cse.example.com",
+    ]);
+    srv.extend([
+        "-addext",
+        "keyUsage=critical,digitalSignature",
+        "-addext",
+        "basicConstraints=CA:FALSE",
+    ]);
+    run(&srv);
+}
+
+/// `probe listen --cert` + `probe connect --ca`: ECDHE-ECDSA over TLS and DTLS, matching
+/// exports, the SAN reported; a wrong `--peer-name` fails with exit 1.
+#[test]
+fn probe_certificates_listen_and_connect() {
+    let found = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join("openssl").is_file()))
+        .unwrap_or(false);
+    assert!(
+        found,
+        "`openssl` not found in PATH: install it with `apt-get install -y openssl`"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    make_pki(dir.path());
+    let f = |n: &str| dir.path().join(n).display().to_string();
+    for (transport, cipher) in [
+        ("--tls", "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256"),
+        ("--dtls", "TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8"),
+    ] {
+        let server = Proc::spawn(m2msec().args([
+            "probe",
+            "listen",
+            transport,
+            "--port",
+            "0",
+            "--cert",
+            &f("srv.pem"),
+            "--key",
+            &f("srv.key"),
+            "--print-export",
+            "--timeout",
+            "5",
+        ]));
+        let line = server.stderr_line_with("listening on ");
+        let port = line
+            .rsplit_once(':')
+            .unwrap()
+            .1
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .to_string();
+        let target = format!("127.0.0.1:{port}");
+        let mut cmd = m2msec();
+        cmd.args(["probe", "connect", transport, &target, "--ca", &f("ca.pem")]);
+        cmd.args([
+            "--sni",
+            "in-cse.example.com",
+            "--print-export",
+            "--timeout",
+            "5",
+        ]);
+        let (code, out, err) = Proc::spawn(&mut cmd).finish();
+        assert_eq!(code, Some(0), "{out:?} {err:?}");
+        let c = json(&out[0]);
+        let s = json(&server.stdout_line());
+        assert_eq!(c["cipher"], cipher);
+        assert_eq!(c["credential"], "certificate");
+        assert_eq!(c["subject_alt_names"][0], "in-cse.example.com");
+        assert_eq!(c["bound_identity"], "in-cse.example.com");
+        assert!(c["psk_identity"].is_null());
+        assert_eq!(c["export"], s["export"]);
+        assert_eq!(s["sni"], "in-cse.example.com");
+
+        let mut cmd = m2msec();
+        cmd.args(["probe", "connect", transport, &target, "--ca", &f("ca.pem")]);
+        cmd.args([
+            "--sni",
+            "in-cse.example.com",
+            "--peer-name",
+            "mn-cse.example.com",
+            "--timeout",
+            "3",
+        ]);
+        let (code, out, _) = Proc::spawn(&mut cmd).finish();
+        assert_eq!(code, Some(1), "{out:?}");
+        let e = json(&out[0]);
+        assert!(
+            e["error"].as_str().unwrap().contains("hostname mismatch"),
+            "{e}"
+        );
+    }
+}

@@ -17,8 +17,10 @@ use std::time::Duration;
 
 use zeroize::Zeroizing;
 
+use crate::cert::{CertCredential, ExpectedName, TrustAnchors};
 use crate::error::{Error, Result};
 use crate::peer::BoundIdentity;
+use crate::rpk::PkId;
 
 /// OpenSSL's limit on `psk_identity` (PSK_MAX_IDENTITY_LEN, BRIEF §2.1).
 pub const MAX_PSK_IDENTITY_LEN: usize = 256;
@@ -210,13 +212,49 @@ impl Default for SuitePolicy {
 /// Default handshake deadline.
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// Client configuration: one PSK credential (TS-0003 §8.2.2.1, Entity A).
+/// What a client authenticates with (TS-0003 §8.2.2.1, §8.2.2.2).
+#[derive(Clone, Debug)]
+pub enum ClientCredential {
+    /// RFC 4279 PSK: `psk_identity` sent to the server and the key.
+    Psk {
+        /// The identifier sent as `psk_identity`.
+        identity: PskIdentity,
+        /// The key.
+        key: Psk,
+    },
+    /// ECDHE-ECDSA: the server's chain must reach `anchors` and its leaf must carry one of
+    /// `expected` as SubjectAltName; `own` is presented if the server asks for a certificate.
+    Certificate {
+        /// Our certificate and key (mutual authentication), if any.
+        own: Option<CertCredential>,
+        /// Trust anchors for the server's chain.
+        anchors: TrustAnchors,
+        /// Names the server's certificate must carry (exact match, at least one).
+        expected: Vec<ExpectedName>,
+    },
+    /// ECDHE-ECDSA with an RFC 7250 raw public key: the server's P-256 key must have one of the
+    /// RFC 6920 identifiers in `expected` (needs OpenSSL >= 3.2).
+    RawPublicKey {
+        /// Accepted server key identifiers (at least one).
+        expected: Vec<PkId>,
+    },
+}
+
+impl ClientCredential {
+    /// The `psk_identity`, for PSK credentials.
+    pub fn psk_identity(&self) -> Option<&PskIdentity> {
+        match self {
+            ClientCredential::Psk { identity, .. } => Some(identity),
+            ClientCredential::Certificate { .. } | ClientCredential::RawPublicKey { .. } => None,
+        }
+    }
+}
+
+/// Client configuration (TS-0003 §8.2.2, Entity A).
 #[derive(Clone, Debug)]
 pub struct ClientConfig {
-    /// `psk_identity` sent to the server.
-    pub psk_identity: PskIdentity,
-    /// The key.
-    pub psk: Psk,
+    /// The credential.
+    pub credential: ClientCredential,
     /// IdB, the identity the SA binds to on this side (e.g. the server's CSE-ID), if configured.
     pub peer_id: Option<String>,
     /// Offered suites.
@@ -226,23 +264,111 @@ pub struct ClientConfig {
 }
 
 impl ClientConfig {
-    /// A PSK client with default suites and timeout.
+    /// A PSK client offering the PSK suites.
     pub fn psk(psk_identity: PskIdentity, psk: Psk) -> Self {
         ClientConfig {
-            psk_identity,
-            psk,
+            credential: ClientCredential::Psk {
+                identity: psk_identity,
+                key: psk,
+            },
             peer_id: None,
             suites: SuitePolicy::default(),
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
         }
     }
+
+    /// A raw-public-key client (RFC 7250) offering the ECDHE-ECDSA suites.
+    pub fn raw_public_key(expected: PkId) -> Self {
+        ClientConfig {
+            credential: ClientCredential::RawPublicKey {
+                expected: vec![expected],
+            },
+            peer_id: None,
+            suites: SuitePolicy {
+                psk: false,
+                psk_forward_secret: false,
+                ecdhe_ecdsa: true,
+            },
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+        }
+    }
+
+    /// A certificate client offering the ECDHE-ECDSA suites.
+    pub fn certificate(
+        anchors: TrustAnchors,
+        expected: ExpectedName,
+        own: Option<CertCredential>,
+    ) -> Self {
+        ClientConfig {
+            credential: ClientCredential::Certificate {
+                own,
+                anchors,
+                expected: vec![expected],
+            },
+            peer_id: None,
+            suites: SuitePolicy {
+                psk: false,
+                psk_forward_secret: false,
+                ecdhe_ecdsa: true,
+            },
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+        }
+    }
 }
 
-/// Server configuration (TS-0003 §8.2.2.1, Entity B).
+/// A server's certificates, selected by the SNI host name (one per authority).
+#[derive(Clone, Debug, Default)]
+pub struct ServerCertificates {
+    by_authority: HashMap<String, CertCredential>,
+    default: Option<CertCredential>,
+}
+
+impl ServerCertificates {
+    /// No certificates.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The certificate served to clients naming `authority` in SNI.
+    pub fn insert(&mut self, authority: &str, cred: CertCredential) {
+        self.by_authority
+            .insert(authority.to_ascii_lowercase(), cred);
+    }
+
+    /// The certificate served when SNI is absent or names no configured authority.
+    pub fn set_default(&mut self, cred: CertCredential) {
+        self.default = Some(cred);
+    }
+
+    /// The credential for `sni`.
+    pub fn select(&self, sni: Option<&str>) -> Option<&CertCredential> {
+        sni.and_then(|s| self.by_authority.get(&s.to_ascii_lowercase()))
+            .or(self.default.as_ref())
+    }
+}
+
+/// Client-certificate authentication on a server (Entity B gets A's trust anchor).
+#[derive(Clone, Debug)]
+pub struct ClientAuth {
+    /// Anchors for the client's chain.
+    pub anchors: TrustAnchors,
+    /// Names the client certificate must carry (empty: any; the identity is then taken from
+    /// the certificate's URI or dNSName).
+    pub allowed: Vec<ExpectedName>,
+}
+
+/// Server configuration (TS-0003 §8.2.2, Entity B).
 #[derive(Clone)]
 pub struct ServerConfig {
-    /// The PSK credential source.
-    pub psk: Arc<dyn PskResolver>,
+    /// The PSK credential source (None: no PSK suites are usable).
+    pub psk: Option<Arc<dyn PskResolver>>,
+    /// Our certificates by authority (None: no certificate suites are usable).
+    pub certificates: Option<ServerCertificates>,
+    /// Require and verify client certificates in certificate handshakes.
+    pub client_auth: Option<ClientAuth>,
+    /// Also offer our key as an RFC 7250 raw public key (preferred when the client asks for
+    /// it; X.509 otherwise). Needs OpenSSL >= 3.2.
+    pub offer_raw_public_key: bool,
     /// Authorities (SNI host names) this server answers for; None accepts any name. A client
     /// naming another authority is refused with `unrecognized_name`.
     pub authorities: Option<Vec<String>>,
@@ -258,11 +384,41 @@ impl ServerConfig {
     /// A PSK server with default suites, any SNI accepted.
     pub fn psk(resolver: Arc<dyn PskResolver>) -> Self {
         ServerConfig {
-            psk: resolver,
+            psk: Some(resolver),
+            certificates: None,
+            client_auth: None,
+            offer_raw_public_key: false,
             authorities: None,
             require_sni: false,
             suites: SuitePolicy::default(),
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+        }
+    }
+
+    /// A certificate-only server (ECDHE-ECDSA suites).
+    pub fn certificates(certs: ServerCertificates) -> Self {
+        ServerConfig {
+            psk: None,
+            certificates: Some(certs),
+            suites: SuitePolicy {
+                psk: false,
+                psk_forward_secret: false,
+                ecdhe_ecdsa: true,
+            },
+            ..ServerConfig::psk(Arc::new(PskTable::new()))
+        }
+    }
+
+    /// A server in the IN role: offers every mandated suite, PSK and ECDHE-ECDSA (BRIEF §2.1).
+    pub fn infrastructure(resolver: Arc<dyn PskResolver>, certs: ServerCertificates) -> Self {
+        ServerConfig {
+            certificates: Some(certs),
+            suites: SuitePolicy {
+                psk: true,
+                psk_forward_secret: false,
+                ecdhe_ecdsa: true,
+            },
+            ..ServerConfig::psk(resolver)
         }
     }
 }
@@ -270,11 +426,15 @@ impl ServerConfig {
 impl fmt::Debug for ServerConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ServerConfig")
+            .field("psk", &self.psk.is_some())
+            .field("certificates", &self.certificates)
+            .field("client_auth", &self.client_auth)
+            .field("offer_raw_public_key", &self.offer_raw_public_key)
             .field("authorities", &self.authorities)
             .field("require_sni", &self.require_sni)
             .field("suites", &self.suites)
             .field("handshake_timeout", &self.handshake_timeout)
-            .finish_non_exhaustive()
+            .finish()
     }
 }
 

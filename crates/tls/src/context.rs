@@ -15,14 +15,17 @@ use openssl::ex_data::Index;
 use openssl::pkey::PKey;
 use openssl::sign::Signer;
 use openssl::ssl::{
-    NameType, SniError, Ssl, SslAlert, SslContext, SslContextBuilder, SslMethod, SslOptions,
-    SslSessionCacheMode, SslVersion,
+    NameType, SniError, Ssl, SslAlert, SslContext, SslContextBuilder, SslMethod, SslMode,
+    SslOptions, SslSessionCacheMode, SslVerifyMode, SslVersion,
 };
+use openssl::x509::{X509StoreContextRef, X509VerifyResult};
 use zeroize::Zeroizing;
 
-use crate::config::{ClientConfig, PskIdentity, ServerConfig, SuitePolicy};
+use crate::cert::{self, CertCredential, ExpectedName, LeafProblem};
+use crate::config::{ClientConfig, ClientCredential, PskIdentity, ServerConfig, SuitePolicy};
 use crate::error::{Error, Result};
 use crate::peer::BoundIdentity;
+use crate::rpk::PkId;
 
 /// Transport flavour of a context.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -99,10 +102,16 @@ fn base(transport: Transport, policy: SuitePolicy) -> Result<SslContextBuilder> 
     b.set_cipher_list(&list)?;
     b.set_ciphersuites("")?;
     b.set_session_cache_mode(SslSessionCacheMode::OFF);
+    // Free the record buffers of idle connections (many idle DTLS sessions on one port).
+    b.set_mode(SslMode::RELEASE_BUFFERS);
     if policy.psk && policy.psk_forward_secret {
         crate::ffi::set_dh_auto(&mut b);
     }
     b.set_groups_list("P-256:X25519")?;
+    if policy.ecdhe_ecdsa {
+        // RFC 8422 with P-256 and SHA-256 only (BRIEF §2.5).
+        b.set_sigalgs_list("ECDSA+SHA256")?;
+    }
     Ok(b)
 }
 
@@ -127,29 +136,154 @@ pub(crate) fn peer_addr_index() -> Result<Index<Ssl, SocketAddr>> {
         .ok_or_else(|| Error::Config("cannot allocate SSL ex_data index".into()))
 }
 
-/// Build a client context for one PSK credential.
+/// Build a client context for one credential.
 pub fn client_context(transport: Transport, cfg: &ClientConfig) -> Result<SslContext> {
     let mut b = base(transport, cfg.suites)?;
-    let identity = cfg.psk_identity.clone();
-    let key = cfg.psk.clone();
-    b.set_psk_client_callback(move |_ssl, _hint, id_out, key_out| {
-        let id = identity.as_str().as_bytes();
-        let k = key.expose();
-        // The identity is written NUL-terminated; both lengths were validated at construction
-        // against OpenSSL's own buffer sizes, but check again rather than index out of bounds.
-        if id.len() >= id_out.len() || k.len() > key_out.len() {
-            return Ok(0);
+    match &cfg.credential {
+        ClientCredential::Psk { identity, key } => {
+            let identity = identity.clone();
+            let key = key.clone();
+            b.set_psk_client_callback(move |_ssl, _hint, id_out, key_out| {
+                let id = identity.as_str().as_bytes();
+                let k = key.expose();
+                // The identity is written NUL-terminated; both lengths were validated at
+                // construction against OpenSSL's buffer sizes, but never index out of bounds.
+                if id.len() >= id_out.len() || k.len() > key_out.len() {
+                    return Ok(0);
+                }
+                id_out[..id.len()].copy_from_slice(id);
+                id_out[id.len()] = 0;
+                key_out[..k.len()].copy_from_slice(k);
+                Ok(k.len())
+            });
         }
-        id_out[..id.len()].copy_from_slice(id);
-        id_out[id.len()] = 0;
-        key_out[..k.len()].copy_from_slice(k);
-        Ok(k.len())
-    });
+        ClientCredential::Certificate {
+            own,
+            anchors,
+            expected,
+        } => {
+            if expected.is_empty() {
+                return Err(Error::Config(
+                    "a certificate client needs the server's expected name".into(),
+                ));
+            }
+            b.set_cert_store(anchors.store()?);
+            let expected = expected.clone();
+            b.set_verify_callback(SslVerifyMode::PEER, move |ok, ctx| {
+                verify_peer(ok, ctx, &expected)
+            });
+            if let Some(own) = own {
+                install_own(&mut b, own)?;
+            }
+        }
+        ClientCredential::RawPublicKey { expected } => {
+            if expected.is_empty() {
+                return Err(Error::Config(
+                    "a raw-public-key client needs the server's key identifier".into(),
+                ));
+            }
+            raw_key_client(&mut b, expected)?;
+        }
+    }
     Ok(b.build())
 }
 
-/// Build a server context: PSK resolution through the credential source, selected by SNI.
-/// For DTLS, `cookie_secret` enables the cookie callbacks used by `DTLSv1_listen`.
+#[cfg(m2msec_rpk)]
+fn raw_key_client(b: &mut SslContextBuilder, expected: &[PkId]) -> Result<()> {
+    crate::ffi::set_server_cert_types(b, &[crate::ffi::CERT_TYPE_RPK])?;
+    let expected = expected.to_vec();
+    b.set_verify_callback(SslVerifyMode::PEER, move |_ok, ctx| {
+        // A raw key arrives with "untrusted" preset (no chain): the identifier decides.
+        match crate::ffi::store_ctx_rpk_der(ctx) {
+            Some(der) => {
+                let ok = crate::rpk::check_raw_key(&der, &expected).is_some();
+                if !ok {
+                    tracing::info!(
+                        "peer raw public key refused: not P-256 or not the configured pkID"
+                    );
+                }
+                ok
+            }
+            None => {
+                tracing::info!(
+                    "peer sent an X.509 certificate where a raw public key was configured"
+                );
+                false
+            }
+        }
+    });
+    Ok(())
+}
+
+#[cfg(not(m2msec_rpk))]
+fn raw_key_client(_b: &mut SslContextBuilder, _expected: &[PkId]) -> Result<()> {
+    Err(crate::rpk::unsupported())
+}
+
+#[cfg(m2msec_rpk)]
+fn offer_raw_key(b: &mut SslContextBuilder) -> Result<()> {
+    use crate::ffi::{CERT_TYPE_RPK, CERT_TYPE_X509};
+    crate::ffi::set_server_cert_types(b, &[CERT_TYPE_RPK, CERT_TYPE_X509])?;
+    Ok(())
+}
+
+#[cfg(not(m2msec_rpk))]
+fn offer_raw_key(_b: &mut SslContextBuilder) -> Result<()> {
+    Err(crate::rpk::unsupported())
+}
+
+fn install_own(b: &mut SslContextBuilder, own: &CertCredential) -> Result<()> {
+    let leaf = own
+        .leaf()
+        .ok_or_else(|| Error::Config("empty certificate chain".into()))?;
+    b.set_certificate(leaf)?;
+    b.set_private_key(&own.key)?;
+    for c in own.intermediates() {
+        b.add_extra_chain_cert(c.clone())?;
+    }
+    Ok(())
+}
+
+/// Certificate verification: OpenSSL's path validation result, then the oneM2M leaf profile.
+fn verify_peer(
+    preverify_ok: bool,
+    ctx: &mut X509StoreContextRef,
+    expected: &[ExpectedName],
+) -> bool {
+    if !preverify_ok {
+        tracing::info!(
+            depth = ctx.error_depth(),
+            error = %ctx.error().error_string(),
+            "peer certificate chain refused"
+        );
+        return false;
+    }
+    if ctx.error_depth() != 0 {
+        return true;
+    }
+    let Some(leaf) = ctx.current_cert() else {
+        return false;
+    };
+    match cert::check_leaf(leaf, expected) {
+        Ok(()) => true,
+        Err(problem) => {
+            tracing::info!(reason = %problem, "peer certificate refused");
+            let result = match problem {
+                LeafProblem::NameMismatch | LeafProblem::Wildcard => {
+                    crate::ffi::verify_result_hostname_mismatch()
+                }
+                LeafProblem::NoDigitalSignature => crate::ffi::verify_result_invalid_purpose(),
+                LeafProblem::NotP256 => X509VerifyResult::APPLICATION_VERIFICATION,
+            };
+            ctx.set_error(result);
+            false
+        }
+    }
+}
+
+/// Build a server context: PSK resolution through the credential source and certificates, both
+/// selected by SNI. For DTLS, `cookie_secret` enables the cookie callbacks used by
+/// `DTLSv1_listen`.
 pub fn server_context(
     transport: Transport,
     cfg: &ServerConfig,
@@ -163,6 +297,7 @@ pub fn server_context(
         .as_ref()
         .map(|v| v.iter().map(|a| a.to_ascii_lowercase()).collect());
     let require_sni = cfg.require_sni;
+    let certs = cfg.certificates.clone();
     b.set_servername_callback(move |ssl, alert| {
         let sni = ssl
             .servername(NameType::HOST_NAME)
@@ -171,37 +306,74 @@ pub fn server_context(
             (None, _) if require_sni => {
                 tracing::info!("TLS client sent no SNI; refused");
                 *alert = SslAlert::UNRECOGNIZED_NAME;
-                Err(SniError::ALERT_FATAL)
+                return Err(SniError::ALERT_FATAL);
             }
             (Some(name), Some(list)) if !list.iter().any(|a| a == name) => {
                 tracing::info!(sni = %name, "TLS client asked for an unknown authority; refused");
                 *alert = SslAlert::UNRECOGNIZED_NAME;
-                Err(SniError::ALERT_FATAL)
+                return Err(SniError::ALERT_FATAL);
             }
-            _ => Ok(()),
+            _ => {}
         }
+        if let Some(cred) = certs.as_ref().and_then(|c| c.select(sni.as_deref())) {
+            let installed = cred
+                .leaf()
+                .map(|leaf| ssl.set_certificate(leaf))
+                .transpose()
+                .and_then(|_| ssl.set_private_key(&cred.key))
+                .and_then(|_| {
+                    cred.intermediates()
+                        .try_for_each(|c| ssl.add_chain_cert(c.clone()))
+                });
+            if installed.is_err() {
+                tracing::warn!(sni = ?sni, "cannot install the server certificate");
+                *alert = SslAlert::INTERNAL_ERROR;
+                return Err(SniError::ALERT_FATAL);
+            }
+        }
+        Ok(())
     });
 
-    let resolver = cfg.psk.clone();
-    b.set_psk_server_callback(move |ssl, identity, key_out| {
-        let sni = ssl.servername(NameType::HOST_NAME).map(str::to_ascii_lowercase);
-        let Some(id) = identity.and_then(PskIdentity::from_wire) else {
-            tracing::info!(sni = ?sni, "TLS-PSK: psk_identity missing or not UTF-8; refused");
-            return Ok(0);
-        };
-        let Some(entry) = resolver.resolve(sni.as_deref(), &id) else {
-            tracing::info!(sni = ?sni, psk_identity = %id, "TLS-PSK: unknown psk_identity; refused");
-            return Ok(0);
-        };
-        let k = entry.key.expose();
-        if k.len() > key_out.len() {
-            tracing::warn!(psk_identity = %id, "TLS-PSK: key longer than OpenSSL accepts; refused");
-            return Ok(0);
+    if let Some(resolver) = cfg.psk.clone() {
+        b.set_psk_server_callback(move |ssl, identity, key_out| {
+            let sni = ssl.servername(NameType::HOST_NAME).map(str::to_ascii_lowercase);
+            let Some(id) = identity.and_then(PskIdentity::from_wire) else {
+                tracing::info!(sni = ?sni, "TLS-PSK: psk_identity missing or not UTF-8; refused");
+                return Ok(0);
+            };
+            let Some(entry) = resolver.resolve(sni.as_deref(), &id) else {
+                tracing::info!(sni = ?sni, psk_identity = %id, "TLS-PSK: unknown psk_identity; refused");
+                return Ok(0);
+            };
+            let k = entry.key.expose();
+            if k.len() > key_out.len() {
+                tracing::warn!(psk_identity = %id, "TLS-PSK: key longer than OpenSSL accepts; refused");
+                return Ok(0);
+            }
+            key_out[..k.len()].copy_from_slice(k);
+            ssl.set_ex_data(binding_idx, PskBinding { identity: id, bound: entry.bound });
+            Ok(k.len())
+        });
+    }
+
+    if cfg.offer_raw_public_key {
+        if cfg.certificates.is_none() {
+            return Err(Error::Config(
+                "offering a raw public key needs a server certificate/key".into(),
+            ));
         }
-        key_out[..k.len()].copy_from_slice(k);
-        ssl.set_ex_data(binding_idx, PskBinding { identity: id, bound: entry.bound });
-        Ok(k.len())
-    });
+        offer_raw_key(&mut b)?;
+    }
+
+    if let Some(auth) = &cfg.client_auth {
+        b.set_verify_cert_store(auth.anchors.store()?)?;
+        b.set_cert_store(auth.anchors.store()?);
+        let allowed = auth.allowed.clone();
+        b.set_verify_callback(
+            SslVerifyMode::PEER | SslVerifyMode::FAIL_IF_NO_PEER_CERT,
+            move |ok, ctx| verify_peer(ok, ctx, &allowed),
+        );
+    }
 
     if let Some(secret) = cookie_secret {
         let addr_idx = peer_addr_index()?;

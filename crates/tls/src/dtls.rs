@@ -29,6 +29,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use crate::cert::ExpectedName;
 use crate::config::{sni_for_host, ClientConfig, ServerConfig};
 use crate::context::{self, CookieSecret, Transport};
 use crate::error::{self, Error, Result};
@@ -189,7 +190,7 @@ async fn drive_handshake(
                 }
                 wait_input(stream, link, deadline).await?;
             }
-            Err(e) => return Err(error::handshake_error(&e)),
+            Err(e) => return Err(error::handshake_error(&e, stream.ssl())),
         }
     }
 }
@@ -250,8 +251,9 @@ impl DtlsClient {
             addr,
             Role::Client,
             Protocol::Dtls12,
-            Some(self.cfg.psk_identity.clone()),
+            self.cfg.credential.psk_identity().cloned(),
             bound,
+            crate::tls::expected_names(&self.cfg),
         );
         peer.sni = sni.map(str::to_ascii_lowercase);
         Ok(DtlsSession {
@@ -422,6 +424,12 @@ impl DtlsServer {
             peers: HashMap::new(),
             counters: counters.clone(),
             accept_tx,
+            client_names: cfg
+                .client_auth
+                .as_ref()
+                .map(|a| a.allowed.clone())
+                .unwrap_or_default()
+                .into(),
         };
         let task = tokio::spawn(demux.run());
         Ok(DtlsServer {
@@ -483,6 +491,7 @@ struct Demux {
     peers: HashMap<SocketAddr, PeerSlot>,
     counters: Arc<Counters>,
     accept_tx: mpsc::Sender<Accepted>,
+    client_names: Arc<[ExpectedName]>,
 }
 
 /// A plausible DTLS ClientHello: handshake record, DTLS version, epoch 0, msg_type 1.
@@ -626,11 +635,12 @@ impl Demux {
         let timeout = self.handshake_timeout;
         let idle_timeout = self.opts.idle_timeout;
         let accept_tx = self.accept_tx.clone();
+        let client_names = self.client_names.clone();
         tokio::spawn(async move {
             let r = drive_handshake(&mut stream, &mut link, from, timeout).await;
             drop(guard);
             let item = match r {
-                Ok(()) => match session_peer(stream.ssl(), from) {
+                Ok(()) => match session_peer(stream.ssl(), from, &client_names) {
                     Ok(peer) => Ok(DtlsSession {
                         stream,
                         link,
@@ -649,7 +659,7 @@ impl Demux {
     }
 }
 
-fn session_peer(ssl: &SslRef, from: SocketAddr) -> Result<Peer> {
+fn session_peer(ssl: &SslRef, from: SocketAddr, client_names: &[ExpectedName]) -> Result<Peer> {
     let binding = ssl.ex_data(context::binding_index()?).cloned();
     let (identity, bound) = match binding {
         Some(b) => (Some(b.identity), Some(b.bound)),
@@ -662,6 +672,7 @@ fn session_peer(ssl: &SslRef, from: SocketAddr) -> Result<Peer> {
         Protocol::Dtls12,
         identity,
         bound,
+        client_names,
     ))
 }
 

@@ -43,9 +43,15 @@ pub enum Error {
 /// The channel layer's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// Turn an `openssl::ssl::Error` from a handshake into a readable reason.
-pub(crate) fn handshake_error(e: &openssl::ssl::Error) -> Error {
-    Error::Handshake(reason(e))
+/// Turn an `openssl::ssl::Error` from a handshake into a readable reason, with the
+/// certificate verification result when that is what failed.
+pub(crate) fn handshake_error(e: &openssl::ssl::Error, ssl: &openssl::ssl::SslRef) -> Error {
+    let mut r = reason(e);
+    let v = ssl.verify_result();
+    if v != openssl::x509::X509VerifyResult::OK {
+        r.push_str(&format!(" ({})", v.error_string()));
+    }
+    Error::Handshake(r)
 }
 
 /// The reason strings of an `openssl::ssl::Error`, joined with "; ".

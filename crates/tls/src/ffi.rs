@@ -1,6 +1,7 @@
 //! The few OpenSSL calls the `openssl` crate does not wrap: the DTLS timer (`DTLSv1_get_timeout`,
 //! `DTLSv1_handle_timeout`, both `SSL_ctrl` macros), stateless cookie exchange (`DTLSv1_listen`)
-//! and automatic DH parameters (`SSL_CTX_set_dh_auto`) for DHE-PSK.
+//! automatic DH parameters (`SSL_CTX_set_dh_auto`) for DHE-PSK, and two certificate
+//! verification result codes the crate does not name.
 //!
 //! This is the only module with `unsafe`. Every function takes a safe reference to an object
 //! owned by the `openssl` crate, so the pointers passed to OpenSSL are valid for the call.
@@ -13,15 +14,22 @@ use std::time::Duration;
 
 use foreign_types::ForeignTypeRef;
 use openssl::ssl::{SslContextBuilder, SslRef};
+use openssl::x509::X509VerifyResult;
 use openssl_sys as sys;
 
 const DTLS_CTRL_GET_TIMEOUT: c_int = 73;
 const DTLS_CTRL_HANDLE_TIMEOUT: c_int = 74;
 
+/// Opaque `BIO_ADDR` (openssl-sys declares it only for some OpenSSL versions).
+#[repr(C)]
+struct BioAddr {
+    _opaque: [u8; 0],
+}
+
 extern "C" {
-    fn DTLSv1_listen(s: *mut sys::SSL, client: *mut sys::BIO_ADDR) -> c_int;
-    fn BIO_ADDR_new() -> *mut sys::BIO_ADDR;
-    fn BIO_ADDR_free(a: *mut sys::BIO_ADDR);
+    fn DTLSv1_listen(s: *mut sys::SSL, client: *mut BioAddr) -> c_int;
+    fn BIO_ADDR_new() -> *mut BioAddr;
+    fn BIO_ADDR_free(a: *mut BioAddr);
     #[cfg(test)]
     fn SSL_get_cipher_list(s: *const sys::SSL, n: c_int) -> *const std::os::raw::c_char;
 }
@@ -122,10 +130,117 @@ pub(crate) fn dtls_listen(ssl: &SslRef) -> ListenOutcome {
     }
 }
 
+/// `X509_V_ERR_HOSTNAME_MISMATCH`, to report a SubjectAltName mismatch.
+pub(crate) fn verify_result_hostname_mismatch() -> X509VerifyResult {
+    // SAFETY: X509_V_ERR_HOSTNAME_MISMATCH is a valid verification result code.
+    unsafe { X509VerifyResult::from_raw(sys::X509_V_ERR_HOSTNAME_MISMATCH) }
+}
+
+/// `X509_V_ERR_INVALID_PURPOSE`, to report a keyUsage without digitalSignature.
+pub(crate) fn verify_result_invalid_purpose() -> X509VerifyResult {
+    // SAFETY: X509_V_ERR_INVALID_PURPOSE is a valid verification result code.
+    unsafe { X509VerifyResult::from_raw(sys::X509_V_ERR_INVALID_PURPOSE) }
+}
+
 /// Let OpenSSL choose DH parameters matching the suite strength (`SSL_CTX_set_dh_auto`).
 pub(crate) fn set_dh_auto(ctx: &mut SslContextBuilder) {
     // SAFETY: the builder owns a live SSL_CTX; SSL_CTRL_SET_DH_AUTO takes no pointer argument.
     unsafe {
         sys::SSL_CTX_set_dh_auto(ctx.as_ptr(), 1);
     }
+}
+
+/// RFC 7250 certificate types (`TLSEXT_cert_type_*`).
+#[cfg(m2msec_rpk)]
+pub(crate) const CERT_TYPE_X509: u8 = 0;
+/// Raw public key.
+#[cfg(m2msec_rpk)]
+pub(crate) const CERT_TYPE_RPK: u8 = 2;
+
+#[cfg(m2msec_rpk)]
+extern "C" {
+    fn SSL_CTX_set1_server_cert_type(
+        ctx: *mut sys::SSL_CTX,
+        val: *const u8,
+        len: libc::size_t,
+    ) -> c_int;
+    fn SSL_CTX_set1_client_cert_type(
+        ctx: *mut sys::SSL_CTX,
+        val: *const u8,
+        len: libc::size_t,
+    ) -> c_int;
+    fn SSL_get0_peer_rpk(s: *const sys::SSL) -> *mut sys::EVP_PKEY;
+    fn X509_STORE_CTX_get0_rpk(ctx: *const sys::X509_STORE_CTX) -> *mut sys::EVP_PKEY;
+}
+
+/// The server certificate types we accept (client) or offer (server), in preference order
+/// (`SSL_CTX_set1_server_cert_type`, OpenSSL >= 3.2).
+#[cfg(m2msec_rpk)]
+pub(crate) fn set_server_cert_types(
+    ctx: &mut SslContextBuilder,
+    types: &[u8],
+) -> Result<(), openssl::error::ErrorStack> {
+    // SAFETY: the builder owns a live SSL_CTX; OpenSSL copies `types` (pointer and length of a
+    // live slice) before returning.
+    let r = unsafe { SSL_CTX_set1_server_cert_type(ctx.as_ptr(), types.as_ptr(), types.len()) };
+    if r == 1 {
+        Ok(())
+    } else {
+        Err(openssl::error::ErrorStack::get())
+    }
+}
+
+/// The client certificate types (`SSL_CTX_set1_client_cert_type`, OpenSSL >= 3.2).
+#[cfg(m2msec_rpk)]
+#[allow(dead_code)]
+pub(crate) fn set_client_cert_types(
+    ctx: &mut SslContextBuilder,
+    types: &[u8],
+) -> Result<(), openssl::error::ErrorStack> {
+    // SAFETY: as in `set_server_cert_types`.
+    let r = unsafe { SSL_CTX_set1_client_cert_type(ctx.as_ptr(), types.as_ptr(), types.len()) };
+    if r == 1 {
+        Ok(())
+    } else {
+        Err(openssl::error::ErrorStack::get())
+    }
+}
+
+/// DER SubjectPublicKeyInfo of the raw public key under verification, if the peer sent one.
+#[cfg(m2msec_rpk)]
+pub(crate) fn store_ctx_rpk_der(ctx: &openssl::x509::X509StoreContextRef) -> Option<Vec<u8>> {
+    // SAFETY: `ctx` is live for the duration of the verify callback; X509_STORE_CTX_get0_rpk
+    // returns NULL or a pointer borrowed from it (not owned), valid while `ctx` is, and only
+    // used within this call.
+    unsafe {
+        let k = X509_STORE_CTX_get0_rpk(ctx.as_ptr());
+        if k.is_null() {
+            return None;
+        }
+        openssl::pkey::PKeyRef::<openssl::pkey::Public>::from_ptr(k)
+            .public_key_to_der()
+            .ok()
+    }
+}
+
+/// DER SubjectPublicKeyInfo of the peer's raw public key after a handshake, if one was used.
+#[cfg(m2msec_rpk)]
+pub(crate) fn peer_rpk_der(ssl: &SslRef) -> Option<Vec<u8>> {
+    // SAFETY: `ssl` is live; SSL_get0_peer_rpk returns NULL or a pointer borrowed from the
+    // session (not owned), used only within this call.
+    unsafe {
+        let k = SSL_get0_peer_rpk(ssl.as_ptr());
+        if k.is_null() {
+            return None;
+        }
+        openssl::pkey::PKeyRef::<openssl::pkey::Public>::from_ptr(k)
+            .public_key_to_der()
+            .ok()
+    }
+}
+
+/// Without OpenSSL >= 3.2 there is never a raw public key.
+#[cfg(not(m2msec_rpk))]
+pub(crate) fn peer_rpk_der(_ssl: &SslRef) -> Option<Vec<u8>> {
+    None
 }

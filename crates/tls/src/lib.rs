@@ -6,12 +6,15 @@
 //!
 //! * [`config`]: credentials ([`Psk`], [`PskIdentity`], the [`PskResolver`] credential source
 //!   and its in-memory [`PskTable`]) and client/server configuration;
+//! * [`cert`]: certificate credentials, trust anchors and the peer-certificate profile;
 //! * [`context`]: OpenSSL contexts pinned to version 1.2 with explicit cipher lists;
 //! * [`tls`]: TLS 1.2 over tokio TCP ([`TlsClient`], [`TlsServer`], [`TlsChannel`]);
 //! * [`dtls`]: DTLS 1.2 over tokio UDP, with a one-port multi-peer server ([`DtlsClient`],
 //!   [`DtlsServer`], [`DtlsSession`]);
 //! * [`exporter`]: RFC 5705 exports with the three oneM2M labels;
-//! * [`peer`]: the authenticated [`Peer`] of a security association.
+//! * [`peer`]: the authenticated [`Peer`] of a security association;
+//! * [`rpk`]: RFC 7250 raw public keys identified by RFC 6920 digests (OpenSSL >= 3.2);
+//! * [`seed004`]: seed 004's long-term shared key (Kx/KxID) installed after a certificate SA.
 //!
 //! Secrets (PSKs, exports) are zeroized on drop and redacted in `Debug`; logs name identities,
 //! never keys.
@@ -19,6 +22,7 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod cert;
 pub mod config;
 pub mod context;
 pub mod dtls;
@@ -26,10 +30,14 @@ pub mod error;
 pub mod exporter;
 mod ffi;
 pub mod peer;
+pub mod rpk;
+pub mod seed004;
 pub mod tls;
 
+pub use cert::{CertCredential, ExpectedName, TrustAnchors};
 pub use config::{
-    ClientConfig, Psk, PskIdentity, PskResolver, PskTable, ResolvedPsk, ServerConfig, SuitePolicy,
+    ClientAuth, ClientConfig, ClientCredential, Psk, PskIdentity, PskResolver, PskTable,
+    ResolvedPsk, ServerCertificates, ServerConfig, SuitePolicy,
 };
 pub use dtls::{
     AcceptError, Accepted, DtlsClient, DtlsOptions, DtlsServer, DtlsSession, DtlsStats,
@@ -37,6 +45,7 @@ pub use dtls::{
 pub use error::{Error, Result};
 pub use exporter::{ExportedKeyingMaterial, ExporterLabel, EXPORT_LEN};
 pub use peer::{BoundIdentity, CredentialKind, Peer, Protocol, Role};
+pub use rpk::{PkId, PkIdAlg};
 pub use tls::{TlsChannel, TlsClient, TlsServer};
 
 /// The version of the OpenSSL library in use (e.g. `OpenSSL 3.6.3 …`).

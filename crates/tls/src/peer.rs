@@ -9,7 +9,9 @@ use std::net::SocketAddr;
 
 use openssl::ssl::{NameType, SslRef};
 
+use crate::cert::{san_entries, ExpectedName, SanEntry};
 use crate::config::PskIdentity;
+use crate::rpk::{PkId, PkIdAlg};
 
 /// The identity a security association is bound to (TS-0003 §8.2.2.1–§8.2.2.3).
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -54,6 +56,10 @@ impl fmt::Display for BoundIdentity {
 pub enum CredentialKind {
     /// RFC 4279 pre-shared key.
     Psk,
+    /// X.509 certificate (ECDHE-ECDSA).
+    Certificate,
+    /// RFC 7250 raw public key (ECDHE-ECDSA).
+    RawPublicKey,
 }
 
 impl CredentialKind {
@@ -61,6 +67,8 @@ impl CredentialKind {
     pub fn as_str(self) -> &'static str {
         match self {
             CredentialKind::Psk => "psk",
+            CredentialKind::Certificate => "certificate",
+            CredentialKind::RawPublicKey => "raw_public_key",
         }
     }
 }
@@ -110,9 +118,12 @@ pub struct Peer {
     pub psk_identity: Option<PskIdentity>,
     /// The SNI host name (sent by us as client, received as server).
     pub sni: Option<String>,
-    /// The identity the SA is bound to, when known (server: from the credential source; client:
-    /// the configured IdB).
+    /// The identity the SA is bound to, when known (PSK server: from the credential source;
+    /// certificate: the SubjectAltName that matched, else the certificate's URI or dNSName;
+    /// client: the configured IdB when set).
     pub bound_identity: Option<BoundIdentity>,
+    /// SubjectAltNames (dNSName and URI values) of the peer's certificate, if it sent one.
+    pub subject_alt_names: Vec<String>,
 }
 
 impl Peer {
@@ -123,25 +134,61 @@ impl Peer {
         protocol: Protocol,
         psk_identity: Option<PskIdentity>,
         bound_identity: Option<BoundIdentity>,
+        expected: &[ExpectedName],
     ) -> Peer {
         let cipher = ssl
             .current_cipher()
             .map(|c| c.standard_name().unwrap_or(c.name()).to_string())
             .unwrap_or_default();
+        let is_psk = cipher.contains("PSK");
         let sni = ssl
             .servername(NameType::HOST_NAME)
             .map(str::to_ascii_lowercase);
-        let psk_identity =
-            psk_identity.or_else(|| ssl.psk_identity().and_then(PskIdentity::from_wire));
+        let sans = ssl
+            .peer_certificate()
+            .map(|c| san_entries(&c))
+            .unwrap_or_default();
+        let raw_key = if is_psk {
+            None
+        } else {
+            crate::ffi::peer_rpk_der(ssl)
+        };
+        let (credential, psk_identity, bound_identity) = if let Some(der) = raw_key {
+            // Credential-ID `30-<pkID>` (TS-0003 §8.2.2.2, BRIEF A6).
+            let id = PkId::of_spki(&der, PkIdAlg::Sha256)
+                .ok()
+                .map(|p| BoundIdentity::CredentialId(format!("30-{p}")));
+            (CredentialKind::RawPublicKey, None, bound_identity.or(id))
+        } else if is_psk {
+            let id = psk_identity.or_else(|| ssl.psk_identity().and_then(PskIdentity::from_wire));
+            (CredentialKind::Psk, id, bound_identity)
+        } else {
+            let from_cert = sans
+                .iter()
+                .find(|s| {
+                    expected.iter().any(|e| {
+                        e.as_str() == s.value() || e.as_str().eq_ignore_ascii_case(s.value())
+                    })
+                })
+                .or_else(|| sans.iter().find(|s| matches!(s, SanEntry::Uri(_))))
+                .or_else(|| sans.first())
+                .map(|s| BoundIdentity::Configured(s.value().to_string()));
+            (
+                CredentialKind::Certificate,
+                None,
+                bound_identity.or(from_cert),
+            )
+        };
         Peer {
             addr,
             role,
             protocol,
             cipher,
-            credential: CredentialKind::Psk,
+            credential,
             psk_identity,
             sni,
             bound_identity,
+            subject_alt_names: sans.iter().map(|s| s.value().to_string()).collect(),
         }
     }
 }

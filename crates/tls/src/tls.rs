@@ -14,7 +14,8 @@ use openssl::ssl::{Ssl, SslContext, SslRef};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
-use crate::config::{sni_for_host, ClientConfig, ServerConfig};
+use crate::cert::ExpectedName;
+use crate::config::{sni_for_host, ClientConfig, ClientCredential, ServerConfig};
 use crate::context::{self, Transport};
 use crate::error::{self, Error, Result};
 use crate::exporter::{self, ExportedKeyingMaterial, ExporterLabel};
@@ -61,7 +62,7 @@ impl TlsClient {
         let deadline = self.cfg.handshake_timeout;
         match tokio::time::timeout(deadline, Pin::new(&mut stream).connect()).await {
             Err(_) => return Err(Error::HandshakeTimeout(deadline)),
-            Ok(Err(e)) => return Err(error::handshake_error(&e)),
+            Ok(Err(e)) => return Err(error::handshake_error(&e, stream.ssl())),
             Ok(Ok(())) => {}
         }
         let bound = self.cfg.peer_id.clone().map(BoundIdentity::Configured);
@@ -70,8 +71,9 @@ impl TlsClient {
             addr,
             Role::Client,
             Protocol::Tls12,
-            Some(self.cfg.psk_identity.clone()),
+            self.cfg.credential.psk_identity().cloned(),
             bound,
+            expected_names(&self.cfg),
         );
         // OpenSSL reports the SNI only on the server side; record what we sent.
         peer.sni = sni.map(str::to_ascii_lowercase);
@@ -84,6 +86,7 @@ impl TlsClient {
 pub struct TlsServer {
     ctx: SslContext,
     handshake_timeout: Duration,
+    client_names: Vec<ExpectedName>,
 }
 
 impl TlsServer {
@@ -93,6 +96,11 @@ impl TlsServer {
         Ok(TlsServer {
             ctx,
             handshake_timeout: cfg.handshake_timeout,
+            client_names: cfg
+                .client_auth
+                .as_ref()
+                .map(|a| a.allowed.clone())
+                .unwrap_or_default(),
         })
     }
 
@@ -106,7 +114,7 @@ impl TlsServer {
         let deadline = self.handshake_timeout;
         match tokio::time::timeout(deadline, Pin::new(&mut stream).accept()).await {
             Err(_) => return Err(Error::HandshakeTimeout(deadline)),
-            Ok(Err(e)) => return Err(error::handshake_error(&e)),
+            Ok(Err(e)) => return Err(error::handshake_error(&e, stream.ssl())),
             Ok(Ok(())) => {}
         }
         let binding = stream.ssl().ex_data(context::binding_index()?).cloned();
@@ -121,6 +129,7 @@ impl TlsServer {
             Protocol::Tls12,
             identity,
             bound,
+            &self.client_names,
         );
         Ok(TlsChannel { stream, peer })
     }
@@ -198,5 +207,13 @@ impl AsyncWrite for TlsChannel {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
+
+/// The names a client expects on the server certificate (empty for PSK).
+pub(crate) fn expected_names(cfg: &ClientConfig) -> &[ExpectedName] {
+    match &cfg.credential {
+        ClientCredential::Certificate { expected, .. } => expected,
+        ClientCredential::Psk { .. } | ClientCredential::RawPublicKey { .. } => &[],
     }
 }

@@ -267,13 +267,18 @@ async fn dtls_psk_many_peers_on_one_port() {
 async fn dtls_wrong_key_fails_on_both_ends() {
     let mut server = DtlsServer::bind(
         "127.0.0.1:0".parse().unwrap(),
-        &ServerConfig::psk(table()),
+        &ServerConfig {
+            handshake_timeout: Duration::from_secs(3),
+            ..ServerConfig::psk(table())
+        },
         dtls_opts(),
     )
     .await
     .unwrap();
     let port = server.local_addr().port();
-    let c = DtlsClient::new(client("kpsa1@mef.example.com", "0102"), dtls_opts()).unwrap();
+    let mut cfg = client("kpsa1@mef.example.com", "0102");
+    cfg.handshake_timeout = Duration::from_secs(3);
+    let c = DtlsClient::new(cfg, dtls_opts()).unwrap();
     let r = c.connect("127.0.0.1", port, None).await;
     assert!(r.is_err(), "{r:?}");
     let a = tokio::time::timeout(T, server.accept())
