@@ -14,8 +14,10 @@
 //! certificate suites (alone or next to PSK), `--client-ca FILE` requires client certificates;
 //! `connect --ca FILE` authenticates the server by its chain to these anchors and an exact
 //! SubjectAltName match (`--peer-name`, default the SNI/HOST, or `--peer-uri`), optionally with
-//! `--cert/--key` as client certificate. Certificate handshakes add `"credential":"certificate"`,
-//! `"subject_alt_names"` and `"bound_identity"` to the JSON line.
+//! `--cert/--key` as client certificate. Raw public keys (RFC 7250): `listen --raw-key` offers
+//! the --cert key as a raw key, `connect --pk-id ni:///sha-256;…` accepts exactly that key.
+//! Certificate and raw-key handshakes add `"credential"` (`certificate` | `raw_public_key`),
+//! `"subject_alt_names"` and `"bound_identity"` (e.g. `30-ni:///sha-256;…`) to the JSON line.
 
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
@@ -28,8 +30,8 @@ use clap::{ArgGroup, Args, Subcommand};
 use m2msec_tls::config::sni_for_host;
 use m2msec_tls::{
     CertCredential, ClientAuth, ClientConfig, CredentialKind, DtlsClient, DtlsOptions, DtlsServer,
-    ExpectedName, ExportedKeyingMaterial, Peer, Psk, PskIdentity, PskTable, ServerCertificates,
-    ServerConfig, TlsClient, TlsServer, TrustAnchors,
+    ExpectedName, ExportedKeyingMaterial, Peer, PkId, Psk, PskIdentity, PskTable,
+    ServerCertificates, ServerConfig, TlsClient, TlsServer, TrustAnchors,
 };
 use serde::Serialize;
 
@@ -104,6 +106,9 @@ pub struct ListenArgs {
     /// Require client certificates chaining to these PEM trust anchors (certificate suites).
     #[arg(long = "client-ca", value_name = "FILE")]
     client_ca: Option<PathBuf>,
+    /// Also offer the --cert key as an RFC 7250 raw public key (to clients that ask for one).
+    #[arg(long = "raw-key", requires = "cert")]
+    raw_key: bool,
     #[command(flatten)]
     common: CommonArgs,
 }
@@ -133,6 +138,10 @@ pub struct ConnectArgs {
     /// URI SubjectAltName the server certificate must carry instead (e.g. an absolute AE-ID).
     #[arg(long = "peer-uri", value_name = "URI", requires = "ca")]
     peer_uri: Option<String>,
+    /// Authenticate the server by its RFC 7250 raw public key: the RFC 6920 identifier of its
+    /// SubjectPublicKeyInfo, e.g. `ni:///sha-256;<base64url>`.
+    #[arg(long = "pk-id", value_name = "NI", conflicts_with = "ca")]
+    pk_id: Option<String>,
     #[command(flatten)]
     common: CommonArgs,
 }
@@ -229,7 +238,7 @@ fn emit_handshake(peer: &Peer, export: Option<Result<String, m2msec_tls::Error>>
             return;
         }
     };
-    let cert = peer.credential == CredentialKind::Certificate;
+    let cert = peer.credential != CredentialKind::Psk;
     emit(&HandshakeLine {
         peer: peer.addr.to_string(),
         protocol: peer.protocol.as_str(),
@@ -237,7 +246,7 @@ fn emit_handshake(peer: &Peer, export: Option<Result<String, m2msec_tls::Error>>
         psk_identity: peer.psk_identity.as_ref().map(|p| p.as_str()),
         sni: peer.sni.as_deref(),
         export,
-        credential: cert.then_some("certificate"),
+        credential: cert.then_some(peer.credential.as_str()),
         subject_alt_names: cert.then_some(peer.subject_alt_names.as_slice()),
         bound_identity: if cert {
             peer.bound_identity.as_ref().map(|b| b.as_str())
@@ -304,6 +313,7 @@ fn listen(a: ListenArgs) -> Result<ExitCode, CliError> {
             allowed: Vec::new(),
         });
     }
+    cfg.offer_raw_public_key = a.raw_key;
     cfg.handshake_timeout = c.timeout;
     let addr = SocketAddr::new(a.bind, a.port);
     let label = c.label.clone();
@@ -391,6 +401,11 @@ fn connect(a: ConnectArgs) -> Result<ExitCode, CliError> {
         }
     }
     let mut cfg = match (&a.ca, c.psk) {
+        _ if a.pk_id.is_some() => {
+            let text = a.pk_id.as_deref().unwrap_or_default();
+            let id = PkId::parse(text).map_err(|e| CliError::arg("--pk-id", e))?;
+            ClientConfig::raw_public_key(id)
+        }
         (Some(ca), _) => {
             let expected = match (&a.peer_uri, &a.peer_name) {
                 (Some(uri), _) => ExpectedName::Uri(uri.clone()),
@@ -413,7 +428,7 @@ fn connect(a: ConnectArgs) -> Result<ExitCode, CliError> {
             }
             ClientConfig::psk(id, key)
         }
-        (None, None) => return Err(CliError::arg("--psk-id", "required (or --ca)")),
+        (None, None) => return Err(CliError::arg("--psk-id", "required (or --ca or --pk-id)")),
     };
     cfg.handshake_timeout = c.timeout;
     let label = c.label;

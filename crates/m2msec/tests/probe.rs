@@ -485,3 +485,121 @@ fn probe_certificates_listen_and_connect() {
         );
     }
 }
+
+fn b64url(bytes: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..=chunk.len() {
+            out.push(A[((n >> (18 - 6 * i)) & 63) as usize] as char);
+        }
+    }
+    out
+}
+
+/// `probe listen --raw-key` + `probe connect --pk-id ni:///sha-256;…` (RFC 7250 / RFC 6920),
+/// the identifier computed independently with the `openssl` CLI.
+#[test]
+fn probe_raw_public_key() {
+    let dir = tempfile::tempdir().unwrap();
+    make_pki(dir.path());
+    let f = |n: &str| dir.path().join(n).display().to_string();
+    let run = |args: &[&str]| {
+        let o = Command::new("openssl")
+            .current_dir(dir.path())
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{args:?}");
+    };
+    run(&[
+        "pkey", "-in", "srv.key", "-pubout", "-outform", "DER", "-out", "srv.spki",
+    ]);
+    run(&[
+        "dgst",
+        "-sha256",
+        "-binary",
+        "-out",
+        "srv.sha256",
+        "srv.spki",
+    ]);
+    let digest = std::fs::read(dir.path().join("srv.sha256")).unwrap();
+    assert_eq!(digest.len(), 32);
+    let ni = format!("ni:///sha-256;{}", b64url(&digest));
+
+    let server = Proc::spawn(m2msec().args([
+        "probe",
+        "listen",
+        "--tls",
+        "--port",
+        "0",
+        "--cert",
+        &f("srv.pem"),
+        "--key",
+        &f("srv.key"),
+        "--raw-key",
+        "--print-export",
+        "--timeout",
+        "5",
+    ]));
+    let line = server.stderr_line_with("listening on ");
+    let port = line
+        .rsplit_once(':')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    let target = format!("127.0.0.1:{port}");
+    let (code, out, err) = Proc::spawn(m2msec().args([
+        "probe",
+        "connect",
+        "--tls",
+        &target,
+        "--pk-id",
+        &ni,
+        "--print-export",
+        "--timeout",
+        "5",
+    ]))
+    .finish();
+    assert_eq!(code, Some(0), "{out:?} {err:?}");
+    let c = json(&out[0]);
+    let s = json(&server.stdout_line());
+    assert_eq!(c["credential"], "raw_public_key");
+    assert_eq!(c["bound_identity"], format!("30-{ni}"));
+    assert_eq!(c["export"], s["export"]);
+
+    // Another identifier: refused, exit 1. A malformed one: exit 2 naming --pk-id.
+    let wrong = format!("ni:///sha-256;{}", b64url(&[7u8; 32]));
+    let (code, out, _) = Proc::spawn(m2msec().args([
+        "probe",
+        "connect",
+        "--tls",
+        &target,
+        "--pk-id",
+        &wrong,
+        "--timeout",
+        "5",
+    ]))
+    .finish();
+    assert_eq!(code, Some(1), "{out:?}");
+    let (code, _, err) = Proc::spawn(m2msec().args([
+        "probe",
+        "connect",
+        "--tls",
+        &target,
+        "--pk-id",
+        "ni:///md5;AAAA",
+    ]))
+    .finish();
+    assert_eq!(code, Some(2));
+    assert!(err[0].contains("--pk-id"), "{err:?}");
+}

@@ -316,6 +316,27 @@ impl ClientConfig {
     }
 }
 
+/// SA2 (TS-0003 §8.2.1, figure 8.2.1-2): after a PSK security association SA1 in which we were
+/// the server, the client configuration for the reverse association to the same peer (now the
+/// server, e.g. a request-reachable registree), reusing SA1's credential: the same
+/// `psk_identity` and key, bound to the identity SA1 was bound to.
+pub fn sa2_client_config(
+    sa1_peer: &crate::peer::Peer,
+    resolver: &dyn PskResolver,
+) -> Result<ClientConfig> {
+    let identity = sa1_peer.psk_identity.as_ref().ok_or_else(|| {
+        Error::Config("SA2 reuses a PSK credential: SA1 was not a PSK association".into())
+    })?;
+    let entry = resolver
+        .resolve(sa1_peer.sni.as_deref(), identity)
+        .ok_or_else(|| {
+            Error::Config(format!("SA1 credential {identity} is no longer available"))
+        })?;
+    let mut cfg = ClientConfig::psk(identity.clone(), entry.key);
+    cfg.peer_id = Some(entry.bound.as_str().to_string());
+    Ok(cfg)
+}
+
 /// A server's certificates, selected by the SNI host name (one per authority).
 #[derive(Clone, Debug, Default)]
 pub struct ServerCertificates {

@@ -15,6 +15,10 @@
 //! * at most `max_half_open` handshakes run at once and at most `max_sessions` sessions exist;
 //!   anything beyond is dropped (and counted in [`DtlsStats`]);
 //! * a session that receives nothing for `idle_timeout` is expired.
+//!
+//! A server application should keep calling [`DtlsSession::recv`] on its sessions: that is
+//! also what answers a client that retransmits its last handshake flight because the server's
+//! final flight was lost (RFC 6347 §4.2.4).
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, Read, Write};

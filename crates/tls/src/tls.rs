@@ -112,10 +112,15 @@ impl TlsServer {
         ssl.set_accept_state();
         let mut stream = tokio_openssl::SslStream::new(ssl, tcp)?;
         let deadline = self.handshake_timeout;
-        match tokio::time::timeout(deadline, Pin::new(&mut stream).accept()).await {
-            Err(_) => return Err(Error::HandshakeTimeout(deadline)),
-            Ok(Err(e)) => return Err(error::handshake_error(&e, stream.ssl())),
-            Ok(Ok(())) => {}
+        let r = match tokio::time::timeout(deadline, Pin::new(&mut stream).accept()).await {
+            Err(_) => Err(Error::HandshakeTimeout(deadline)),
+            Ok(Err(e)) => Err(error::handshake_error(&e, stream.ssl())),
+            Ok(Ok(())) => Ok(()),
+        };
+        if let Err(e) = r {
+            // The reason names alerts and identities, never key material.
+            tracing::info!(peer = %addr, error = %e, "TLS handshake failed");
+            return Err(e);
         }
         let binding = stream.ssl().ex_data(context::binding_index()?).cloned();
         let (identity, bound) = match binding {

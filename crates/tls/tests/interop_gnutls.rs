@@ -1,6 +1,7 @@
 //! Interop with GnuTLS (apt package `gnutls-bin`), a TLS implementation independent of OpenSSL:
 //! our server with `gnutls-cli` (comparing `--keymatexport` output with our export), our client
-//! with `gnutls-serv --echo` (application data round trip), TLS 1.2 and DTLS 1.2 PSK.
+//! with `gnutls-serv --echo` (application data round trip), TLS 1.2 and DTLS 1.2 PSK; and RFC 7250
+//! raw public keys both ways (ECDHE-ECDSA, TLS 1.2).
 
 mod common;
 
@@ -209,4 +210,126 @@ async fn tls_wrong_key_from_gnutls_cli_fails() {
     let st = cli.wait_exit(WAIT).await;
     assert!(!st.success(), "{}", cli.output());
     assert!(!cli.output().contains("- Key material: "));
+}
+
+// ---------- RFC 7250 raw public keys ----------
+
+use common::pki::{leaf, Ca, LeafOpts, San};
+use m2msec_tls::{CertCredential, CredentialKind, PkId, PkIdAlg, ServerCertificates};
+
+const PRIO_RAWPK: &str = "NORMAL:-VERS-ALL:+VERS-TLS1.2:-KX-ALL:+ECDHE-ECDSA:-CIPHER-ALL:+AES-128-CBC:-MAC-ALL:+SHA256:+CTYPE-SRV-RAWPK:-CTYPE-SRV-X509";
+
+/// Our client authenticates a `gnutls-serv` raw public key by its RFC 6920 digest; an
+/// unexpected key is refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn raw_public_key_our_client_with_gnutls_serv() {
+    require("gnutls-serv", "gnutls-bin");
+    if !m2msec_tls::rpk::SUPPORTED {
+        panic!("raw public keys need the vendored OpenSSL (>= 3.2); build with default features");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let key = common::pki::key(openssl::nid::Nid::X9_62_PRIME256V1);
+    let key_file = dir.path().join("rpk.key");
+    let pub_file = dir.path().join("rpk.pub");
+    std::fs::write(&key_file, key.private_key_to_pem_pkcs8().unwrap()).unwrap();
+    std::fs::write(&pub_file, key.public_key_to_pem().unwrap()).unwrap();
+    let pk_id = PkId::of_spki(&key.public_key_to_der().unwrap(), PkIdAlg::Sha256).unwrap();
+
+    let mut last = String::new();
+    let mut started = None;
+    for _ in 0..5 {
+        let port = free_port(false);
+        let mut cmd = Command::new("gnutls-serv");
+        cmd.args([
+            "--port",
+            &port.to_string(),
+            "--echo",
+            "--nodb",
+            "--priority",
+            PRIO_RAWPK,
+        ]);
+        cmd.arg(format!("--rawpkkeyfile={}", key_file.display()));
+        cmd.arg(format!("--rawpkfile={}", pub_file.display()));
+        let mut p = Peer::spawn("gnutls-serv", &mut cmd, true);
+        match p.try_wait_for("listening on IPv4", WAIT).await {
+            Ok(_) => {
+                started = Some((p, port));
+                break;
+            }
+            Err(e) => last = e,
+        }
+    }
+    let (_serv, port) = started.unwrap_or_else(|| panic!("cannot start gnutls-serv: {last}"));
+    let mut cfg = ClientConfig::raw_public_key(pk_id.clone());
+    cfg.handshake_timeout = Duration::from_secs(10);
+    let mut ch = TlsClient::new(cfg)
+        .unwrap()
+        .connect("localhost", port, None)
+        .await
+        .unwrap();
+    assert_eq!(ch.peer().credential, CredentialKind::RawPublicKey);
+    assert_eq!(
+        ch.peer().bound_identity.as_ref().unwrap().as_str(),
+        format!("30-{pk_id}")
+    );
+    ch.write_all(b"rpk\n").await.unwrap();
+    let mut b = [0u8; 4];
+    tokio::time::timeout(WAIT, ch.read_exact(&mut b))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&b, b"rpk\n");
+
+    let other = common::pki::key(openssl::nid::Nid::X9_62_PRIME256V1);
+    let other_id = PkId::of_spki(&other.public_key_to_der().unwrap(), PkIdAlg::Sha256).unwrap();
+    let mut cfg = ClientConfig::raw_public_key(other_id);
+    cfg.handshake_timeout = Duration::from_secs(10);
+    let r = TlsClient::new(cfg)
+        .unwrap()
+        .connect("localhost", port, None)
+        .await;
+    assert!(r.is_err(), "unexpected raw key accepted");
+}
+
+/// `gnutls-cli` asking for a server raw public key gets ours; the exports match.
+#[tokio::test(flavor = "multi_thread")]
+async fn raw_public_key_our_server_with_gnutls_cli() {
+    require("gnutls-cli", "gnutls-bin");
+    if !m2msec_tls::rpk::SUPPORTED {
+        panic!("raw public keys need the vendored OpenSSL (>= 3.2); build with default features");
+    }
+    let ca = Ca::new("m2m CA");
+    let l = leaf(&ca, &[San::Dns("in-cse.example.com")], LeafOpts::default());
+    let mut certs = ServerCertificates::new();
+    certs.set_default(CertCredential::from_pem(&l.cert_pem(), &l.key_pem()).unwrap());
+    let mut cfg = ServerConfig::certificates(certs);
+    cfg.offer_raw_public_key = true;
+    let server = TlsServer::new(&cfg).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let mut cmd = Command::new("gnutls-cli");
+    cmd.args([
+        "-p",
+        &port.to_string(),
+        "127.0.0.1",
+        "--insecure",
+        "--priority",
+        PRIO_RAWPK,
+    ]);
+    cmd.args(["--keymatexport", LABEL, "--keymatexportsize", "48"]);
+    let mut cli = Peer::spawn("gnutls-cli", &mut cmd, false);
+    let (tcp, _) = tokio::time::timeout(WAIT, listener.accept())
+        .await
+        .unwrap()
+        .unwrap();
+    let ch = tokio::time::timeout(WAIT, server.accept(tcp))
+        .await
+        .unwrap()
+        .unwrap();
+    let out = cli.wait_for("- Key material: ", WAIT).await;
+    assert!(out.contains("Certificate type: Raw Public Key"), "{out}");
+    assert_eq!(
+        *m2msec_tls::exporter::to_hex(&ch.export(ExporterLabel::Bootstrap).unwrap()),
+        gnutls_keymat(&out).unwrap()
+    );
 }

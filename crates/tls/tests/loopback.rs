@@ -359,3 +359,35 @@ async fn dtls_idle_sessions_expire() {
     let st = server.stats();
     assert_eq!(st.sessions, 0, "{st:?}");
 }
+
+/// SA2: after SA1 (A → B), B opens the reverse association to A with SA1's PSK credential.
+#[tokio::test]
+async fn sa2_reverse_association_reuses_sa1_credential() {
+    let b_table = table();
+    let (s, c) = tls_pair(
+        ServerConfig::psk(b_table.clone()),
+        client("kpsa1@mef.example.com", "00112233445566778899aabbccddeeff"),
+        None,
+    )
+    .await;
+    let (s, _c) = (s.unwrap(), c.unwrap());
+    let sa2 = m2msec_tls::config::sa2_client_config(s.peer(), b_table.as_ref()).unwrap();
+    assert_eq!(sa2.peer_id.as_deref(), Some("12-kpsa1@mef.example.com"));
+    // A serves the same credential for SA2.
+    let (a_side, b_side) = tls_pair(ServerConfig::psk(table()), sa2, None).await;
+    let b_side = b_side.unwrap();
+    assert_eq!(
+        b_side.peer().bound_identity,
+        Some(BoundIdentity::Configured("12-kpsa1@mef.example.com".into()))
+    );
+    assert_eq!(
+        a_side
+            .unwrap()
+            .peer()
+            .psk_identity
+            .as_ref()
+            .unwrap()
+            .as_str(),
+        "kpsa1@mef.example.com"
+    );
+}

@@ -1,0 +1,1114 @@
+//! The registrar CSE engine: one request primitive in, one response primitive out
+//! (TS-0004 §7.3.2, the generic Receiver procedure of §7.2.2.2), with no I/O of its own beyond the
+//! [`Store`].
+//!
+//! [`Cse::handle`] runs, in order: validity checks on the primitive (TS-0004 §7.3.2.1), one store
+//! transaction in which it verifies the originator ([`crate::verify`], TS-0003 §7.2.1), resolves the
+//! target (TS-0001 §7.2), checks authorization ([`crate::acp`], TS-0003 §7.1; Recv-6.3), performs
+//! CREATE / RETRIEVE / UPDATE / DELETE with the resource-specific rules of TS-0004 §7.4, commits, and
+//! builds the response with the requested Result Content (TS-0001 table 8.1.2-1). Every failure is a
+//! [`CseError`] carrying its Response Status Code; nothing panics and a failed request rolls back.
+//!
+//! Default access when a resource's `acpi` is NULL (TS-0001 §10.1 "Check authorization"): only the
+//! resource's creator is granted access. Our reading of "creator": for an `<AE>` the AE itself; for
+//! a `<remoteCSE>` the registree CSE; for `<container>`/`<contentInstance>` the originator of the
+//! CREATE (`cr`); for `<CSEBase>` nobody (this slice has no administrator originator), so resources
+//! directly under `<CSEBase>` other than `<AE>`/`<remoteCSE>` registrations need an ACP configured
+//! out of band. A `<contentInstance>` uses its parent `<container>`'s policies (TS-0001 §9.6.7);
+//! an `<accessControlPolicy>` uses its own `selfPrivileges` (TS-0001 §10.1). Registration (CREATE
+//! `<AE>` or `<remoteCSE>` under `<CSEBase>`) skips Recv-6.3 (TS-0004 §7.4.5.2.1, §7.4.4.2.1).
+
+use serde_json::{Map, Value};
+
+use m2msec_core::ids::{AeIdStem, AeIdStemKind, CseId, SpId};
+use m2msec_core::timestamp::Timestamp;
+
+use crate::acp::{self, AccessRequest, SetOfAcrs};
+use crate::primitive::{Operation, RequestPrimitive, ResponsePrimitive, ResultContent};
+use crate::resource::{
+    content_size, parse_to, validate_app_id, validate_request_attrs,
+    validate_resource_name, Attrs, CseAddress, RequestAttrs, Resource, ResourceType, Target,
+};
+use crate::rsc::{CseError, Rsc};
+use crate::store::{Store, StoreError, StoreTx};
+use crate::verify::{verify, AeIdPlan, LocalIds, Originator, SecurityContext, Verified};
+
+/// Most child resources listed in one response.
+pub const MAX_CHILDREN_LISTED: usize = 1000;
+/// Release versions accepted in `rvi` (TS-0004 §6.4.1).
+pub const SUPPORTED_RELEASE_VERSIONS: [&str; 4] = ["2a", "3", "4", "5"];
+
+/// `m2m:cseTypeID` (TS-0004 §6.3.4.2.3) of the roles this engine can play.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CseType {
+    /// 1 IN-CSE: acts for the M2M SP, so it may assign S-type AE-ID-Stems.
+    In,
+    /// 2 MN-CSE.
+    Mn,
+}
+
+/// Engine configuration (the CSE's identity; TS-0001 §7.1.4, TS-0004 §6.2.3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CseConfig {
+    /// M2M-SP-ID.
+    pub sp: SpId,
+    /// This CSE's CSE-ID (any form; its stem is used).
+    pub cse_id: CseId,
+    /// Resource name of `<CSEBase>`.
+    pub cb_rn: String,
+    /// IN-CSE or MN-CSE.
+    pub cse_type: CseType,
+    /// pointOfAccess of `<CSEBase>`.
+    pub poa: Vec<String>,
+}
+
+/// The engine.
+pub struct Cse<S: Store> {
+    store: S,
+    ids: LocalIds,
+    addr: CseAddress,
+    cfg: CseConfig,
+    cb_ri: String,
+    clock: Box<dyn Fn() -> i64 + Send>,
+}
+
+impl<S: Store> core::fmt::Debug for Cse<S> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Cse").field("cfg", &self.cfg).finish_non_exhaustive()
+    }
+}
+
+fn db(e: StoreError) -> CseError {
+    match e {
+        StoreError::Conflict(m) => CseError::new(Rsc::Conflict, m),
+        other => {
+            tracing::error!(error = %other, "store failure");
+            CseError::internal("store failure")
+        }
+    }
+}
+
+fn system_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// Random lowercase hex of `n` bytes from the OS RNG.
+fn random_hex(n: usize) -> Result<String, CseError> {
+    use rand_core::RngCore;
+    let mut b = vec![0u8; n];
+    rand_core::OsRng
+        .try_fill_bytes(&mut b)
+        .map_err(|_| CseError::internal("random number generator failed"))?;
+    Ok(hex::encode(b))
+}
+
+struct Ctx<'a> {
+    verified: &'a Verified,
+    orig_abs: Option<String>,
+    now: Timestamp,
+}
+
+impl<S: Store> Cse<S> {
+    /// Opens the engine on a store, creating `<CSEBase>` on first start (TS-0001 §9.6.3).
+    /// Fails if the store holds a `<CSEBase>` with another name or CSE-ID.
+    pub fn new(cfg: CseConfig, store: S) -> Result<Cse<S>, CseError> {
+        Self::with_clock(cfg, store, Box::new(system_now))
+    }
+
+    /// As [`Cse::new`] with a clock returning Unix seconds (tests, replays).
+    pub fn with_clock(
+        cfg: CseConfig,
+        mut store: S,
+        clock: Box<dyn Fn() -> i64 + Send>,
+    ) -> Result<Cse<S>, CseError> {
+        validate_resource_name(&cfg.cb_rn)?;
+        let stem = cfg.cse_id.stem().to_string();
+        let ids = LocalIds {
+            sp: cfg.sp.clone(),
+            cse_stem: stem.clone(),
+        };
+        let addr = CseAddress {
+            sp: cfg.sp.to_string(),
+            cse_stem: stem.clone(),
+            cb_rn: cfg.cb_rn.clone(),
+        };
+        let now = Timestamp::from_unix(clock()).map_err(|e| CseError::internal(e.to_string()))?;
+        let cb_ri = stem.clone();
+        {
+            let mut tx = store.begin().map_err(db)?;
+            match tx.get_by_path(&cfg.cb_rn).map_err(db)? {
+                Some(cb) => {
+                    let ok = cb.ty == ResourceType::CseBase
+                        && matches!(&cb.attrs, Attrs::CseBase { csi, .. } if *csi == format!("/{stem}"));
+                    if !ok {
+                        return Err(CseError::internal(
+                            "the store holds a different CSEBase (name or CSE-ID changed)",
+                        ));
+                    }
+                }
+                None => {
+                    let cb = Resource {
+                        ty: ResourceType::CseBase,
+                        ri: cb_ri.clone(),
+                        rn: cfg.cb_rn.clone(),
+                        pi: None,
+                        path: cfg.cb_rn.clone(),
+                        ct: now,
+                        lt: now,
+                        et: None,
+                        lbl: None,
+                        acpi: None,
+                        creator: None,
+                        attrs: Attrs::CseBase {
+                            cst: match cfg.cse_type {
+                                CseType::In => 1,
+                                CseType::Mn => 2,
+                            },
+                            csi: format!("/{stem}"),
+                            srt: vec![1, 2, 3, 4, 5, 16],
+                            poa: cfg.poa.clone(),
+                            srv: SUPPORTED_RELEASE_VERSIONS.iter().map(|s| s.to_string()).collect(),
+                        },
+                    };
+                    tx.insert(&cb).map_err(db)?;
+                }
+            }
+            tx.commit().map_err(db)?;
+        }
+        Ok(Cse {
+            store,
+            ids,
+            addr,
+            cfg,
+            cb_ri,
+            clock,
+        })
+    }
+
+    /// The store (for inspection and administration).
+    pub fn store_mut(&mut self) -> &mut S {
+        &mut self.store
+    }
+
+    /// This CSE's SP-relative CSE-ID, `/stem`.
+    pub fn cse_id(&self) -> String {
+        format!("/{}", self.ids.cse_stem)
+    }
+
+    /// Handles one request primitive (TS-0004 §7.3.2). Never panics; every error becomes an error
+    /// response with its RSC.
+    pub fn handle(&mut self, sec: &SecurityContext, req: RequestPrimitive) -> ResponsePrimitive {
+        let rqi = req.rqi.clone();
+        let to = req.fr.clone();
+        let rvi = req.rvi.clone();
+        let now = Timestamp::from_unix((self.clock)()).ok();
+        let mut resp = match self.process(sec, req) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::debug!(rsc = e.rsc.as_u16(), detail = %e.detail, "request rejected");
+                ResponsePrimitive::error(&e, rqi)
+            }
+        };
+        if resp.to.is_none() {
+            resp.to = to;
+        }
+        resp.fr = Some(self.cse_id());
+        resp.rvi = rvi;
+        resp.ot = now;
+        resp
+    }
+
+    /// Parses a JSON request primitive and handles it; a parse failure is answered like any error.
+    pub fn handle_json(&mut self, sec: &SecurityContext, bytes: &[u8]) -> ResponsePrimitive {
+        match RequestPrimitive::from_json(bytes) {
+            Ok(req) => self.handle(sec, req),
+            Err(e) => {
+                let mut r = ResponsePrimitive::error(&e, "");
+                r.fr = Some(self.cse_id());
+                r
+            }
+        }
+    }
+
+    fn process(
+        &mut self,
+        sec: &SecurityContext,
+        req: RequestPrimitive,
+    ) -> Result<ResponsePrimitive, CseError> {
+        // --- TS-0004 §7.3.2.1: validity of the primitive -------------------------------------
+        if let Some(p) = req.unsupported.first() {
+            return Err(CseError::new(
+                Rsc::NotImplemented,
+                format!("request parameter {p} is not supported"),
+            ));
+        }
+        if let Some(v) = &req.rvi {
+            if !SUPPORTED_RELEASE_VERSIONS.contains(&v.as_str()) {
+                return Err(CseError::new(
+                    Rsc::ReleaseVersionNotSupported,
+                    format!("release version {v:?} not supported"),
+                ));
+            }
+        }
+        let rcn = req.rcn.unwrap_or(ResultContent::default_for(req.op));
+        if !rcn.valid_for(req.op) {
+            return Err(CseError::bad_request("result content invalid for this operation"));
+        }
+        if req.fc.is_some() {
+            return Err(if req.op == Operation::Create {
+                CseError::bad_request("filter criteria in a CREATE")
+            } else {
+                CseError::new(Rsc::NotImplemented, "filter criteria / discovery not supported")
+            });
+        }
+        let create_ty = if req.op == Operation::Create {
+            let n = req
+                .ty
+                .ok_or_else(|| CseError::bad_request("CREATE without resource type"))?;
+            Some(ResourceType::from_u64(n).ok_or_else(|| {
+                CseError::bad_request(format!("resource type {n} is unknown or not supported"))
+            })?)
+        } else {
+            None
+        };
+        if req.op == Operation::Notify {
+            return Err(CseError::new(
+                Rsc::OperationNotAllowed,
+                "this CSE hosts no notification targets",
+            ));
+        }
+        let now = Timestamp::from_unix((self.clock)())
+            .map_err(|e| CseError::internal(e.to_string()))?;
+        let target = parse_to(&req.to, &self.addr)?;
+
+        let ids = self.ids.clone();
+        let addr = self.addr.clone();
+        let cb_ri = self.cb_ri.clone();
+        let cse_type = self.cfg.cse_type;
+        let eng = Eng {
+            ids: &ids,
+            addr: &addr,
+            cb_ri: &cb_ri,
+            cse_type,
+        };
+        let mut txb = self.store.begin().map_err(db)?;
+        let resp = eng.run(txb.as_mut(), sec, &req, create_ty, target, now, rcn)?;
+        txb.commit().map_err(db)?;
+        Ok(resp)
+    }
+}
+
+struct Eng<'a> {
+    ids: &'a LocalIds,
+    addr: &'a CseAddress,
+    cb_ri: &'a str,
+    cse_type: CseType,
+}
+
+fn ok_resp(rsc: Rsc, pc: Option<Value>) -> ResponsePrimitive {
+    let mut r = ResponsePrimitive::new(rsc, "");
+    r.pc = pc;
+    r
+}
+
+fn child_ref(r: &Resource) -> Value {
+    let mut m = Map::new();
+    m.insert("nm".into(), Value::from(r.rn.clone()));
+    m.insert("typ".into(), Value::from(r.ty.as_u64()));
+    m.insert("val".into(), Value::from(r.ri.clone()));
+    Value::Object(m)
+}
+
+fn expired(r: &Resource, now: &Timestamp) -> bool {
+    r.et
+        .is_some_and(|et| et.to_unix_micros() <= now.to_unix_micros())
+}
+
+impl Eng<'_> {
+    #[allow(clippy::too_many_arguments)]
+    fn run(
+        &self,
+        tx: &mut dyn StoreTx,
+        sec: &SecurityContext,
+        req: &RequestPrimitive,
+        create_ty: Option<ResourceType>,
+        target: Target,
+        now: Timestamp,
+        rcn: ResultContent,
+    ) -> Result<ResponsePrimitive, CseError> {
+        // --- TS-0003 §7.2.1 / TS-0004 §7.3.2.1: originator ----------------------------------
+        let ae_create = create_ty == Some(ResourceType::Ae);
+        let verified = verify(sec, ae_create, req.fr.as_deref(), self.ids, tx)?;
+        let orig_abs = verified.originator.as_ref().map(|o| o.absolute(self.ids));
+        let ctx = Ctx {
+            verified: &verified,
+            orig_abs,
+            now,
+        };
+        // --- target (TS-0001 §7.2) -----------------------------------------------------------
+        let target = self.resolve(tx, &target, &now)?;
+        match req.op {
+            Operation::Create => {
+                let ty = create_ty.ok_or_else(|| CseError::internal("no type"))?;
+                self.create(tx, sec, &ctx, &target, ty, req.pc.as_ref(), rcn)
+            }
+            Operation::Retrieve => self.retrieve(tx, &ctx, &target, rcn),
+            Operation::Update => self.update(tx, &ctx, target, req.pc.as_ref(), rcn),
+            Operation::Delete => self.delete(tx, &ctx, &target, rcn),
+            Operation::Notify => Err(CseError::new(Rsc::OperationNotAllowed, "notify")),
+        }
+    }
+
+    fn resolve(
+        &self,
+        tx: &mut dyn StoreTx,
+        target: &Target,
+        now: &Timestamp,
+    ) -> Result<Resource, CseError> {
+        let found = match target {
+            Target::CseBase => tx.get(self.cb_ri).map_err(db)?,
+            Target::Unstructured(ri) => tx.get(ri).map_err(db)?,
+            Target::Structured(segs) => {
+                let (last, parents) = segs
+                    .split_last()
+                    .ok_or_else(|| CseError::bad_request("empty path"))?;
+                let mut parent_path = self.addr.cb_rn.clone();
+                for p in parents {
+                    parent_path.push('/');
+                    parent_path.push_str(p);
+                }
+                if last == "la" || last == "ol" {
+                    // Virtual resources <latest>/<oldest> of a <container> (TS-0001 §9.6.27/28).
+                    match tx.get_by_path(&parent_path).map_err(db)? {
+                        Some(p) if p.ty == ResourceType::Container && !expired(&p, now) => tx
+                            .edge_child(&p.ri, ResourceType::ContentInstance, last == "la")
+                            .map_err(db)?,
+                        _ => tx
+                            .get_by_path(&format!("{parent_path}/{last}"))
+                            .map_err(db)?,
+                    }
+                } else {
+                    tx.get_by_path(&format!("{parent_path}/{last}"))
+                        .map_err(db)?
+                }
+            }
+        };
+        match found {
+            Some(r) if !expired(&r, now) => Ok(r),
+            _ => Err(CseError::not_found("no such resource")),
+        }
+    }
+
+    /// Who holds the default privileges on a resource whose `acpi` is NULL (module docs).
+    fn default_owner(&self, r: &Resource) -> Option<String> {
+        match &r.attrs {
+            Attrs::Ae { aei, .. } => aei
+                .parse()
+                .ok()
+                .map(|a: m2msec_core::ids::AeId| self.ids.absolute_ae(&a)),
+            Attrs::RemoteCse { csi, .. } => csi
+                .parse()
+                .ok()
+                .map(|c: CseId| self.ids.absolute_cse(&c)),
+            Attrs::CseBase { .. } => None,
+            _ => r.creator.clone(),
+        }
+    }
+
+    /// Recv-6.3 (TS-0004 §7.3.3.15; TS-0001 §10.1): ORIGINATOR_HAS_NO_PRIVILEGE unless permitted.
+    fn authorize(
+        &self,
+        tx: &mut dyn StoreTx,
+        ctx: &Ctx<'_>,
+        target: &Resource,
+        op: Operation,
+        create_ty: Option<ResourceType>,
+    ) -> Result<(), CseError> {
+        let deny = || CseError::new(Rsc::OriginatorHasNoPrivilege, "access denied");
+        let orig = match &ctx.orig_abs {
+            Some(o) => o.as_str(),
+            None => return Err(deny()),
+        };
+        let areq = AccessRequest {
+            originator: orig,
+            op,
+            rq_authn: ctx.verified.rq_authn,
+            target_ty: target.ty.as_u64(),
+            create_ty: create_ty.map(ResourceType::as_u64),
+            sp: self.ids.sp.as_str(),
+            cse_stem: &self.ids.cse_stem,
+        };
+        if let Attrs::Acp { pvs, .. } = &target.attrs {
+            return if acp::permits(pvs, &areq) {
+                Ok(())
+            } else {
+                Err(deny())
+            };
+        }
+        let source = if target.ty == ResourceType::ContentInstance {
+            let pi = target.pi.as_deref().unwrap_or_default();
+            tx.get(pi)
+                .map_err(db)?
+                .ok_or_else(|| CseError::internal("contentInstance without parent"))?
+        } else {
+            target.clone()
+        };
+        match source.acpi.as_deref() {
+            Some(list) if !list.is_empty() => {
+                for id in list {
+                    let Ok(t) = parse_to(id, self.addr) else {
+                        continue;
+                    };
+                    let policy = match &t {
+                        Target::CseBase => None,
+                        Target::Unstructured(ri) => tx.get(ri).map_err(db)?,
+                        Target::Structured(segs) => {
+                            let path = format!("{}/{}", self.addr.cb_rn, segs.join("/"));
+                            tx.get_by_path(&path).map_err(db)?
+                        }
+                    };
+                    if let Some(Resource {
+                        attrs: Attrs::Acp { pv, .. },
+                        ..
+                    }) = policy
+                    {
+                        if acp::permits(&pv, &areq) {
+                            return Ok(());
+                        }
+                    }
+                }
+                Err(deny())
+            }
+            _ => {
+                if self.default_owner(&source).as_deref() == Some(orig) {
+                    Ok(())
+                } else {
+                    Err(deny())
+                }
+            }
+        }
+    }
+
+    fn new_ri(&self, ty: ResourceType) -> Result<String, CseError> {
+        Ok(format!("{}{}", ty.ri_prefix(), random_hex(8)?))
+    }
+
+    fn check_acpi_refs(
+        &self,
+        tx: &mut dyn StoreTx,
+        acpi: &Option<Vec<String>>,
+    ) -> Result<(), CseError> {
+        for id in acpi.iter().flatten() {
+            let t = parse_to(id, self.addr)
+                .map_err(|_| CseError::bad_request(format!("acpi {id:?} is not a local resource")))?;
+            let found = match &t {
+                Target::CseBase => None,
+                Target::Unstructured(ri) => tx.get(ri).map_err(db)?,
+                Target::Structured(segs) => tx
+                    .get_by_path(&format!("{}/{}", self.addr.cb_rn, segs.join("/")))
+                    .map_err(db)?,
+            };
+            if !matches!(found, Some(Resource { ty: ResourceType::AccessControlPolicy, .. })) {
+                return Err(CseError::bad_request(format!(
+                    "acpi {id:?} does not name an <accessControlPolicy>"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn create(
+        &self,
+        tx: &mut dyn StoreTx,
+        sec: &SecurityContext,
+        ctx: &Ctx<'_>,
+        parent: &Resource,
+        ty: ResourceType,
+        pc: Option<&Value>,
+        rcn: ResultContent,
+    ) -> Result<ResponsePrimitive, CseError> {
+        let registration = matches!(ty, ResourceType::Ae | ResourceType::RemoteCse);
+        if !registration {
+            self.authorize(tx, ctx, parent, Operation::Create, Some(ty))?;
+        }
+        if !parent.ty.allows_child(ty) {
+            return Err(CseError::new(
+                Rsc::InvalidChildResourceType,
+                format!(
+                    "resource type {} cannot be created under {}",
+                    ty.as_u64(),
+                    parent.ty.as_u64()
+                ),
+            ));
+        }
+        let a = validate_request_attrs(ty, Operation::Create, pc)?;
+        let rn = a.string("rn")?;
+        if let Some(rn) = &rn {
+            validate_resource_name(rn)?;
+            if parent.ty == ResourceType::Container && (rn == "la" || rn == "ol") {
+                return Err(CseError::bad_request("'la' and 'ol' are reserved names"));
+            }
+        }
+        let et = a.expiration(&ctx.now)?;
+        let lbl = a.labels()?;
+        let acpi = if ty.has_acpi() {
+            let v = a.strings("acpi")?.filter(|v| !v.is_empty());
+            self.check_acpi_refs(tx, &v)?;
+            v
+        } else {
+            None
+        };
+        let mut creator = ctx.orig_abs.clone();
+        let mut bind = None;
+        let (ri, attrs) = match ty {
+            ResourceType::Ae => {
+                let api = a.string("api")?.unwrap_or_default();
+                validate_app_id(&api)?;
+                let rr = a
+                    .boolean("rr")?
+                    .ok_or_else(|| CseError::bad_request("rr missing"))?;
+                let stem = match &ctx.verified.ae_plan {
+                    Some(AeIdPlan::Use(s)) => s.clone(),
+                    Some(AeIdPlan::Generate(kind)) => {
+                        let p = match kind {
+                            AeIdStemKind::C => "C",
+                            AeIdStemKind::S => "S",
+                        };
+                        format!("{p}{}", random_hex(8)?)
+                            .parse::<AeIdStem>()
+                            .map_err(|e| CseError::internal(e.to_string()))?
+                    }
+                    None => return Err(CseError::internal("AE registration without a plan")),
+                };
+                if stem.kind() == AeIdStemKind::S && self.cse_type != CseType::In {
+                    return Err(CseError::new(
+                        Rsc::NotImplemented,
+                        "S-type AE-IDs are assigned by the IN-CSE; this MN-CSE does not relay them",
+                    ));
+                }
+                if tx.ae_exists(stem.as_str()).map_err(db)? {
+                    return Err(CseError::new(
+                        Rsc::OriginatorHasAlreadyRegistered,
+                        "an <AE> with this AE-ID exists",
+                    ));
+                }
+                let ae_id = m2msec_core::ids::AeId::CseRelative { stem: stem.clone() };
+                creator = Some(self.ids.absolute_ae(&ae_id));
+                bind = ctx
+                    .verified
+                    .bind_credential
+                    .as_ref()
+                    .map(|c| (c.to_string(), stem.to_string()));
+                (
+                    stem.to_string(),
+                    Attrs::Ae {
+                        api,
+                        apn: a.string("apn")?,
+                        aei: stem.to_string(),
+                        rr,
+                        poa: a.strings("poa")?,
+                        srv: a.strings("srv")?,
+                        or: a.string("or")?,
+                        csz: a.strings("csz")?,
+                    },
+                )
+            }
+            ResourceType::RemoteCse => {
+                // TS-0004 §7.4.4.2.1: Recv-6.3 is replaced by credential and From checks.
+                let bound_cse = match sec {
+                    SecurityContext::Association(assoc) => match &assoc.bound {
+                        Some(crate::verify::BoundIdentity::Cse(c)) => Some(c.clone()),
+                        _ => None,
+                    },
+                    SecurityContext::None => None,
+                };
+                let Some(bound_cse) = bound_cse else {
+                    return Err(CseError::new(
+                        Rsc::SecurityAssociationRequired,
+                        "CSE registration requires an association bound to a CSE-ID",
+                    ));
+                };
+                let from_cse = match &ctx.verified.originator {
+                    Some(Originator::Cse(c)) => c.clone(),
+                    _ => {
+                        return Err(CseError::new(
+                            Rsc::OperationNotAllowed,
+                            "an AE cannot create a <remoteCSE>",
+                        ))
+                    }
+                };
+                let bound_abs = self.ids.absolute_cse(&bound_cse);
+                if self.ids.absolute_cse(&from_cse) != bound_abs {
+                    return Err(CseError::new(
+                        Rsc::OriginatorNotAuthenticated,
+                        "From differs from the CSE-ID bound to the security association",
+                    ));
+                }
+                let csi = a.string("csi")?.unwrap_or_default();
+                let csi_id: CseId = csi
+                    .parse()
+                    .map_err(|e| CseError::bad_request(format!("csi: {e}")))?;
+                if self.ids.absolute_cse(&csi_id) != bound_abs {
+                    return Err(CseError::bad_request("csi must equal the registree's CSE-ID"));
+                }
+                if tx
+                    .registree_cses()
+                    .map_err(db)?
+                    .iter()
+                    .filter_map(|s| s.parse::<CseId>().ok())
+                    .any(|c| self.ids.absolute_cse(&c) == bound_abs)
+                {
+                    return Err(CseError::new(
+                        Rsc::OriginatorHasAlreadyRegistered,
+                        "a <remoteCSE> with this CSE-ID exists",
+                    ));
+                }
+                creator = Some(bound_abs);
+                let cst = match a.uint("cst")? {
+                    None => None,
+                    Some(v @ 1..=3) => u8::try_from(v).ok(),
+                    Some(_) => return Err(CseError::bad_request("cst must be 1, 2 or 3")),
+                };
+                (
+                    csi_id.stem().to_string(),
+                    Attrs::RemoteCse {
+                        cst,
+                        csi: format!("/{}", csi_id.stem()),
+                        cb: a.string("cb")?.unwrap_or_default(),
+                        rr: a
+                            .boolean("rr")?
+                            .ok_or_else(|| CseError::bad_request("rr missing"))?,
+                        poa: a.strings("poa")?,
+                        srv: a.strings("srv")?,
+                    },
+                )
+            }
+            ResourceType::Container => (
+                self.new_ri(ty)?,
+                Attrs::Container {
+                    mni: a.uint("mni")?,
+                    mbs: a.uint("mbs")?,
+                    cni: 0,
+                    cbs: 0,
+                    st: 0,
+                    or: a.string("or")?,
+                },
+            ),
+            ResourceType::ContentInstance => {
+                let con = a
+                    .raw("con")
+                    .cloned()
+                    .ok_or_else(|| CseError::bad_request("con missing"))?;
+                let cs = content_size(&con);
+                let (mbs, st) = match &parent.attrs {
+                    Attrs::Container { mbs, st, .. } => (*mbs, *st),
+                    _ => return Err(CseError::internal("contentInstance parent not a container")),
+                };
+                if mbs.is_some_and(|m| cs > m) {
+                    return Err(CseError::new(
+                        Rsc::NotAcceptable,
+                        "content larger than the container's maxByteSize",
+                    ));
+                }
+                (
+                    self.new_ri(ty)?,
+                    Attrs::ContentInstance {
+                        cnf: a.string("cnf")?,
+                        cs,
+                        con,
+                        st: st.saturating_add(1),
+                        or: a.string("or")?,
+                    },
+                )
+            }
+            ResourceType::AccessControlPolicy => {
+                let pv = SetOfAcrs::parse("pv", a.raw("pv").unwrap_or(&Value::Null))?;
+                let pvs = SetOfAcrs::parse("pvs", a.raw("pvs").unwrap_or(&Value::Null))?;
+                if pvs.acr.is_empty() {
+                    return Err(CseError::bad_request(
+                        "selfPrivileges needs at least one rule (TS-0004 §7.4.2)",
+                    ));
+                }
+                (self.new_ri(ty)?, Attrs::Acp { pv, pvs })
+            }
+            ResourceType::CseBase => {
+                return Err(CseError::new(
+                    Rsc::InvalidChildResourceType,
+                    "a <CSEBase> cannot be created",
+                ))
+            }
+        };
+        let rn = rn.unwrap_or_else(|| ri.clone());
+        let r = Resource {
+            ty,
+            ri: ri.clone(),
+            rn: rn.clone(),
+            pi: Some(parent.ri.clone()),
+            path: format!("{}/{}", parent.path, rn),
+            ct: ctx.now,
+            lt: ctx.now,
+            et,
+            lbl,
+            acpi,
+            creator,
+            attrs,
+        };
+        tx.insert(&r).map_err(db)?;
+        if let Some((cred, aei)) = bind {
+            tx.bind(&cred, &aei).map_err(db)?;
+        }
+        if ty == ResourceType::ContentInstance {
+            self.after_cin_insert(tx, parent, &r)?;
+        }
+        let pc = match rcn {
+            ResultContent::Nothing => None,
+            ResultContent::HierarchicalAddress => {
+                let mut m = Map::new();
+                m.insert("m2m:uri".into(), Value::from(r.path.clone()));
+                Some(Value::Object(m))
+            }
+            ResultContent::HierarchicalAddressAndAttributes => {
+                let mut inner = Map::new();
+                inner.insert(ty.root_name().into(), Value::Object(r.attributes()));
+                inner.insert("uri".into(), Value::from(r.path.clone()));
+                let mut m = Map::new();
+                m.insert("m2m:rce".into(), Value::Object(inner));
+                Some(Value::Object(m))
+            }
+            _ => Some(r.to_m2m()),
+        };
+        let mut resp = ok_resp(Rsc::Created, pc);
+        if ty == ResourceType::Ae {
+            // The response goes to the newly registered AE (TS-0004 §7.4.5.2.1).
+            resp.to = Some(ri);
+        }
+        Ok(resp)
+    }
+
+    /// Updates the parent `<container>` after a new `<contentInstance>`: st, cni, cbs, then
+    /// removes the oldest instances while mni/mbs are exceeded (TS-0004 §7.4.7.2.1).
+    fn after_cin_insert(
+        &self,
+        tx: &mut dyn StoreTx,
+        parent: &Resource,
+        cin: &Resource,
+    ) -> Result<(), CseError> {
+        let mut p = tx
+            .get(&parent.ri)
+            .map_err(db)?
+            .ok_or_else(|| CseError::internal("container vanished"))?;
+        let cs = match &cin.attrs {
+            Attrs::ContentInstance { cs, .. } => *cs,
+            _ => 0,
+        };
+        if let Attrs::Container { cni, cbs, st, .. } = &mut p.attrs {
+            *cni = cni.saturating_add(1);
+            *cbs = cbs.saturating_add(cs);
+            *st = st.saturating_add(1);
+        }
+        self.enforce_limits(tx, &mut p)?;
+        tx.update(&p).map_err(db)
+    }
+
+    fn enforce_limits(&self, tx: &mut dyn StoreTx, p: &mut Resource) -> Result<(), CseError> {
+        loop {
+            let (over, ri) = match &p.attrs {
+                Attrs::Container {
+                    mni, mbs, cni, cbs, ..
+                } => (
+                    mni.is_some_and(|m| *cni > m) || mbs.is_some_and(|m| *cbs > m),
+                    p.ri.clone(),
+                ),
+                _ => return Ok(()),
+            };
+            if !over {
+                return Ok(());
+            }
+            let Some(oldest) = tx
+                .edge_child(&ri, ResourceType::ContentInstance, false)
+                .map_err(db)?
+            else {
+                return Ok(());
+            };
+            let cs = match &oldest.attrs {
+                Attrs::ContentInstance { cs, .. } => *cs,
+                _ => 0,
+            };
+            tx.delete_subtree(&oldest).map_err(db)?;
+            if let Attrs::Container { cni, cbs, .. } = &mut p.attrs {
+                *cni = cni.saturating_sub(1);
+                *cbs = cbs.saturating_sub(cs);
+            }
+        }
+    }
+
+    fn visible_children(
+        &self,
+        tx: &mut dyn StoreTx,
+        ctx: &Ctx<'_>,
+        r: &Resource,
+    ) -> Result<Vec<Resource>, CseError> {
+        let kids = tx
+            .children(&r.ri, None, MAX_CHILDREN_LISTED)
+            .map_err(db)?;
+        let mut out = Vec::with_capacity(kids.len());
+        for k in kids {
+            if expired(&k, &ctx.now) {
+                continue;
+            }
+            if self
+                .authorize(tx, ctx, &k, Operation::Retrieve, None)
+                .is_ok()
+            {
+                out.push(k);
+            }
+        }
+        Ok(out)
+    }
+
+    fn retrieve(
+        &self,
+        tx: &mut dyn StoreTx,
+        ctx: &Ctx<'_>,
+        r: &Resource,
+        rcn: ResultContent,
+    ) -> Result<ResponsePrimitive, CseError> {
+        self.authorize(tx, ctx, r, Operation::Retrieve, None)?;
+        let pc = self.representation(tx, ctx, r, rcn)?;
+        Ok(ok_resp(Rsc::Ok, pc))
+    }
+
+    fn representation(
+        &self,
+        tx: &mut dyn StoreTx,
+        ctx: &Ctx<'_>,
+        r: &Resource,
+        rcn: ResultContent,
+    ) -> Result<Option<Value>, CseError> {
+        let wrap = |inner: Map<String, Value>| {
+            let mut m = Map::new();
+            m.insert(r.ty.root_name().into(), Value::Object(inner));
+            Some(Value::Object(m))
+        };
+        Ok(match rcn {
+            ResultContent::Nothing => None,
+            ResultContent::Attributes => Some(r.to_m2m()),
+            ResultContent::AttributesAndChildResources | ResultContent::ChildResources => {
+                let mut inner = if rcn == ResultContent::ChildResources {
+                    Map::new()
+                } else {
+                    r.attributes()
+                };
+                for k in self.visible_children(tx, ctx, r)? {
+                    let e = inner
+                        .entry(k.ty.root_name().to_string())
+                        .or_insert_with(|| Value::Array(Vec::new()));
+                    if let Value::Array(a) = e {
+                        a.push(Value::Object(k.attributes()));
+                    }
+                }
+                wrap(inner)
+            }
+            ResultContent::AttributesAndChildResourceReferences => {
+                let mut inner = r.attributes();
+                let refs: Vec<Value> = self
+                    .visible_children(tx, ctx, r)?
+                    .iter()
+                    .map(child_ref)
+                    .collect();
+                if !refs.is_empty() {
+                    inner.insert("ch".into(), Value::Array(refs));
+                }
+                wrap(inner)
+            }
+            ResultContent::ChildResourceReferences => {
+                let refs: Vec<Value> = self
+                    .visible_children(tx, ctx, r)?
+                    .iter()
+                    .map(child_ref)
+                    .collect();
+                let mut rrl = Map::new();
+                rrl.insert("rrf".into(), Value::Array(refs));
+                let mut m = Map::new();
+                m.insert("m2m:rrl".into(), Value::Object(rrl));
+                Some(Value::Object(m))
+            }
+            _ => {
+                return Err(CseError::new(
+                    Rsc::NotImplemented,
+                    "this result content is not implemented",
+                ))
+            }
+        })
+    }
+
+    fn update(
+        &self,
+        tx: &mut dyn StoreTx,
+        ctx: &Ctx<'_>,
+        mut r: Resource,
+        pc: Option<&Value>,
+        rcn: ResultContent,
+    ) -> Result<ResponsePrimitive, CseError> {
+        if matches!(r.ty, ResourceType::ContentInstance | ResourceType::CseBase) {
+            return Err(CseError::new(
+                Rsc::OperationNotAllowed,
+                "this resource cannot be updated",
+            ));
+        }
+        self.authorize(tx, ctx, &r, Operation::Update, None)?;
+        let a = validate_request_attrs(r.ty, Operation::Update, pc)?;
+        apply_update(self, tx, &mut r, &a, &ctx.now)?;
+        if let Attrs::Container { st, .. } = &mut r.attrs {
+            *st = st.saturating_add(1);
+        }
+        r.lt = ctx.now;
+        if r.ty == ResourceType::Container {
+            self.enforce_limits(tx, &mut r)?;
+        }
+        tx.update(&r).map_err(db)?;
+        let pc = match rcn {
+            ResultContent::Nothing => None,
+            ResultContent::ModifiedAttributes => {
+                let all = r.attributes();
+                let mut m = Map::new();
+                for k in a.0.keys() {
+                    m.insert(k.clone(), all.get(k).cloned().unwrap_or(Value::Null));
+                }
+                let mut outer = Map::new();
+                outer.insert(r.ty.root_name().into(), Value::Object(m));
+                Some(Value::Object(outer))
+            }
+            _ => Some(r.to_m2m()),
+        };
+        Ok(ok_resp(Rsc::Updated, pc))
+    }
+
+    fn delete(
+        &self,
+        tx: &mut dyn StoreTx,
+        ctx: &Ctx<'_>,
+        r: &Resource,
+        rcn: ResultContent,
+    ) -> Result<ResponsePrimitive, CseError> {
+        if r.ty == ResourceType::CseBase {
+            return Err(CseError::new(
+                Rsc::OperationNotAllowed,
+                "<CSEBase> cannot be deleted",
+            ));
+        }
+        self.authorize(tx, ctx, r, Operation::Delete, None)?;
+        let pc = match rcn {
+            ResultContent::Nothing => None,
+            ResultContent::Attributes => Some(r.to_m2m()),
+            _ => self.representation(tx, ctx, r, rcn)?,
+        };
+        if let (ResourceType::ContentInstance, Some(pi)) = (r.ty, r.pi.as_deref()) {
+            if let Some(mut p) = tx.get(pi).map_err(db)? {
+                if let (
+                    Attrs::Container { cni, cbs, .. },
+                    Attrs::ContentInstance { cs, .. },
+                ) = (&mut p.attrs, &r.attrs)
+                {
+                    *cni = cni.saturating_sub(1);
+                    *cbs = cbs.saturating_sub(*cs);
+                }
+                tx.update(&p).map_err(db)?;
+            }
+        }
+        tx.delete_subtree(r).map_err(db)?;
+        Ok(ok_resp(Rsc::Deleted, pc))
+    }
+}
+
+fn apply_update(
+    eng: &Eng<'_>,
+    tx: &mut dyn StoreTx,
+    r: &mut Resource,
+    a: &RequestAttrs,
+    now: &Timestamp,
+) -> Result<(), CseError> {
+    if a.has("et") {
+        r.et = a.expiration(now)?;
+    }
+    if a.has("lbl") {
+        r.lbl = a.labels()?;
+    }
+    if a.has("acpi") {
+        let v = a.strings("acpi")?.filter(|v| !v.is_empty());
+        eng.check_acpi_refs(tx, &v)?;
+        r.acpi = v;
+    }
+    match &mut r.attrs {
+        Attrs::Ae {
+            apn,
+            rr,
+            poa,
+            srv,
+            or,
+            csz,
+            ..
+        } => {
+            if a.has("apn") {
+                *apn = a.string("apn")?;
+            }
+            if let Some(v) = a.boolean("rr")? {
+                *rr = v;
+            }
+            if a.has("poa") {
+                *poa = a.strings("poa")?;
+            }
+            if a.has("srv") {
+                *srv = a.strings("srv")?;
+            }
+            if a.has("or") {
+                *or = a.string("or")?;
+            }
+            if a.has("csz") {
+                *csz = a.strings("csz")?;
+            }
+        }
+        Attrs::RemoteCse { rr, poa, srv, .. } => {
+            if let Some(v) = a.boolean("rr")? {
+                *rr = v;
+            }
+            if a.has("poa") {
+                *poa = a.strings("poa")?;
+            }
+            if a.has("srv") {
+                *srv = a.strings("srv")?;
+            }
+        }
+        Attrs::Container { mni, mbs, or, .. } => {
+            if a.has("mni") {
+                *mni = a.uint("mni")?;
+            }
+            if a.has("mbs") {
+                *mbs = a.uint("mbs")?;
+            }
+            if a.has("or") {
+                *or = a.string("or")?;
+            }
+        }
+        Attrs::Acp { pv, pvs } => {
+            if let Some(v) = a.raw("pv") {
+                *pv = SetOfAcrs::parse("pv", v)?;
+            }
+            if let Some(v) = a.raw("pvs") {
+                let set = SetOfAcrs::parse("pvs", v)?;
+                if set.acr.is_empty() {
+                    return Err(CseError::bad_request("selfPrivileges needs at least one rule"));
+                }
+                *pvs = set;
+            }
+        }
+        Attrs::ContentInstance { .. } | Attrs::CseBase { .. } => {
+            return Err(CseError::new(Rsc::OperationNotAllowed, "not updatable"))
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,33 @@
+//! # m2msec-cse
+//!
+//! The registrar CSE of m2msec as a sans-IO engine (in the manner of quinn-proto): request
+//! primitives in, response primitives out, resources in a [`store::Store`]. No sockets, no async;
+//! the HTTP (TS-0009) and CoAP (TS-0008) bindings and the (D)TLS channels live elsewhere and
+//! describe each request's channel as a [`verify::SecurityContext`].
+//!
+//! - [`rsc`]: Response Status Codes (TS-0004 §6.6) and [`rsc::CseError`].
+//! - [`primitive`]: request/response primitives with short names (TS-0004 §6.4, §8.2).
+//! - [`resource`]: CSEBase, AE, remoteCSE, container, contentInstance, accessControlPolicy
+//!   (TS-0001 §9.6, TS-0004 §7.4), names and addressing (TS-0001 §7.2).
+//! - [`verify`]: originator verification (TS-0003 §7.2.1, TS-0004 §7.3.2.1) and `rq_authn`
+//!   (TS-0003 §7.1.2).
+//! - [`acp`]: access decision (TS-0003 §7.1).
+//! - [`engine`]: [`engine::Cse::handle`], the generic receiver procedure (TS-0004 §7.3.2).
+//! - [`store`]: the [`store::Store`] trait and [`store::SqliteStore`].
+#![forbid(unsafe_code)]
+#![deny(missing_debug_implementations)]
+
+pub mod acp;
+pub mod engine;
+pub mod primitive;
+pub mod resource;
+pub mod rsc;
+pub mod store;
+pub mod verify;
+
+pub use engine::{Cse, CseConfig, CseType};
+pub use primitive::{Operation, RequestPrimitive, ResponsePrimitive, ResultContent};
+pub use resource::ResourceType;
+pub use rsc::{CseError, Rsc};
+pub use store::{SqliteStore, Store, StoreError};
+pub use verify::{Association, BoundIdentity, CredentialKind, SecurityContext};

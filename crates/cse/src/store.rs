@@ -1,0 +1,348 @@
+//! Durable storage of resources and of the Credential-ID → AE-ID bindings learned at `<AE>`
+//! CREATE (TS-0003 §8.2.1, §8.2.2.1), behind the [`Store`] trait, with an embedded SQLite
+//! implementation ([`SqliteStore`]).
+//!
+//! Every engine request runs in one transaction ([`Store::begin`] … [`StoreTx::commit`]); a
+//! transaction dropped without commit rolls back, so a failed request never leaves a half-written
+//! resource. Rows keep the resource as a JSON blob plus indexed columns (`ri`, `pi`, `rn`, `ty`,
+//! the structured `path`); the database runs in WAL mode with `synchronous=FULL` and records its
+//! schema version.
+
+use std::path::Path;
+
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+
+use crate::resource::{Resource, ResourceType};
+
+/// The schema version this code writes and reads.
+pub const SCHEMA_VERSION: i64 = 1;
+/// Database file name inside the data directory.
+pub const DB_FILE: &str = "cse.sqlite3";
+
+/// Why the store failed. The engine maps every variant to INTERNAL_SERVER_ERROR, except
+/// [`StoreError::Conflict`] (a unique `path` or `ri` already taken) which maps to CONFLICT.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// SQLite reported an error.
+    #[error("database: {0}")]
+    Db(#[from] rusqlite::Error),
+    /// A stored blob did not decode.
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+    /// Unique constraint (resource name under the same parent, or ri).
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// The database was written by an unknown schema version.
+    #[error("unsupported schema version {0}")]
+    SchemaVersion(i64),
+    /// Filesystem error.
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// One transaction's view of the store.
+pub trait StoreTx {
+    /// The resource with this `ri`.
+    fn get(&mut self, ri: &str) -> Result<Option<Resource>, StoreError>;
+    /// The resource at this structured path (`<cb rn>/a/b`).
+    fn get_by_path(&mut self, path: &str) -> Result<Option<Resource>, StoreError>;
+    /// Direct children of `pi`, optionally of one type, in creation order, at most `limit`.
+    fn children(
+        &mut self,
+        pi: &str,
+        ty: Option<ResourceType>,
+        limit: usize,
+    ) -> Result<Vec<Resource>, StoreError>;
+    /// The oldest (`newest`=false) or newest child of `pi` of type `ty`.
+    fn edge_child(
+        &mut self,
+        pi: &str,
+        ty: ResourceType,
+        newest: bool,
+    ) -> Result<Option<Resource>, StoreError>;
+    /// Inserts a new resource; a taken `ri` or `path` → [`StoreError::Conflict`].
+    fn insert(&mut self, r: &Resource) -> Result<(), StoreError>;
+    /// Replaces the stored resource with the same `ri` (its path must not change).
+    fn update(&mut self, r: &Resource) -> Result<(), StoreError>;
+    /// Deletes the resource and its whole subtree; returns the number of rows removed.
+    fn delete_subtree(&mut self, r: &Resource) -> Result<usize, StoreError>;
+    /// Whether an `<AE>` with this AE-ID (`aei`, the stem) exists.
+    fn ae_exists(&mut self, aei: &str) -> Result<bool, StoreError>;
+    /// The `csi` values of all `<remoteCSE>` resources (the registree CSEs).
+    fn registree_cses(&mut self) -> Result<Vec<String>, StoreError>;
+    /// The AE-ID bound to a Credential-ID (TS-0003 §8.2.1).
+    fn binding(&mut self, credential_id: &str) -> Result<Option<String>, StoreError>;
+    /// Binds a Credential-ID to an AE-ID.
+    fn bind(&mut self, credential_id: &str, ae_id: &str) -> Result<(), StoreError>;
+    /// Makes the transaction durable.
+    fn commit(self: Box<Self>) -> Result<(), StoreError>;
+}
+
+/// A resource store.
+pub trait Store {
+    /// Starts a transaction (IMMEDIATE for SQLite: writers serialise up front).
+    fn begin(&mut self) -> Result<Box<dyn StoreTx + '_>, StoreError>;
+}
+
+/// The embedded SQLite store.
+#[derive(Debug)]
+pub struct SqliteStore {
+    conn: Connection,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS resources (
+    ri   TEXT PRIMARY KEY NOT NULL,
+    pi   TEXT,
+    rn   TEXT NOT NULL,
+    ty   INTEGER NOT NULL,
+    path TEXT NOT NULL UNIQUE,
+    aei  TEXT,
+    csi  TEXT,
+    body TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS resources_pi_ty ON resources (pi, ty);
+CREATE INDEX IF NOT EXISTS resources_aei ON resources (aei) WHERE aei IS NOT NULL;
+CREATE TABLE IF NOT EXISTS credential_bindings (
+    credential_id TEXT PRIMARY KEY NOT NULL,
+    ae_id TEXT NOT NULL
+);
+";
+
+impl SqliteStore {
+    /// Opens (creating if needed) `DATA_DIR/cse.sqlite3`.
+    pub fn open(data_dir: &Path) -> Result<SqliteStore, StoreError> {
+        std::fs::create_dir_all(data_dir)?;
+        let conn = Connection::open(data_dir.join(DB_FILE))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        Self::init(conn)
+    }
+
+    /// An in-memory store (tests, benches).
+    pub fn open_in_memory() -> Result<SqliteStore, StoreError> {
+        Self::init(Connection::open_in_memory()?)
+    }
+
+    fn init(conn: Connection) -> Result<SqliteStore, StoreError> {
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.execute_batch(SCHEMA)?;
+        let v: Option<i64> = conn
+            .query_row("SELECT version FROM schema_version", [], |r| r.get(0))
+            .optional()?;
+        match v {
+            None => {
+                conn.execute(
+                    "INSERT INTO schema_version (version) VALUES (?1)",
+                    [SCHEMA_VERSION],
+                )?;
+            }
+            Some(SCHEMA_VERSION) => {}
+            Some(other) => return Err(StoreError::SchemaVersion(other)),
+        }
+        Ok(SqliteStore { conn })
+    }
+
+    /// The schema version recorded in the database.
+    pub fn schema_version(&self) -> Result<i64, StoreError> {
+        Ok(self
+            .conn
+            .query_row("SELECT version FROM schema_version", [], |r| r.get(0))?)
+    }
+}
+
+struct SqliteTx<'a> {
+    tx: rusqlite::Transaction<'a>,
+}
+
+fn decode(body: String) -> Result<Resource, StoreError> {
+    serde_json::from_str(&body).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn ty_num(ty: ResourceType) -> i64 {
+    i64::try_from(ty.as_u64()).unwrap_or(0)
+}
+
+fn map_unique(e: rusqlite::Error, what: &str) -> StoreError {
+    match &e {
+        rusqlite::Error::SqliteFailure(f, _)
+            if f.code == rusqlite::ErrorCode::ConstraintViolation =>
+        {
+            StoreError::Conflict(what.to_string())
+        }
+        _ => StoreError::Db(e),
+    }
+}
+
+fn index_cols(r: &Resource) -> (Option<&str>, Option<&str>) {
+    match &r.attrs {
+        crate::resource::Attrs::Ae { aei, .. } => (Some(aei.as_str()), None),
+        crate::resource::Attrs::RemoteCse { csi, .. } => (None, Some(csi.as_str())),
+        _ => (None, None),
+    }
+}
+
+impl StoreTx for SqliteTx<'_> {
+    fn get(&mut self, ri: &str) -> Result<Option<Resource>, StoreError> {
+        let body: Option<String> = self
+            .tx
+            .prepare_cached("SELECT body FROM resources WHERE ri = ?1")?
+            .query_row([ri], |r| r.get(0))
+            .optional()?;
+        body.map(decode).transpose()
+    }
+
+    fn get_by_path(&mut self, path: &str) -> Result<Option<Resource>, StoreError> {
+        let body: Option<String> = self
+            .tx
+            .prepare_cached("SELECT body FROM resources WHERE path = ?1")?
+            .query_row([path], |r| r.get(0))
+            .optional()?;
+        body.map(decode).transpose()
+    }
+
+    fn children(
+        &mut self,
+        pi: &str,
+        ty: Option<ResourceType>,
+        limit: usize,
+    ) -> Result<Vec<Resource>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let mut out = Vec::new();
+        match ty {
+            Some(t) => {
+                let mut st = self.tx.prepare_cached(
+                    "SELECT body FROM resources WHERE pi = ?1 AND ty = ?2 ORDER BY rowid LIMIT ?3",
+                )?;
+                let rows = st.query_map(params![pi, ty_num(t), limit], |r| r.get::<_, String>(0))?;
+                for b in rows {
+                    out.push(decode(b?)?);
+                }
+            }
+            None => {
+                let mut st = self.tx.prepare_cached(
+                    "SELECT body FROM resources WHERE pi = ?1 ORDER BY rowid LIMIT ?2",
+                )?;
+                let rows = st.query_map(params![pi, limit], |r| r.get::<_, String>(0))?;
+                for b in rows {
+                    out.push(decode(b?)?);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn edge_child(
+        &mut self,
+        pi: &str,
+        ty: ResourceType,
+        newest: bool,
+    ) -> Result<Option<Resource>, StoreError> {
+        let sql = if newest {
+            "SELECT body FROM resources WHERE pi = ?1 AND ty = ?2 ORDER BY rowid DESC LIMIT 1"
+        } else {
+            "SELECT body FROM resources WHERE pi = ?1 AND ty = ?2 ORDER BY rowid ASC LIMIT 1"
+        };
+        let body: Option<String> = self
+            .tx
+            .prepare_cached(sql)?
+            .query_row(params![pi, ty_num(ty)], |r| r.get(0))
+            .optional()?;
+        body.map(decode).transpose()
+    }
+
+    fn insert(&mut self, r: &Resource) -> Result<(), StoreError> {
+        let body = serde_json::to_string(r).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let (aei, csi) = index_cols(r);
+        self.tx
+            .prepare_cached(
+                "INSERT INTO resources (ri, pi, rn, ty, path, aei, csi, body) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?
+            .execute(params![r.ri, r.pi, r.rn, ty_num(r.ty), r.path, aei, csi, body])
+            .map_err(|e| map_unique(e, "a resource with this name or ID exists"))?;
+        Ok(())
+    }
+
+    fn update(&mut self, r: &Resource) -> Result<(), StoreError> {
+        let body = serde_json::to_string(r).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let n = self
+            .tx
+            .prepare_cached("UPDATE resources SET body = ?2 WHERE ri = ?1")?
+            .execute(params![r.ri, body])?;
+        if n != 1 {
+            return Err(StoreError::Corrupt(format!("update of missing {}", r.ri)));
+        }
+        Ok(())
+    }
+
+    fn delete_subtree(&mut self, r: &Resource) -> Result<usize, StoreError> {
+        // Descendants have paths `path/…`: the range [path + '/', path + '0') ('0' follows '/').
+        let lo = format!("{}/", r.path);
+        let hi = format!("{}0", r.path);
+        let n = self
+            .tx
+            .prepare_cached("DELETE FROM resources WHERE path >= ?1 AND path < ?2")?
+            .execute(params![lo, hi])?;
+        let m = self
+            .tx
+            .prepare_cached("DELETE FROM resources WHERE ri = ?1")?
+            .execute([&r.ri])?;
+        Ok(n + m)
+    }
+
+    fn ae_exists(&mut self, aei: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .tx
+            .prepare_cached("SELECT 1 FROM resources WHERE aei = ?1 LIMIT 1")?
+            .query_row([aei], |_| Ok(()))
+            .optional()?
+            .is_some())
+    }
+
+    fn registree_cses(&mut self) -> Result<Vec<String>, StoreError> {
+        let mut st = self
+            .tx
+            .prepare_cached("SELECT csi FROM resources WHERE ty = 16 AND csi IS NOT NULL")?;
+        let rows = st.query_map([], |r| r.get::<_, String>(0))?;
+        let mut out = Vec::new();
+        for c in rows {
+            out.push(c?);
+        }
+        Ok(out)
+    }
+
+    fn binding(&mut self, credential_id: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .tx
+            .prepare_cached("SELECT ae_id FROM credential_bindings WHERE credential_id = ?1")?
+            .query_row([credential_id], |r| r.get(0))
+            .optional()?)
+    }
+
+    fn bind(&mut self, credential_id: &str, ae_id: &str) -> Result<(), StoreError> {
+        self.tx
+            .prepare_cached(
+                "INSERT INTO credential_bindings (credential_id, ae_id) VALUES (?1, ?2)",
+            )?
+            .execute([credential_id, ae_id])
+            .map_err(|e| map_unique(e, "credential already bound"))?;
+        Ok(())
+    }
+
+    fn commit(self: Box<Self>) -> Result<(), StoreError> {
+        self.tx.commit()?;
+        Ok(())
+    }
+}
+
+impl Store for SqliteStore {
+    fn begin(&mut self) -> Result<Box<dyn StoreTx + '_>, StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        Ok(Box::new(SqliteTx { tx }))
+    }
+}

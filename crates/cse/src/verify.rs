@@ -1,0 +1,430 @@
+//! Originator verification at the Registrar CSE (TS-0003 §7.2.1, TS-0004 §7.3.2.1; BRIEF §3(d))
+//! and the `rq_authn` flag of TS-0003 §7.1.2 that feeds access control.
+//!
+//! The engine does not see sockets: the binding layer describes the channel a request came on as
+//! a [`SecurityContext`]: no association (a plaintext local tool), or an [`Association`] with its
+//! credential kind, its Credential-ID (TS-0003 §10.4) and the identity bound to it by configuration
+//! or by a certificate, if any (TS-0003 §8.2.2; BRIEF §3(c)). Identities learned at `<AE>` CREATE
+//! (TS-0003 §8.2.1) are kept in the store as Credential-ID → AE-ID bindings.
+//!
+//! Rules, in the order applied ([`verify`]):
+//! - **Inside an SA whose registree is an AE** (bound AE-ID(s), configured, from a certificate or
+//!   learned at registration): `From` must be one of those AE-IDs, in any of its forms, else
+//!   ORIGINATOR_NOT_AUTHENTICATED (4106). A matching `From` written in a form other than the
+//!   AE-ID-Stem is BAD_REQUEST (TS-0004 §7.3.2.1, "any format other than AE-ID-Stem").
+//! - **Inside an SA whose registree is a CSE X**: 4106 when `From` is the CSE-ID of another
+//!   registree CSE; a CSE-relative C-type AE-ID-Stem; or an SP-relative/absolute C-type AE-ID whose
+//!   CSE-ID part is another registree CSE (the three cases of TS-0004 §7.3.2.1). *Project
+//!   addition:* also 4106 when `From` claims this CSE's own CSE-ID or a C-type AE-ID registered
+//!   here: a registree CSE never legitimately forwards on behalf of the receiver or of the
+//!   receiver's own registree AEs (they reach it directly), so accepting such a `From` would let a
+//!   registree CSE impersonate them.
+//! - **Inside an SA whose registree is still unknown** (bound only to its Credential-ID, e.g.
+//!   `12-<KpsaID>`, TS-0003 §8.2.2.1): only a CREATE `<AE>` is accepted, which learns the AE-ID and
+//!   binds it. Anything else is 4106: TS-0003 §7.2.1 step 2 compares `From` with the ID associated
+//!   with the SA, and an M2M ID never equals a Credential-ID.
+//! - **Outside any SA**: a CSE-ID in `From` → SECURITY_ASSOCIATION_REQUIRED (4107); an AE-ID that
+//!   is not registered here, in any request other than CREATE `<AE>` → 4106.
+//!
+//! `rq_authn` (TS-0003 §7.1.2) is TRUE only inside an SA whose `From` matched the SA's own bound
+//! identity (the registree AE itself, or the registree CSE itself). Requests a registree CSE
+//! forwards for others, and every request outside an SA, have `rq_authn` FALSE (an entity
+//! registered elsewhere is authenticated only with ESPrim, which this slice does not implement).
+
+use m2msec_core::ids::{AeId, AeIdStem, AeIdStemKind, CredentialId, CseId, SpId};
+
+use crate::rsc::{CseError, Rsc};
+use crate::store::{StoreError, StoreTx};
+
+/// The kind of credential a security association was established with (TS-0003 §8.2.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CredentialKind {
+    /// Provisioned symmetric key (TLS-PSK, §8.2.2.1) or a MAF-distributed Kc (§8.2.2.3).
+    Psk,
+    /// X.509 certificate (§8.2.2.2).
+    Certificate,
+    /// Raw public key (§8.2.2.2, RFC 7250).
+    RawPublicKey,
+}
+
+/// The identity a security association is bound to by configuration or by a certificate
+/// (TS-0003 §8.2.2; BRIEF §3(c): a single CSE-ID, a single AE-ID, or a list of AE-IDs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BoundIdentity {
+    /// The registree is this CSE.
+    Cse(CseId),
+    /// The registree is an AE with one of these AE-IDs (a list only with device or Node-ID
+    /// certificates).
+    Ae(Vec<AeId>),
+}
+
+/// An established (D)TLS security association, as the binding layer describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Association {
+    /// Credential kind.
+    pub credential_kind: CredentialKind,
+    /// The Credential-ID (TS-0003 §10.4), e.g. `12-<KpsaID>`.
+    pub credential_id: CredentialId,
+    /// The identity bound by configuration or certificate, if any.
+    pub bound: Option<BoundIdentity>,
+}
+
+/// The security context of one request (TS-0003 §7.2.1 step 0).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecurityContext {
+    /// No security association: a plaintext local tool.
+    None,
+    /// Inside an established security association.
+    Association(Association),
+}
+
+/// The hosting CSE's own identifiers (TS-0004 §6.2.3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalIds {
+    /// M2M-SP-ID.
+    pub sp: SpId,
+    /// CSE-ID stem (SP-relative CSE-ID without its '/').
+    pub cse_stem: String,
+}
+
+impl LocalIds {
+    /// Absolute form of an AE-ID (TS-0004 §6.2.3): a CSE-relative C-type stem belongs to this
+    /// CSE; an S-type stem to this SP.
+    pub fn absolute_ae(&self, ae: &AeId) -> String {
+        match ae {
+            AeId::Absolute { .. } => ae.to_string(),
+            AeId::SpRelative { .. } => format!("//{}{}", self.sp, ae),
+            AeId::CseRelative { stem } => match stem.kind() {
+                AeIdStemKind::C => format!("//{}/{}/{}", self.sp, self.cse_stem, stem),
+                AeIdStemKind::S => format!("//{}/{}", self.sp, stem),
+            },
+        }
+    }
+
+    /// Absolute form of a CSE-ID.
+    pub fn absolute_cse(&self, cse: &CseId) -> String {
+        cse.to_absolute(&self.sp).to_string()
+    }
+
+    /// The stem of an AE-ID if it names an AE registered (or registrable) here: a C-type AE-ID of
+    /// this CSE or an S-type AE-ID of this SP.
+    pub fn local_stem<'a>(&self, ae: &'a AeId) -> Option<&'a AeIdStem> {
+        let sp_ok = match ae {
+            AeId::Absolute { sp, .. } => *sp == self.sp,
+            _ => true,
+        };
+        let stem = ae.stem();
+        let reg_ok = match (stem.kind(), ae.registrar_stem()) {
+            (AeIdStemKind::C, Some(r)) => r == self.cse_stem,
+            (AeIdStemKind::C, None) => matches!(ae, AeId::CseRelative { .. }),
+            (AeIdStemKind::S, _) => true,
+        };
+        (sp_ok && reg_ok).then_some(stem)
+    }
+}
+
+/// A parsed `From` (TS-0004 §6.2.3 forms).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Originator {
+    /// An AE-ID.
+    Ae(AeId),
+    /// A CSE-ID.
+    Cse(CseId),
+}
+
+impl Originator {
+    /// The absolute form used by access control.
+    pub fn absolute(&self, me: &LocalIds) -> String {
+        match self {
+            Originator::Ae(a) => me.absolute_ae(a),
+            Originator::Cse(c) => me.absolute_cse(c),
+        }
+    }
+}
+
+fn db(e: StoreError) -> CseError {
+    CseError::internal(format!("store: {e}"))
+}
+
+/// Classifies `From` as an AE-ID or a CSE-ID (TS-0004 §6.2.3). `/S…` is both an S-type AE-ID and
+/// an SP-relative CSE-ID: it is a CSE-ID only if a registree CSE has that ID. A bare stem is an
+/// AE-ID-Stem (a CSE never puts a CSE-relative CSE-ID in `From`; TS-0001 §7.2).
+pub fn classify(
+    from: &str,
+    me: &LocalIds,
+    tx: &mut dyn StoreTx,
+) -> Result<Originator, CseError> {
+    let ae = from.parse::<AeId>().ok();
+    let cse = if from.starts_with('/') {
+        from.parse::<CseId>().ok()
+    } else {
+        None
+    };
+    match (ae, cse) {
+        (Some(a), None) => Ok(Originator::Ae(a)),
+        (None, Some(c)) => Ok(Originator::Cse(c)),
+        (Some(a), Some(c)) => {
+            let abs = me.absolute_cse(&c);
+            let is_registree = tx
+                .registree_cses()
+                .map_err(db)?
+                .iter()
+                .filter_map(|s| s.parse::<CseId>().ok())
+                .any(|r| me.absolute_cse(&r) == abs);
+            Ok(if is_registree {
+                Originator::Cse(c)
+            } else {
+                Originator::Ae(a)
+            })
+        }
+        (None, None) => Err(CseError::bad_request(
+            "From is neither an AE-ID nor a CSE-ID",
+        )),
+    }
+}
+
+/// How the AE-ID of a registering AE is chosen (TS-0001 §10.2.2.2 subset; TS-0004 §7.4.5.2.1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AeIdPlan {
+    /// The registrar generates a stem of this kind (`From` absent, empty, `C` or `S`).
+    Generate(AeIdStemKind),
+    /// This stem, requested by the AE or bound to its association.
+    Use(AeIdStem),
+}
+
+/// The outcome of verification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    /// The originator; `None` only for a CREATE `<AE>` without `From`.
+    pub originator: Option<Originator>,
+    /// `rq_authn` (TS-0003 §7.1.2).
+    pub rq_authn: bool,
+    /// For a CREATE `<AE>`: how to choose the AE-ID.
+    pub ae_plan: Option<AeIdPlan>,
+    /// For a CREATE `<AE>` in an association not yet bound to an AE-ID: bind its Credential-ID
+    /// to the new AE-ID (TS-0003 §8.2.1, "IdA learned at `<AE>` CREATE").
+    pub bind_credential: Option<CredentialId>,
+}
+
+enum Registree {
+    Ae(Vec<AeId>),
+    Cse(CseId),
+    Unknown,
+}
+
+fn not_authn(why: &str) -> CseError {
+    CseError::new(Rsc::OriginatorNotAuthenticated, why)
+}
+
+/// Parses the `From` of a CREATE `<AE>`: absent, empty, `C`, `S`, or an AE-ID-Stem.
+fn registration_plan(from: Option<&str>) -> Result<AeIdPlan, CseError> {
+    match from {
+        None | Some("") | Some("C") => Ok(AeIdPlan::Generate(AeIdStemKind::C)),
+        Some("S") => Ok(AeIdPlan::Generate(AeIdStemKind::S)),
+        Some(s) => s.parse::<AeIdStem>().map(AeIdPlan::Use).map_err(|_| {
+            CseError::bad_request("From of an AE registration must be empty, C, S or an AE-ID-Stem")
+        }),
+    }
+}
+
+/// Verifies the originator of a request (TS-0003 §7.2.1, TS-0004 §7.3.2.1); see the module docs.
+///
+/// `ae_create` is true for a CREATE with `ty` = 2. `from` is the request's `From`.
+pub fn verify(
+    sec: &SecurityContext,
+    ae_create: bool,
+    from: Option<&str>,
+    me: &LocalIds,
+    tx: &mut dyn StoreTx,
+) -> Result<Verified, CseError> {
+    if from.is_none() && !ae_create {
+        return Err(CseError::bad_request("missing From"));
+    }
+    let assoc = match sec {
+        SecurityContext::None => {
+            if ae_create {
+                return Ok(Verified {
+                    originator: None,
+                    rq_authn: false,
+                    ae_plan: Some(registration_plan(from)?),
+                    bind_credential: None,
+                });
+            }
+            let orig = classify(from.unwrap_or_default(), me, tx)?;
+            return match &orig {
+                Originator::Cse(_) => Err(CseError::new(
+                    Rsc::SecurityAssociationRequired,
+                    "a CSE-ID in From requires a security association",
+                )),
+                Originator::Ae(a) => {
+                    let registered = match me.local_stem(a) {
+                        Some(stem) => tx.ae_exists(stem.as_str()).map_err(db)?,
+                        None => false,
+                    };
+                    if !registered {
+                        return Err(not_authn("From is not an AE registered with this CSE"));
+                    }
+                    Ok(Verified {
+                        originator: Some(orig),
+                        rq_authn: false,
+                        ae_plan: None,
+                        bind_credential: None,
+                    })
+                }
+            };
+        }
+        SecurityContext::Association(a) => a,
+    };
+
+    let registree = match &assoc.bound {
+        Some(BoundIdentity::Cse(c)) => Registree::Cse(c.clone()),
+        Some(BoundIdentity::Ae(list)) => Registree::Ae(list.clone()),
+        None => match tx
+            .binding(&assoc.credential_id.to_string())
+            .map_err(db)?
+        {
+            Some(s) => match s.parse::<AeId>() {
+                Ok(id) => Registree::Ae(vec![id]),
+                Err(_) => return Err(CseError::internal("stored binding is not an AE-ID")),
+            },
+            None => Registree::Unknown,
+        },
+    };
+
+    match registree {
+        Registree::Unknown => {
+            if !ae_create {
+                return Err(not_authn(
+                    "the security association is not yet bound to an AE-ID: register first",
+                ));
+            }
+            Ok(Verified {
+                originator: None,
+                rq_authn: false,
+                ae_plan: Some(registration_plan(from)?),
+                bind_credential: Some(assoc.credential_id.clone()),
+            })
+        }
+        Registree::Ae(allowed) => {
+            let allowed_abs: Vec<String> = allowed.iter().map(|a| me.absolute_ae(a)).collect();
+            if ae_create {
+                // Only a bound AE-ID may be registered over this association.
+                let plan = registration_plan(from)?;
+                let bound_local: Vec<&AeIdStem> =
+                    allowed.iter().filter_map(|a| me.local_stem(a)).collect();
+                let stem = match plan {
+                    AeIdPlan::Generate(_) => match bound_local.first() {
+                        Some(s) => (*s).clone(),
+                        None => {
+                            return Err(not_authn(
+                                "the AE-ID bound to this association is not registrable here",
+                            ))
+                        }
+                    },
+                    AeIdPlan::Use(s) => {
+                        if !bound_local.iter().any(|b| **b == s) {
+                            return Err(not_authn(
+                                "From differs from the AE-ID bound to the security association",
+                            ));
+                        }
+                        s
+                    }
+                };
+                return Ok(Verified {
+                    originator: Some(Originator::Ae(AeId::CseRelative { stem: stem.clone() })),
+                    rq_authn: true,
+                    ae_plan: Some(AeIdPlan::Use(stem)),
+                    bind_credential: None,
+                });
+            }
+            let from = from.unwrap_or_default();
+            let ae = match from.parse::<AeId>() {
+                Ok(a) => a,
+                Err(_) => {
+                    return Err(not_authn(
+                        "From differs from the AE-ID bound to the security association",
+                    ))
+                }
+            };
+            if !allowed_abs.contains(&me.absolute_ae(&ae)) {
+                return Err(not_authn(
+                    "From differs from the AE-ID bound to the security association",
+                ));
+            }
+            if !matches!(ae, AeId::CseRelative { .. }) {
+                return Err(CseError::bad_request(
+                    "a registree AE must use its AE-ID-Stem in From (TS-0004 §7.3.2.1)",
+                ));
+            }
+            Ok(Verified {
+                originator: Some(Originator::Ae(ae)),
+                rq_authn: true,
+                ae_plan: None,
+                bind_credential: None,
+            })
+        }
+        Registree::Cse(x) => {
+            if ae_create {
+                return Err(CseError::new(
+                    Rsc::OperationNotAllowed,
+                    "a CSE shall not originate a CREATE <AE> (TS-0004 §7.4.5.2.1)",
+                ));
+            }
+            let x_abs = me.absolute_cse(&x);
+            let own_abs = format!("//{}/{}", me.sp, me.cse_stem);
+            let others: Vec<String> = tx
+                .registree_cses()
+                .map_err(db)?
+                .iter()
+                .filter_map(|s| s.parse::<CseId>().ok())
+                .map(|c| me.absolute_cse(&c))
+                .filter(|c| *c != x_abs)
+                .collect();
+            let orig = classify(from.unwrap_or_default(), me, tx)?;
+            match &orig {
+                Originator::Cse(c) => {
+                    let abs = me.absolute_cse(c);
+                    if others.contains(&abs) {
+                        return Err(not_authn("From is the CSE-ID of another registree CSE"));
+                    }
+                    if abs == own_abs {
+                        return Err(not_authn("From is the receiver's own CSE-ID"));
+                    }
+                }
+                Originator::Ae(a) => match a {
+                    AeId::CseRelative { stem } if stem.kind() == AeIdStemKind::C => {
+                        return Err(not_authn(
+                            "a CSE-relative C-type AE-ID-Stem cannot come from a registree CSE",
+                        ));
+                    }
+                    AeId::CseRelative { .. } => {}
+                    _ if a.stem().kind() == AeIdStemKind::C => {
+                        let sp = match a {
+                            AeId::Absolute { sp, .. } => sp.to_string(),
+                            _ => me.sp.to_string(),
+                        };
+                        let cse_part = format!("//{}/{}", sp, a.registrar_stem().unwrap_or(""));
+                        if others.contains(&cse_part) {
+                            return Err(not_authn(
+                                "From is a C-type AE-ID of another registree CSE",
+                            ));
+                        }
+                        if cse_part == own_abs {
+                            return Err(not_authn(
+                                "From is a C-type AE-ID registered with the receiver",
+                            ));
+                        }
+                    }
+                    _ => {}
+                },
+            }
+            let rq_authn = matches!(&orig, Originator::Cse(c) if me.absolute_cse(c) == x_abs);
+            Ok(Verified {
+                originator: Some(orig),
+                rq_authn,
+                ae_plan: None,
+                bind_credential: None,
+            })
+        }
+    }
+}
