@@ -44,6 +44,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    init_logging();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => return clap_error(e),
@@ -63,6 +64,20 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Ibc { cmd } => ibc::run(cmd),
         Command::Probe { cmd } => probe::run(cmd),
     }
+}
+
+/// Structured logs go to stderr, filtered by `M2MSEC_LOG` (tracing `EnvFilter` syntax, e.g.
+/// `M2MSEC_LOG=info` or `M2MSEC_LOG=m2msec_tls=debug`); the default is `warn`. Key material is
+/// never logged at any level.
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("M2MSEC_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(true)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
 }
 
 /// Help and version go to stdout with status 0; usage errors are one line with status 2.
