@@ -1,4 +1,4 @@
-//! Access control (TS-0003 §7.1; TS-0001 §9.6.2 and the access decision text of §10.1 / TS-0004
+//! Access control (TS-0003 §7.1; TS-0001 §9.6.2 and the access decision text of §10.2.3.1 / TS-0004
 //! §7.3.3.15): `m2m:setOfAcrs` (privileges `pv`, selfPrivileges `pvs`), and the reference access
 //! decision algorithm of TS-0003 §7.1.5.
 //!
@@ -11,7 +11,7 @@
 //!   FQDN), or a CSE-ID / AE-ID in any of its forms, with `*` wildcards whose scope ends at the next
 //!   `/` (TS-0003 table 7.1.3-2). Role IDs and `<group>` resource IDs are not evaluated here: they
 //!   never match (deny, never allow);
-//! - `res_ops`: the operation's bit is set in `acop` (TS-0004 §6.3.4.2.26);
+//! - `res_ops`: the operation's bit is set in `acop` (TS-0004 §6.3.4.2.29);
 //! - `res_ctxts`: a rule without `acco` admits any context; **a rule with any `acco` is never
 //!   satisfied here**, because this CSE does not evaluate time windows, location regions or IP
 //!   addresses (TS-0003 §7.1.4: an indeterminate result is "Deny");
@@ -44,7 +44,7 @@ pub struct ObjectDetails {
     pub chty: Vec<u64>,
 }
 
-/// One access control rule, `m2m:accessControlRule` (TS-0004 §6.3.5.?, TS-0003 table 7.1.3-1).
+/// One access control rule, `m2m:accessControlRule` (TS-0004 §6.3.5.27, TS-0003 table 7.1.3-1).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AccessControlRule {
     /// `acor`: accessControlOriginators.
@@ -62,7 +62,7 @@ pub struct AccessControlRule {
     pub acod: Vec<ObjectDetails>,
 }
 
-/// `m2m:setOfAcrs` (TS-0004 §6.3.5.?): `{"acr": [rule, …]}`.
+/// `m2m:setOfAcrs` (TS-0004 §6.3.5.26): `{"acr": [rule, …]}`.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct SetOfAcrs {
     /// `acr`: the rules.
@@ -89,7 +89,9 @@ impl SetOfAcrs {
         }
         let mut out = Vec::with_capacity(rules.len());
         for r in rules {
-            let ro = r.as_object().ok_or_else(|| bad("a rule must be an object"))?;
+            let ro = r
+                .as_object()
+                .ok_or_else(|| bad("a rule must be an object"))?;
             if let Some(k) = ro
                 .keys()
                 .find(|k| !matches!(k.as_str(), "acor" | "acop" | "acco" | "acaf" | "acod"))
@@ -101,11 +103,11 @@ impl SetOfAcrs {
             if rule.acor.is_empty() || rule.acor.len() > MAX_ORIGINATORS {
                 return Err(bad("acor must list 1 to 256 originators"));
             }
-            if rule
-                .acor
-                .iter()
-                .any(|o| o.is_empty() || o.len() > 1024 || o.chars().any(|c| c.is_control() || c.is_whitespace()))
-            {
+            if rule.acor.iter().any(|o| {
+                o.is_empty()
+                    || o.len() > 1024
+                    || o.chars().any(|c| c.is_control() || c.is_whitespace())
+            }) {
                 return Err(bad("acor entries must be non-empty IDs"));
             }
             if rule.acop == 0 || rule.acop > 63 {
@@ -277,7 +279,14 @@ mod tests {
         ] {
             assert!(originator_matches(yes, &r), "{yes}");
         }
-        for no in ["//other.example", "/cse-in/C1*", "//*/cse-in", "/cse-in/*/x", "group1", "C98"] {
+        for no in [
+            "//other.example",
+            "/cse-in/C1*",
+            "//*/cse-in",
+            "/cse-in/*/x",
+            "group1",
+            "C98",
+        ] {
             assert!(!originator_matches(no, &r), "{no}");
         }
     }
@@ -297,15 +306,27 @@ mod tests {
             &json!({"acr":[{"acor":["all"],"acop":2,"acaf":true}]}),
         )
         .unwrap();
-        assert!(!permits(&set, &req("//sp.example/cse-in/C1", Operation::Retrieve, false)));
-        assert!(permits(&set, &req("//sp.example/cse-in/C1", Operation::Retrieve, true)));
-        assert!(!permits(&set, &req("//sp.example/cse-in/C1", Operation::Update, true)));
+        assert!(!permits(
+            &set,
+            &req("//sp.example/cse-in/C1", Operation::Retrieve, false)
+        ));
+        assert!(permits(
+            &set,
+            &req("//sp.example/cse-in/C1", Operation::Retrieve, true)
+        ));
+        assert!(!permits(
+            &set,
+            &req("//sp.example/cse-in/C1", Operation::Update, true)
+        ));
         let ctx = SetOfAcrs::parse(
             "pv",
             &json!({"acr":[{"acor":["all"],"acop":63,"acco":[{"acw":["* * * * * * *"]}]}]}),
         )
         .unwrap();
-        assert!(!permits(&ctx, &req("//sp.example/cse-in/C1", Operation::Retrieve, true)));
+        assert!(!permits(
+            &ctx,
+            &req("//sp.example/cse-in/C1", Operation::Retrieve, true)
+        ));
     }
 
     #[test]

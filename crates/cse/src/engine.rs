@@ -9,13 +9,13 @@
 //! builds the response with the requested Result Content (TS-0001 table 8.1.2-1). Every failure is a
 //! [`CseError`] carrying its Response Status Code; nothing panics and a failed request rolls back.
 //!
-//! Default access when a resource's `acpi` is NULL (TS-0001 §10.1 "Check authorization"): only the
+//! Default access when a resource's `acpi` is NULL (TS-0001 §10.2.3.1): only the
 //! resource's creator is granted access. Our reading of "creator": for an `<AE>` the AE itself; for
 //! a `<remoteCSE>` the registree CSE; for `<container>`/`<contentInstance>` the originator of the
 //! CREATE (`cr`); for `<CSEBase>` nobody (this slice has no administrator originator), so resources
 //! directly under `<CSEBase>` other than `<AE>`/`<remoteCSE>` registrations need an ACP configured
 //! out of band. A `<contentInstance>` uses its parent `<container>`'s policies (TS-0001 §9.6.7);
-//! an `<accessControlPolicy>` uses its own `selfPrivileges` (TS-0001 §10.1). Registration (CREATE
+//! an `<accessControlPolicy>` uses its own `selfPrivileges` (TS-0001 §10.2.3.1). Registration (CREATE
 //! `<AE>` or `<remoteCSE>` under `<CSEBase>`) skips Recv-6.3 (TS-0004 §7.4.5.2.1, §7.4.4.2.1).
 
 use serde_json::{Map, Value};
@@ -26,8 +26,8 @@ use m2msec_core::timestamp::Timestamp;
 use crate::acp::{self, AccessRequest, SetOfAcrs};
 use crate::primitive::{Operation, RequestPrimitive, ResponsePrimitive, ResultContent};
 use crate::resource::{
-    content_size, parse_to, validate_app_id, validate_request_attrs,
-    validate_resource_name, Attrs, CseAddress, RequestAttrs, Resource, ResourceType, Target,
+    content_size, parse_to, validate_app_id, validate_request_attrs, validate_resource_name, Attrs,
+    CseAddress, RequestAttrs, Resource, ResourceType, Target,
 };
 use crate::rsc::{CseError, Rsc};
 use crate::store::{Store, StoreError, StoreTx};
@@ -74,7 +74,9 @@ pub struct Cse<S: Store> {
 
 impl<S: Store> core::fmt::Debug for Cse<S> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("Cse").field("cfg", &self.cfg).finish_non_exhaustive()
+        f.debug_struct("Cse")
+            .field("cfg", &self.cfg)
+            .finish_non_exhaustive()
     }
 }
 
@@ -107,6 +109,8 @@ fn random_hex(n: usize) -> Result<String, CseError> {
 
 struct Ctx<'a> {
     verified: &'a Verified,
+    /// The request's From, as carried.
+    from: Option<String>,
     orig_abs: Option<String>,
     now: Timestamp,
 }
@@ -162,6 +166,7 @@ impl<S: Store> Cse<S> {
                         lbl: None,
                         acpi: None,
                         creator: None,
+                        cr: None,
                         attrs: Attrs::CseBase {
                             cst: match cfg.cse_type {
                                 CseType::In => 1,
@@ -170,7 +175,10 @@ impl<S: Store> Cse<S> {
                             csi: format!("/{stem}"),
                             srt: vec![1, 2, 3, 4, 5, 16],
                             poa: cfg.poa.clone(),
-                            srv: SUPPORTED_RELEASE_VERSIONS.iter().map(|s| s.to_string()).collect(),
+                            srv: SUPPORTED_RELEASE_VERSIONS
+                                .iter()
+                                .map(|s| s.to_string())
+                                .collect(),
                         },
                     };
                     tx.insert(&cb).map_err(db)?;
@@ -255,13 +263,18 @@ impl<S: Store> Cse<S> {
         }
         let rcn = req.rcn.unwrap_or(ResultContent::default_for(req.op));
         if !rcn.valid_for(req.op) {
-            return Err(CseError::bad_request("result content invalid for this operation"));
+            return Err(CseError::bad_request(
+                "result content invalid for this operation",
+            ));
         }
         if req.fc.is_some() {
             return Err(if req.op == Operation::Create {
                 CseError::bad_request("filter criteria in a CREATE")
             } else {
-                CseError::new(Rsc::NotImplemented, "filter criteria / discovery not supported")
+                CseError::new(
+                    Rsc::NotImplemented,
+                    "filter criteria / discovery not supported",
+                )
             });
         }
         let create_ty = if req.op == Operation::Create {
@@ -280,8 +293,8 @@ impl<S: Store> Cse<S> {
                 "this CSE hosts no notification targets",
             ));
         }
-        let now = Timestamp::from_unix((self.clock)())
-            .map_err(|e| CseError::internal(e.to_string()))?;
+        let now =
+            Timestamp::from_unix((self.clock)()).map_err(|e| CseError::internal(e.to_string()))?;
         let target = parse_to(&req.to, &self.addr)?;
 
         let ids = self.ids.clone();
@@ -294,7 +307,12 @@ impl<S: Store> Cse<S> {
             cb_ri: &cb_ri,
             cse_type,
         };
-        let mut txb = self.store.begin().map_err(db)?;
+        let mut txb = if req.op == Operation::Retrieve {
+            self.store.begin_read()
+        } else {
+            self.store.begin()
+        }
+        .map_err(db)?;
         let resp = eng.run(txb.as_mut(), sec, &req, create_ty, target, now, rcn)?;
         txb.commit().map_err(db)?;
         Ok(resp)
@@ -323,8 +341,7 @@ fn child_ref(r: &Resource) -> Value {
 }
 
 fn expired(r: &Resource, now: &Timestamp) -> bool {
-    r.et
-        .is_some_and(|et| et.to_unix_micros() <= now.to_unix_micros())
+    r.et.is_some_and(|et| et.to_unix_micros() <= now.to_unix_micros())
 }
 
 impl Eng<'_> {
@@ -345,6 +362,7 @@ impl Eng<'_> {
         let orig_abs = verified.originator.as_ref().map(|o| o.absolute(self.ids));
         let ctx = Ctx {
             verified: &verified,
+            from: req.fr.clone(),
             orig_abs,
             now,
         };
@@ -371,6 +389,12 @@ impl Eng<'_> {
         let found = match target {
             Target::CseBase => tx.get(self.cb_ri).map_err(db)?,
             Target::Unstructured(ri) => tx.get(ri).map_err(db)?,
+            Target::UnstructuredVirtual(ri, latest) => match tx.get(ri).map_err(db)? {
+                Some(p) if p.ty == ResourceType::Container && !expired(&p, now) => tx
+                    .edge_child(&p.ri, ResourceType::ContentInstance, *latest)
+                    .map_err(db)?,
+                _ => None,
+            },
             Target::Structured(segs) => {
                 let (last, parents) = segs
                     .split_last()
@@ -409,16 +433,15 @@ impl Eng<'_> {
                 .parse()
                 .ok()
                 .map(|a: m2msec_core::ids::AeId| self.ids.absolute_ae(&a)),
-            Attrs::RemoteCse { csi, .. } => csi
-                .parse()
-                .ok()
-                .map(|c: CseId| self.ids.absolute_cse(&c)),
+            Attrs::RemoteCse { csi, .. } => {
+                csi.parse().ok().map(|c: CseId| self.ids.absolute_cse(&c))
+            }
             Attrs::CseBase { .. } => None,
             _ => r.creator.clone(),
         }
     }
 
-    /// Recv-6.3 (TS-0004 §7.3.3.15; TS-0001 §10.1): ORIGINATOR_HAS_NO_PRIVILEGE unless permitted.
+    /// Recv-6.3 (TS-0004 §7.3.3.15; TS-0001 §10.2.3.1): ORIGINATOR_HAS_NO_PRIVILEGE unless permitted.
     fn authorize(
         &self,
         tx: &mut dyn StoreTx,
@@ -463,7 +486,7 @@ impl Eng<'_> {
                         continue;
                     };
                     let policy = match &t {
-                        Target::CseBase => None,
+                        Target::CseBase | Target::UnstructuredVirtual(..) => None,
                         Target::Unstructured(ri) => tx.get(ri).map_err(db)?,
                         Target::Structured(segs) => {
                             let path = format!("{}/{}", self.addr.cb_rn, segs.join("/"));
@@ -502,16 +525,23 @@ impl Eng<'_> {
         acpi: &Option<Vec<String>>,
     ) -> Result<(), CseError> {
         for id in acpi.iter().flatten() {
-            let t = parse_to(id, self.addr)
-                .map_err(|_| CseError::bad_request(format!("acpi {id:?} is not a local resource")))?;
+            let t = parse_to(id, self.addr).map_err(|_| {
+                CseError::bad_request(format!("acpi {id:?} is not a local resource"))
+            })?;
             let found = match &t {
-                Target::CseBase => None,
+                Target::CseBase | Target::UnstructuredVirtual(..) => None,
                 Target::Unstructured(ri) => tx.get(ri).map_err(db)?,
                 Target::Structured(segs) => tx
                     .get_by_path(&format!("{}/{}", self.addr.cb_rn, segs.join("/")))
                     .map_err(db)?,
             };
-            if !matches!(found, Some(Resource { ty: ResourceType::AccessControlPolicy, .. })) {
+            if !matches!(
+                found,
+                Some(Resource {
+                    ty: ResourceType::AccessControlPolicy,
+                    ..
+                })
+            ) {
                 return Err(CseError::bad_request(format!(
                     "acpi {id:?} does not name an <accessControlPolicy>"
                 )));
@@ -653,7 +683,9 @@ impl Eng<'_> {
                     .parse()
                     .map_err(|e| CseError::bad_request(format!("csi: {e}")))?;
                 if self.ids.absolute_cse(&csi_id) != bound_abs {
-                    return Err(CseError::bad_request("csi must equal the registree's CSE-ID"));
+                    return Err(CseError::bad_request(
+                        "csi must equal the registree's CSE-ID",
+                    ));
                 }
                 if tx
                     .registree_cses()
@@ -755,6 +787,7 @@ impl Eng<'_> {
             lbl,
             acpi,
             creator,
+            cr: if a.has("cr") { ctx.from.clone() } else { None },
             attrs,
         };
         tx.insert(&r).map_err(db)?;
@@ -852,9 +885,7 @@ impl Eng<'_> {
         ctx: &Ctx<'_>,
         r: &Resource,
     ) -> Result<Vec<Resource>, CseError> {
-        let kids = tx
-            .children(&r.ri, None, MAX_CHILDREN_LISTED)
-            .map_err(db)?;
+        let kids = tx.children(&r.ri, None, MAX_CHILDREN_LISTED).map_err(db)?;
         let mut out = Vec::with_capacity(kids.len());
         for k in kids {
             if expired(&k, &ctx.now) {
@@ -1009,10 +1040,8 @@ impl Eng<'_> {
         };
         if let (ResourceType::ContentInstance, Some(pi)) = (r.ty, r.pi.as_deref()) {
             if let Some(mut p) = tx.get(pi).map_err(db)? {
-                if let (
-                    Attrs::Container { cni, cbs, .. },
-                    Attrs::ContentInstance { cs, .. },
-                ) = (&mut p.attrs, &r.attrs)
+                if let (Attrs::Container { cni, cbs, .. }, Attrs::ContentInstance { cs, .. }) =
+                    (&mut p.attrs, &r.attrs)
                 {
                     *cni = cni.saturating_sub(1);
                     *cbs = cbs.saturating_sub(*cs);
@@ -1101,7 +1130,9 @@ fn apply_update(
             if let Some(v) = a.raw("pvs") {
                 let set = SetOfAcrs::parse("pvs", v)?;
                 if set.acr.is_empty() {
-                    return Err(CseError::bad_request("selfPrivileges needs at least one rule"));
+                    return Err(CseError::bad_request(
+                        "selfPrivileges needs at least one rule",
+                    ));
                 }
                 *pvs = set;
             }

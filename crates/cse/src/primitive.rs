@@ -52,7 +52,7 @@ impl Operation {
             _ => return None,
         })
     }
-    /// The `m2m:accessControlOperations` bit for this operation (TS-0004 §6.3.4.2.26).
+    /// The `m2m:accessControlOperations` bit for this operation (TS-0004 §6.3.4.2.29).
     pub fn acop_bit(self) -> u32 {
         match self {
             Operation::Create => 1,
@@ -184,7 +184,12 @@ pub struct RequestPrimitive {
 
 impl RequestPrimitive {
     /// A request with the mandatory parameters only.
-    pub fn new(op: Operation, to: impl Into<String>, fr: Option<&str>, rqi: impl Into<String>) -> Self {
+    pub fn new(
+        op: Operation,
+        to: impl Into<String>,
+        fr: Option<&str>,
+        rqi: impl Into<String>,
+    ) -> Self {
         RequestPrimitive {
             op,
             to: to.into(),
@@ -232,7 +237,11 @@ impl RequestPrimitive {
         }
         let mut obj = match v {
             Value::Object(m) => m,
-            _ => return Err(CseError::bad_request("request primitive must be a JSON object")),
+            _ => {
+                return Err(CseError::bad_request(
+                    "request primitive must be a JSON object",
+                ))
+            }
         };
         if obj.len() == 1 {
             if let Some(Value::Object(inner)) = obj.remove("m2m:rqp") {
@@ -246,10 +255,11 @@ impl RequestPrimitive {
                 .and_then(Operation::from_u64)
                 .ok_or_else(|| CseError::bad_request("op must be 1..5"))?,
         };
-        let to = req_str(&obj, "to", MAX_TO_LEN)?.ok_or_else(|| CseError::bad_request("missing to"))?;
+        let to =
+            req_str(&obj, "to", MAX_TO_LEN)?.ok_or_else(|| CseError::bad_request("missing to"))?;
         let fr = req_str(&obj, "fr", MAX_FROM_LEN)?;
-        let rqi =
-            req_str(&obj, "rqi", MAX_RQI_LEN)?.ok_or_else(|| CseError::bad_request("missing rqi"))?;
+        let rqi = req_str(&obj, "rqi", MAX_RQI_LEN)?
+            .ok_or_else(|| CseError::bad_request("missing rqi"))?;
         let ty = match obj.get("ty") {
             None | Some(Value::Null) => None,
             Some(v) => Some(
@@ -276,7 +286,9 @@ impl RequestPrimitive {
         let pc = obj.remove("pc").filter(|v| !v.is_null());
         let fc = obj.remove("fc").filter(|v| !v.is_null());
         let mut unsupported = Vec::new();
-        for k in ["rqet", "rset", "oet", "rp", "da", "gid", "tkns", "tids", "ltids"] {
+        for k in [
+            "rqet", "rset", "oet", "rp", "da", "gid", "tkns", "tids", "ltids",
+        ] {
             if obj.get(k).is_some_and(|v| !v.is_null()) {
                 unsupported.push(k);
             }
@@ -350,10 +362,14 @@ fn req_str(obj: &Map<String, Value>, key: &str, max: usize) -> Result<Option<Str
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => {
             if s.len() > max {
-                return Err(CseError::bad_request(format!("{key} longer than {max} bytes")));
+                return Err(CseError::bad_request(format!(
+                    "{key} longer than {max} bytes"
+                )));
             }
             if s.chars().any(char::is_control) {
-                return Err(CseError::bad_request(format!("{key} contains a control character")));
+                return Err(CseError::bad_request(format!(
+                    "{key} contains a control character"
+                )));
             }
             Ok(Some(s.clone()))
         }
@@ -509,7 +525,10 @@ mod tests {
             v = json!([v]);
         }
         let req = json!({"op":1,"to":"x","rqi":"1","pc":v});
-        assert_eq!(RequestPrimitive::from_value(req).unwrap_err().rsc, Rsc::BadRequest);
+        assert_eq!(
+            RequestPrimitive::from_value(req).unwrap_err().rsc,
+            Rsc::BadRequest
+        );
     }
 
     #[test]

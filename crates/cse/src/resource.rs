@@ -225,9 +225,13 @@ pub struct Resource {
     pub lbl: Option<Labels>,
     /// accessControlPolicyIDs (`acpi`).
     pub acpi: Option<Vec<String>>,
-    /// The originator that created the resource, absolute form; exposed as `cr` on container and
-    /// contentInstance; the default access rule of TS-0001 §10.1 (acpi NULL → creator) uses it.
+    /// The originator that created the resource, absolute form (internal): the default access
+    /// rule of TS-0001 §10.2.3.1 (acpi NULL → creator) uses it.
     pub creator: Option<String>,
+    /// creator (`cr`) as exposed: present only if the CREATE asked for it with a NULL value, and
+    /// then equal to the request's `From` (TS-0004 §7.3.3.3, §7.3.3.5).
+    #[serde(default)]
+    pub cr: Option<String>,
     /// Type-specific attributes.
     pub attrs: Attrs,
 }
@@ -323,7 +327,7 @@ impl Resource {
                 st,
                 or,
             } => {
-                if let Some(c) = &self.creator {
+                if let Some(c) = &self.cr {
                     m.insert("cr".into(), Value::from(c.clone()));
                 }
                 m.insert("st".into(), Value::from(*st));
@@ -346,7 +350,7 @@ impl Resource {
                 st,
                 or,
             } => {
-                if let Some(c) = &self.creator {
+                if let Some(c) = &self.cr {
                     m.insert("cr".into(), Value::from(c.clone()));
                 }
                 m.insert("st".into(), Value::from(*st));
@@ -360,10 +364,7 @@ impl Resource {
                 }
             }
             Attrs::Acp { pv, pvs } => {
-                m.insert(
-                    "pv".into(),
-                    serde_json::to_value(pv).unwrap_or(Value::Null),
-                );
+                m.insert("pv".into(), serde_json::to_value(pv).unwrap_or(Value::Null));
                 m.insert(
                     "pvs".into(),
                     serde_json::to_value(pvs).unwrap_or(Value::Null),
@@ -376,10 +377,7 @@ impl Resource {
     /// The representation `{"m2m:xxx": {attributes}}` (TS-0004 §8.2.4).
     pub fn to_m2m(&self) -> Value {
         let mut outer = Map::new();
-        outer.insert(
-            self.ty.root_name().into(),
-            Value::Object(self.attributes()),
-        );
+        outer.insert(self.ty.root_name().into(), Value::Object(self.attributes()));
         Value::Object(outer)
     }
 }
@@ -402,7 +400,9 @@ pub fn validate_resource_name(rn: &str) -> Result<(), CseError> {
         )));
     }
     if matches!(rn, "." | ".." | "-") {
-        return Err(CseError::bad_request(format!("resource name {rn:?} is reserved")));
+        return Err(CseError::bad_request(format!(
+            "resource name {rn:?} is reserved"
+        )));
     }
     if let Some(c) = rn
         .chars()
@@ -435,6 +435,9 @@ pub enum Target {
     Unstructured(String),
     /// A structured path: the names below the `<CSEBase>`.
     Structured(Vec<String>),
+    /// `<ri>/la` or `<ri>/ol`: the latest (`true`) or oldest instance of an unstructured-addressed
+    /// `<container>` (TS-0001 §9.6.27, §9.6.28).
+    UnstructuredVirtual(String, bool),
 }
 
 /// Interprets `To` (TS-0001 §7.2, TS-0004 §6.2.3): absolute `//sp/cse/…`, SP-relative `/cse/…`
@@ -481,7 +484,9 @@ pub fn parse_to(to: &str, me: &CseAddress) -> Result<Target, CseError> {
             return Err(CseError::bad_request("empty segment in target"));
         }
         if s == "." || s == ".." {
-            return Err(CseError::bad_request("'.' and '..' are not allowed in a target"));
+            return Err(CseError::bad_request(
+                "'.' and '..' are not allowed in a target",
+            ));
         }
     }
     if first == me.cb_rn || first == "-" {
@@ -491,9 +496,16 @@ pub fn parse_to(to: &str, me: &CseAddress) -> Result<Target, CseError> {
         for s in &rest {
             validate_resource_name(s)?;
         }
-        return Ok(Target::Structured(rest.iter().map(|s| s.to_string()).collect()));
+        return Ok(Target::Structured(
+            rest.iter().map(|s| s.to_string()).collect(),
+        ));
     }
     validate_resource_name(first)?;
+    if let [v] = rest.as_slice() {
+        if *v == "la" || *v == "ol" {
+            return Ok(Target::UnstructuredVirtual(first.to_string(), *v == "la"));
+        }
+    }
     if !rest.is_empty() {
         // Unstructured IDs have a single segment here; `ri/…` is not an address form.
         return Err(CseError::not_found("no such resource"));
@@ -561,13 +573,9 @@ fn attr_table(ty: ResourceType) -> &'static [(&'static str, Use)] {
             ("cs", Np),
             ("or", On),
         ],
-        ResourceType::AccessControlPolicy => &[
-            ("rn", On),
-            ("et", Oo),
-            ("lbl", Oo),
-            ("pv", Mo),
-            ("pvs", Mo),
-        ],
+        ResourceType::AccessControlPolicy => {
+            &[("rn", On), ("et", Oo), ("lbl", Oo), ("pv", Mo), ("pvs", Mo)]
+        }
         ResourceType::RemoteCse => &[
             ("rn", On),
             ("et", Oo),
@@ -646,10 +654,16 @@ pub fn validate_request_attrs(
                 "attribute {k:?} of {root} cannot be set in this request"
             )));
         }
+        if k == "cr" && !v.is_null() {
+            // TS-0004 §7.3.3.3: the originator may only ask for `cr` with NULL.
+            return Err(CseError::bad_request("creator must be NULL in a CREATE"));
+        }
         if v.is_null() && (op == Operation::Create || matches!(usage, Some(Use::Mo))) {
-            // Only `cr` may be null in a CREATE (TS-0004 §7.4.6.2.1: request to set creator).
+            // Only `cr` may be null in a CREATE (TS-0004 §7.3.3.3: request to set creator).
             if !(op == Operation::Create && k == "cr") {
-                return Err(CseError::bad_request(format!("attribute {k:?} cannot be null")));
+                return Err(CseError::bad_request(format!(
+                    "attribute {k:?} cannot be null"
+                )));
             }
         }
     }
@@ -698,10 +712,9 @@ impl RequestAttrs {
     pub fn uint(&self, k: &str) -> Result<Option<u64>, CseError> {
         match self.0.get(k) {
             None | Some(Value::Null) => Ok(None),
-            Some(v) => v
-                .as_u64()
-                .map(Some)
-                .ok_or_else(|| CseError::bad_request(format!("{k} must be a non-negative integer"))),
+            Some(v) => v.as_u64().map(Some).ok_or_else(|| {
+                CseError::bad_request(format!("{k} must be a non-negative integer"))
+            }),
         }
     }
 
@@ -715,9 +728,9 @@ impl RequestAttrs {
                 }
                 let mut out = Vec::with_capacity(a.len());
                 for e in a {
-                    let s = e
-                        .as_str()
-                        .ok_or_else(|| CseError::bad_request(format!("{k} entries must be strings")))?;
+                    let s = e.as_str().ok_or_else(|| {
+                        CseError::bad_request(format!("{k} entries must be strings"))
+                    })?;
                     check_text(k, s)?;
                     if s.is_empty() {
                         return Err(CseError::bad_request(format!("{k} has an empty entry")));
@@ -726,7 +739,9 @@ impl RequestAttrs {
                 }
                 Ok(Some(out))
             }
-            Some(_) => Err(CseError::bad_request(format!("{k} must be an array of strings"))),
+            Some(_) => Err(CseError::bad_request(format!(
+                "{k} must be an array of strings"
+            ))),
         }
     }
 
@@ -768,17 +783,25 @@ fn check_text(k: &str, s: &str) -> Result<(), CseError> {
         return Err(CseError::bad_request(format!("{k} is too long")));
     }
     if s.chars().any(char::is_control) {
-        return Err(CseError::bad_request(format!("{k} contains a control character")));
+        return Err(CseError::bad_request(format!(
+            "{k} contains a control character"
+        )));
     }
     Ok(())
 }
 
-/// Validates an App-ID (TS-0004 §7.4.5.2.1: it must start with `r`, `R` or `N`; TS-0001 §7.1.8).
+/// Validates an App-ID (TS-0004 §7.4.5.2.1: it must start with `r`, `R` or `N`; TS-0001 §7.1.3).
 pub fn validate_app_id(api: &str) -> Result<(), CseError> {
     if !(api.starts_with('r') || api.starts_with('R') || api.starts_with('N')) {
-        return Err(CseError::bad_request("App-ID must start with 'r', 'R' or 'N'"));
+        return Err(CseError::bad_request(
+            "App-ID must start with 'r', 'R' or 'N'",
+        ));
     }
-    if api.len() < 2 || api.chars().any(|c| c.is_whitespace() || c.is_control() || c == '/') {
+    if api.len() < 2
+        || api
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == '/')
+    {
         return Err(CseError::bad_request("invalid App-ID"));
     }
     Ok(())
@@ -812,7 +835,10 @@ mod tests {
         let m = me();
         assert_eq!(parse_to("cb", &m).unwrap(), Target::CseBase);
         assert_eq!(parse_to("/cse-in", &m).unwrap(), Target::CseBase);
-        assert_eq!(parse_to("//sp.example/cse-in", &m).unwrap(), Target::CseBase);
+        assert_eq!(
+            parse_to("//sp.example/cse-in", &m).unwrap(),
+            Target::CseBase
+        );
         assert_eq!(
             parse_to("cb/ae1/cnt", &m).unwrap(),
             Target::Structured(vec!["ae1".into(), "cnt".into()])
@@ -825,17 +851,47 @@ mod tests {
             parse_to("//sp.example/cse-in/cnt123", &m).unwrap(),
             Target::Unstructured("cnt123".into())
         );
-        assert_eq!(parse_to("/other/x", &m).unwrap_err().rsc, Rsc::TargetNotReachable);
-        assert_eq!(parse_to("//other.example/cse-in/x", &m).unwrap_err().rsc, Rsc::TargetNotReachable);
-        for bad in ["", "cb/../x", "cb//x", "cb/x/", "cb/./x", "cb/a b", "cb/%2e%2e", "..", "cb/a\u{7}"] {
-            assert_eq!(parse_to(bad, &m).unwrap_err().rsc, Rsc::BadRequest, "{bad:?}");
+        assert_eq!(
+            parse_to("/other/x", &m).unwrap_err().rsc,
+            Rsc::TargetNotReachable
+        );
+        assert_eq!(
+            parse_to("//other.example/cse-in/x", &m).unwrap_err().rsc,
+            Rsc::TargetNotReachable
+        );
+        for bad in [
+            "",
+            "cb/../x",
+            "cb//x",
+            "cb/x/",
+            "cb/./x",
+            "cb/a b",
+            "cb/%2e%2e",
+            "..",
+            "cb/a\u{7}",
+        ] {
+            assert_eq!(
+                parse_to(bad, &m).unwrap_err().rsc,
+                Rsc::BadRequest,
+                "{bad:?}"
+            );
         }
     }
 
     #[test]
     fn names() {
         assert!(validate_resource_name("temp_1.a-b~").is_ok());
-        for bad in ["", ".", "..", "-", "a/b", "a b", "a%2f", "é", &"x".repeat(129)] {
+        for bad in [
+            "",
+            ".",
+            "..",
+            "-",
+            "a/b",
+            "a b",
+            "a%2f",
+            "é",
+            &"x".repeat(129),
+        ] {
             assert!(validate_resource_name(bad).is_err(), "{bad:?}");
         }
     }

@@ -72,6 +72,8 @@ pub trait StoreTx {
     fn registree_cses(&mut self) -> Result<Vec<String>, StoreError>;
     /// The AE-ID bound to a Credential-ID (TS-0003 §8.2.1).
     fn binding(&mut self, credential_id: &str) -> Result<Option<String>, StoreError>;
+    /// Whether any Credential-ID is bound to this AE-ID.
+    fn ae_id_bound(&mut self, ae_id: &str) -> Result<bool, StoreError>;
     /// Binds a Credential-ID to an AE-ID.
     fn bind(&mut self, credential_id: &str, ae_id: &str) -> Result<(), StoreError>;
     /// Makes the transaction durable.
@@ -82,6 +84,11 @@ pub trait StoreTx {
 pub trait Store {
     /// Starts a transaction (IMMEDIATE for SQLite: writers serialise up front).
     fn begin(&mut self) -> Result<Box<dyn StoreTx + '_>, StoreError>;
+    /// Starts a transaction for a request that only reads (RETRIEVE). It may still write (the
+    /// engine never does on this path); SQLite takes the write lock lazily (DEFERRED).
+    fn begin_read(&mut self) -> Result<Box<dyn StoreTx + '_>, StoreError> {
+        self.begin()
+    }
 }
 
 /// The embedded SQLite store.
@@ -108,6 +115,7 @@ CREATE TABLE IF NOT EXISTS credential_bindings (
     credential_id TEXT PRIMARY KEY NOT NULL,
     ae_id TEXT NOT NULL
 );
+CREATE INDEX IF NOT EXISTS credential_bindings_ae ON credential_bindings (ae_id);
 ";
 
 impl SqliteStore {
@@ -216,7 +224,8 @@ impl StoreTx for SqliteTx<'_> {
                 let mut st = self.tx.prepare_cached(
                     "SELECT body FROM resources WHERE pi = ?1 AND ty = ?2 ORDER BY rowid LIMIT ?3",
                 )?;
-                let rows = st.query_map(params![pi, ty_num(t), limit], |r| r.get::<_, String>(0))?;
+                let rows =
+                    st.query_map(params![pi, ty_num(t), limit], |r| r.get::<_, String>(0))?;
                 for b in rows {
                     out.push(decode(b?)?);
                 }
@@ -261,7 +270,16 @@ impl StoreTx for SqliteTx<'_> {
                 "INSERT INTO resources (ri, pi, rn, ty, path, aei, csi, body) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )?
-            .execute(params![r.ri, r.pi, r.rn, ty_num(r.ty), r.path, aei, csi, body])
+            .execute(params![
+                r.ri,
+                r.pi,
+                r.rn,
+                ty_num(r.ty),
+                r.path,
+                aei,
+                csi,
+                body
+            ])
             .map_err(|e| map_unique(e, "a resource with this name or ID exists"))?;
         Ok(())
     }
@@ -322,6 +340,15 @@ impl StoreTx for SqliteTx<'_> {
             .optional()?)
     }
 
+    fn ae_id_bound(&mut self, ae_id: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .tx
+            .prepare_cached("SELECT 1 FROM credential_bindings WHERE ae_id = ?1 LIMIT 1")?
+            .query_row([ae_id], |_| Ok(()))
+            .optional()?
+            .is_some())
+    }
+
     fn bind(&mut self, credential_id: &str, ae_id: &str) -> Result<(), StoreError> {
         self.tx
             .prepare_cached(
@@ -343,6 +370,13 @@ impl Store for SqliteStore {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        Ok(Box::new(SqliteTx { tx }))
+    }
+
+    fn begin_read(&mut self) -> Result<Box<dyn StoreTx + '_>, StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Deferred)?;
         Ok(Box::new(SqliteTx { tx }))
     }
 }

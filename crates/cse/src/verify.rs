@@ -7,6 +7,10 @@
 //! or by a certificate, if any (TS-0003 §8.2.2; BRIEF §3(c)). Identities learned at `<AE>` CREATE
 //! (TS-0003 §8.2.1) are kept in the store as Credential-ID → AE-ID bindings.
 //!
+//! A thin layer outside this crate converts the channel's authenticated peer (`m2msec_tls`'s
+//! `Peer`: credential kind, PSK identity or certificate, bound identity) into a
+//! [`SecurityContext`]; this crate does not depend on the TLS crate.
+//!
 //! Rules, in the order applied ([`verify`]):
 //! - **Inside an SA whose registree is an AE** (bound AE-ID(s), configured, from a certificate or
 //!   learned at registration): `From` must be one of those AE-IDs, in any of its forms, else
@@ -23,8 +27,12 @@
 //!   `12-<KpsaID>`, TS-0003 §8.2.2.1): only a CREATE `<AE>` is accepted, which learns the AE-ID and
 //!   binds it. Anything else is 4106: TS-0003 §7.2.1 step 2 compares `From` with the ID associated
 //!   with the SA, and an M2M ID never equals a Credential-ID.
+//! - *Project addition:* a CREATE `<AE>` that requests a stem another credential has learned
+//!   (even if that `<AE>` was deleted) is 4106, so a released AE-ID cannot be re-registered by a
+//!   different credential while the old credential's associations remain bound to it.
 //! - **Outside any SA**: a CSE-ID in `From` → SECURITY_ASSOCIATION_REQUIRED (4107); an AE-ID that
-//!   is not registered here, in any request other than CREATE `<AE>` → 4106.
+//!   is not registered here, in any request other than CREATE `<AE>` → 4106; a registered one
+//!   written in a form other than its AE-ID-Stem → BAD_REQUEST (TS-0004 §7.3.2.1).
 //!
 //! `rq_authn` (TS-0003 §7.1.2) is TRUE only inside an SA whose `From` matched the SA's own bound
 //! identity (the registree AE itself, or the registree CSE itself). Requests a registree CSE
@@ -148,10 +156,12 @@ fn db(e: StoreError) -> CseError {
 
 /// Classifies `From` as an AE-ID or a CSE-ID (TS-0004 §6.2.3). `/S…` is both an S-type AE-ID and
 /// an SP-relative CSE-ID: it is a CSE-ID only if a registree CSE has that ID. A bare stem is an
-/// AE-ID-Stem (a CSE never puts a CSE-relative CSE-ID in `From`; TS-0001 §7.2).
+/// AE-ID-Stem (a CSE never puts a CSE-relative CSE-ID in `From`; TS-0001 §7.2). `sa_cse` is the
+/// CSE-ID the request's association is bound to, if any: it counts as a known CSE-ID too.
 pub fn classify(
     from: &str,
     me: &LocalIds,
+    sa_cse: Option<&CseId>,
     tx: &mut dyn StoreTx,
 ) -> Result<Originator, CseError> {
     let ae = from.parse::<AeId>().ok();
@@ -165,6 +175,9 @@ pub fn classify(
         (None, Some(c)) => Ok(Originator::Cse(c)),
         (Some(a), Some(c)) => {
             let abs = me.absolute_cse(&c);
+            if sa_cse.is_some_and(|x| me.absolute_cse(x) == abs) {
+                return Ok(Originator::Cse(c));
+            }
             let is_registree = tx
                 .registree_cses()
                 .map_err(db)?
@@ -227,6 +240,20 @@ fn registration_plan(from: Option<&str>) -> Result<AeIdPlan, CseError> {
     }
 }
 
+/// A registration that names its stem outside a learned binding must not take over an AE-ID that
+/// another credential learned (TS-0003 §8.2.1): that credential's associations are bound to it,
+/// so handing the ID to someone else would let them act as the new owner.
+fn plan_not_bound_elsewhere(plan: AeIdPlan, tx: &mut dyn StoreTx) -> Result<AeIdPlan, CseError> {
+    if let AeIdPlan::Use(stem) = &plan {
+        if tx.ae_id_bound(stem.as_str()).map_err(db)? {
+            return Err(not_authn(
+                "this AE-ID is bound to another credential's security association",
+            ));
+        }
+    }
+    Ok(plan)
+}
+
 /// Verifies the originator of a request (TS-0003 §7.2.1, TS-0004 §7.3.2.1); see the module docs.
 ///
 /// `ae_create` is true for a CREATE with `ty` = 2. `from` is the request's `From`.
@@ -246,11 +273,11 @@ pub fn verify(
                 return Ok(Verified {
                     originator: None,
                     rq_authn: false,
-                    ae_plan: Some(registration_plan(from)?),
+                    ae_plan: Some(plan_not_bound_elsewhere(registration_plan(from)?, tx)?),
                     bind_credential: None,
                 });
             }
-            let orig = classify(from.unwrap_or_default(), me, tx)?;
+            let orig = classify(from.unwrap_or_default(), me, None, tx)?;
             return match &orig {
                 Originator::Cse(_) => Err(CseError::new(
                     Rsc::SecurityAssociationRequired,
@@ -263,6 +290,11 @@ pub fn verify(
                     };
                     if !registered {
                         return Err(not_authn("From is not an AE registered with this CSE"));
+                    }
+                    if !matches!(a, AeId::CseRelative { .. }) {
+                        return Err(CseError::bad_request(
+                            "a registree AE must use its AE-ID-Stem in From (TS-0004 §7.3.2.1)",
+                        ));
                     }
                     Ok(Verified {
                         originator: Some(orig),
@@ -279,10 +311,7 @@ pub fn verify(
     let registree = match &assoc.bound {
         Some(BoundIdentity::Cse(c)) => Registree::Cse(c.clone()),
         Some(BoundIdentity::Ae(list)) => Registree::Ae(list.clone()),
-        None => match tx
-            .binding(&assoc.credential_id.to_string())
-            .map_err(db)?
-        {
+        None => match tx.binding(&assoc.credential_id.to_string()).map_err(db)? {
             Some(s) => match s.parse::<AeId>() {
                 Ok(id) => Registree::Ae(vec![id]),
                 Err(_) => return Err(CseError::internal("stored binding is not an AE-ID")),
@@ -301,7 +330,7 @@ pub fn verify(
             Ok(Verified {
                 originator: None,
                 rq_authn: false,
-                ae_plan: Some(registration_plan(from)?),
+                ae_plan: Some(plan_not_bound_elsewhere(registration_plan(from)?, tx)?),
                 bind_credential: Some(assoc.credential_id.clone()),
             })
         }
@@ -380,7 +409,7 @@ pub fn verify(
                 .map(|c| me.absolute_cse(&c))
                 .filter(|c| *c != x_abs)
                 .collect();
-            let orig = classify(from.unwrap_or_default(), me, tx)?;
+            let orig = classify(from.unwrap_or_default(), me, Some(&x), tx)?;
             match &orig {
                 Originator::Cse(c) => {
                     let abs = me.absolute_cse(c);

@@ -41,15 +41,31 @@ fn world(reader_rule: Value) -> World {
     let acp_ri = attr(&r, "m2m:acp", "ri").as_str().unwrap().to_string();
     let r = cse.handle(
         &sa_owner,
-        create(&format!("cb/{owner}"), Some(&owner), 3, json!({"m2m:cnt": {"rn": "data", "acpi": [acp_ri]}})),
+        create(
+            &format!("cb/{owner}"),
+            Some(&owner),
+            3,
+            json!({"m2m:cnt": {"rn": "data", "acpi": [acp_ri]}}),
+        ),
     );
     assert_eq!(r.rsc, Rsc::Created, "{:?}", r.pc);
     let r = cse.handle(
         &sa_owner,
-        create(&format!("cb/{owner}/data"), Some(&owner), 4, json!({"m2m:cin": {"con": "42"}})),
+        create(
+            &format!("cb/{owner}/data"),
+            Some(&owner),
+            4,
+            json!({"m2m:cin": {"con": "42"}}),
+        ),
     );
     assert_eq!(r.rsc, Rsc::Created, "{:?}", r.pc);
-    World { cse, sa_owner, sa_reader, owner, reader }
+    World {
+        cse,
+        sa_owner,
+        sa_reader,
+        owner,
+        reader,
+    }
 }
 
 #[test]
@@ -57,18 +73,34 @@ fn acaf_requires_authenticated_originator() {
     let mut w = world(json!({"acop": 2, "acaf": true}));
     let to = format!("cb/{}/data/la", w.owner);
     // Inside its SA the reader is authenticated (rq_authn TRUE).
-    let r = w.cse.handle(&w.sa_reader, req(Operation::Retrieve, &to, Some(&w.reader)));
+    let r = w
+        .cse
+        .handle(&w.sa_reader, req(Operation::Retrieve, &to, Some(&w.reader)));
     assert_eq!(r.rsc, Rsc::Ok, "{:?}", r.pc);
     // The same registered AE-ID from a plaintext local tool: rq_authn FALSE → denied.
-    let r = w.cse.handle(&plain(), req(Operation::Retrieve, &to, Some(&w.reader)));
+    let r = w
+        .cse
+        .handle(&plain(), req(Operation::Retrieve, &to, Some(&w.reader)));
     assert_eq!(r.rsc, Rsc::OriginatorHasNoPrivilege);
     // Operations outside acop are denied even when authenticated.
-    let r = w.cse.handle(&w.sa_reader, req(Operation::Delete, &to, Some(&w.reader)));
+    let r = w
+        .cse
+        .handle(&w.sa_reader, req(Operation::Delete, &to, Some(&w.reader)));
     assert_eq!(r.rsc, Rsc::OriginatorHasNoPrivilege);
-    let r = w.cse.handle(&w.sa_reader, create(&format!("cb/{}/data", w.owner), Some(&w.reader), 4, json!({"m2m:cin": {"con": "x"}})));
+    let r = w.cse.handle(
+        &w.sa_reader,
+        create(
+            &format!("cb/{}/data", w.owner),
+            Some(&w.reader),
+            4,
+            json!({"m2m:cin": {"con": "x"}}),
+        ),
+    );
     assert_eq!(r.rsc, Rsc::OriginatorHasNoPrivilege);
     // The owner keeps full access.
-    let r = w.cse.handle(&w.sa_owner, req(Operation::Delete, &to, Some(&w.owner)));
+    let r = w
+        .cse
+        .handle(&w.sa_owner, req(Operation::Delete, &to, Some(&w.owner)));
     assert_eq!(r.rsc, Rsc::Deleted);
 }
 
@@ -76,7 +108,9 @@ fn acaf_requires_authenticated_originator() {
 fn without_acaf_unauthenticated_is_enough() {
     let mut w = world(json!({"acop": 2}));
     let to = format!("cb/{}/data", w.owner);
-    let r = w.cse.handle(&plain(), req(Operation::Retrieve, &to, Some(&w.reader)));
+    let r = w
+        .cse
+        .handle(&plain(), req(Operation::Retrieve, &to, Some(&w.reader)));
     assert_eq!(r.rsc, Rsc::Ok);
 }
 
@@ -84,7 +118,9 @@ fn without_acaf_unauthenticated_is_enough() {
 fn unevaluable_context_denies() {
     let mut w = world(json!({"acop": 63, "acco": [{"acip": {"ipv4": ["127.0.0.1/32"]}}]}));
     let to = format!("cb/{}/data", w.owner);
-    let r = w.cse.handle(&w.sa_reader, req(Operation::Retrieve, &to, Some(&w.reader)));
+    let r = w
+        .cse
+        .handle(&w.sa_reader, req(Operation::Retrieve, &to, Some(&w.reader)));
     assert_eq!(r.rsc, Rsc::OriginatorHasNoPrivilege);
 }
 
@@ -92,21 +128,58 @@ fn unevaluable_context_denies() {
 fn default_privileges_and_self_privileges() {
     let mut w = world(json!({"acop": 2}));
     // The owner AE has no acpi: only the AE itself (its creator) has access.
-    let r = w.cse.handle(&w.sa_reader, req(Operation::Retrieve, &format!("cb/{}", w.owner), Some(&w.reader)));
+    let r = w.cse.handle(
+        &w.sa_reader,
+        req(
+            Operation::Retrieve,
+            &format!("cb/{}", w.owner),
+            Some(&w.reader),
+        ),
+    );
     assert_eq!(r.rsc, Rsc::OriginatorHasNoPrivilege);
     // The ACP is governed by its selfPrivileges: the reader may not change it.
     let to = format!("cb/{}/policy", w.owner);
-    let r = w.cse.handle(&w.sa_reader, req(Operation::Update, &to, Some(&w.reader)).with_pc(json!({"m2m:acp": {"pv": {"acr": [{"acor": ["all"], "acop": 63}]}}})));
+    let r = w.cse.handle(
+        &w.sa_reader,
+        req(Operation::Update, &to, Some(&w.reader))
+            .with_pc(json!({"m2m:acp": {"pv": {"acr": [{"acor": ["all"], "acop": 63}]}}})),
+    );
     assert_eq!(r.rsc, Rsc::OriginatorHasNoPrivilege);
-    let r = w.cse.handle(&w.sa_owner, req(Operation::Update, &to, Some(&w.owner)).with_pc(json!({"m2m:acp": {"pv": {"acr": [{"acor": ["all"], "acop": 2}]}}})));
+    let r = w.cse.handle(
+        &w.sa_owner,
+        req(Operation::Update, &to, Some(&w.owner))
+            .with_pc(json!({"m2m:acp": {"pv": {"acr": [{"acor": ["all"], "acop": 2}]}}})),
+    );
     assert_eq!(r.rsc, Rsc::Updated, "{:?}", r.pc);
     // Now "all" may retrieve, but the owner lost write access to the container.
-    let r = w.cse.handle(&plain(), req(Operation::Retrieve, &format!("cb/{}/data", w.owner), Some(&w.reader)));
+    let r = w.cse.handle(
+        &plain(),
+        req(
+            Operation::Retrieve,
+            &format!("cb/{}/data", w.owner),
+            Some(&w.reader),
+        ),
+    );
     assert_eq!(r.rsc, Rsc::Ok);
-    let r = w.cse.handle(&w.sa_owner, req(Operation::Delete, &format!("cb/{}/data", w.owner), Some(&w.owner)));
+    let r = w.cse.handle(
+        &w.sa_owner,
+        req(
+            Operation::Delete,
+            &format!("cb/{}/data", w.owner),
+            Some(&w.owner),
+        ),
+    );
     assert_eq!(r.rsc, Rsc::OriginatorHasNoPrivilege);
     // A child listing shows the children the originator may retrieve (both, for the owner).
-    let r = w.cse.handle(&w.sa_owner, req(Operation::Retrieve, &format!("cb/{}", w.owner), Some(&w.owner)).with_rcn(m2msec_cse::ResultContent::ChildResourceReferences));
+    let r = w.cse.handle(
+        &w.sa_owner,
+        req(
+            Operation::Retrieve,
+            &format!("cb/{}", w.owner),
+            Some(&w.owner),
+        )
+        .with_rcn(m2msec_cse::ResultContent::ChildResourceReferences),
+    );
     assert_eq!(r.pc.unwrap()["m2m:rrl"]["rrf"].as_array().unwrap().len(), 2);
 }
 
@@ -115,6 +188,14 @@ fn acpi_must_name_an_existing_policy() {
     let mut c = cse();
     let sa = psk("o@mef.sp.example");
     let ae = register(&mut c, &sa, None);
-    let r = c.handle(&sa, create(&format!("cb/{ae}"), Some(&ae), 3, json!({"m2m:cnt": {"acpi": ["acpmissing"]}})));
+    let r = c.handle(
+        &sa,
+        create(
+            &format!("cb/{ae}"),
+            Some(&ae),
+            3,
+            json!({"m2m:cnt": {"acpi": ["acpmissing"]}}),
+        ),
+    );
     assert_eq!(r.rsc, Rsc::BadRequest);
 }

@@ -8,7 +8,11 @@ use common::*;
 use m2msec_cse::{Operation, ResultContent, Rsc};
 use serde_json::{json, Value};
 
-fn setup() -> (m2msec_cse::Cse<m2msec_cse::SqliteStore>, m2msec_cse::SecurityContext, String) {
+fn setup() -> (
+    m2msec_cse::Cse<m2msec_cse::SqliteStore>,
+    m2msec_cse::SecurityContext,
+    String,
+) {
     let mut cse = cse();
     let sa = psk("ae@mef.sp.example");
     let aei = register(&mut cse, &sa, None);
@@ -29,7 +33,12 @@ fn malformed_primitives() {
         b"{\"op\":2,\"to\":\"cb\",\"rqi\":\"1\",\"fr\":7}",
     ] {
         let r = cse.handle_json(&sa, bytes);
-        assert_eq!(r.rsc, Rsc::BadRequest, "{:?}", String::from_utf8_lossy(bytes));
+        assert_eq!(
+            r.rsc,
+            Rsc::BadRequest,
+            "{:?}",
+            String::from_utf8_lossy(bytes)
+        );
     }
 }
 
@@ -59,27 +68,48 @@ fn malformed_content_values() {
         json!({"m2m:cnt": {"cni": 0}}),
         json!({"m2m:cnt": {"st": 0}}),
         json!({"m2m:cnt": {"rn": null}}),
+        // creator may only be requested with NULL (TS-0004 §7.3.3.3).
+        json!({"m2m:cnt": {"cr": "Csomeone"}}),
+        json!({"m2m:ae": {"cr": null}}),
     ];
     for pc in bad_pcs {
         let r = cse.handle(&sa, create(&to, Some(&aei), 3, pc.clone()));
         assert_eq!(r.rsc, Rsc::BadRequest, "{pc}");
     }
     // Malformed JSON text arriving as the pc of a JSON primitive.
-    let raw = format!(r#"{{"op":1,"to":"{to}","fr":"{aei}","rqi":"1","ty":3,"pc":{{"m2m:cnt":{{"rn":"x"}}"#);
+    let raw = format!(
+        r#"{{"op":1,"to":"{to}","fr":"{aei}","rqi":"1","ty":3,"pc":{{"m2m:cnt":{{"rn":"x"}}"#
+    );
     assert_eq!(cse.handle_json(&sa, raw.as_bytes()).rsc, Rsc::BadRequest);
     // A missing pc.
     let r = cse.handle(&sa, req(Operation::Create, &to, Some(&aei)).with_ty(3));
     assert_eq!(r.rsc, Rsc::BadRequest);
     // Update of read-only attributes.
-    cse.handle(&sa, create(&to, Some(&aei), 3, json!({"m2m:cnt": {"rn": "c"}})));
-    for pc in [json!({"m2m:cnt": {"cni": 9}}), json!({"m2m:cnt": {"rn": "d"}}), json!({"m2m:cnt": {}})] {
-        let r = cse.handle(&sa, req(Operation::Update, &format!("{to}/c"), Some(&aei)).with_pc(pc.clone()));
+    cse.handle(
+        &sa,
+        create(&to, Some(&aei), 3, json!({"m2m:cnt": {"rn": "c"}})),
+    );
+    for pc in [
+        json!({"m2m:cnt": {"cni": 9}}),
+        json!({"m2m:cnt": {"rn": "d"}}),
+        json!({"m2m:cnt": {}}),
+    ] {
+        let r = cse.handle(
+            &sa,
+            req(Operation::Update, &format!("{to}/c"), Some(&aei)).with_pc(pc.clone()),
+        );
         assert_eq!(r.rsc, Rsc::BadRequest, "{pc}");
     }
-    let r = cse.handle(&sa, req(Operation::Update, &aei, Some(&aei)).with_pc(json!({"m2m:ae": {"aei": "Cx"}})));
+    let r = cse.handle(
+        &sa,
+        req(Operation::Update, &aei, Some(&aei)).with_pc(json!({"m2m:ae": {"aei": "Cx"}})),
+    );
     assert_eq!(r.rsc, Rsc::BadRequest);
     // AE App-ID must start with r, R or N (TS-0004 §7.4.5.2.1).
-    let r = cse.handle(&psk("x@mef.sp.example"), create("cb", None, 2, json!({"m2m:ae": {"api": "app", "rr": true}})));
+    let r = cse.handle(
+        &psk("x@mef.sp.example"),
+        create("cb", None, 2, json!({"m2m:ae": {"api": "app", "rr": true}})),
+    );
     assert_eq!(r.rsc, Rsc::BadRequest);
 }
 
@@ -92,15 +122,29 @@ fn resource_types() {
         assert_eq!(r.rsc, Rsc::BadRequest, "ty={ty}");
     }
     // Missing ty in a CREATE.
-    let r = cse.handle(&sa, req(Operation::Create, &to, Some(&aei)).with_pc(json!({"m2m:cnt": {}})));
+    let r = cse.handle(
+        &sa,
+        req(Operation::Create, &to, Some(&aei)).with_pc(json!({"m2m:cnt": {}})),
+    );
     assert_eq!(r.rsc, Rsc::BadRequest);
     // Valid types in the wrong place: INVALID_CHILD_RESOURCE_TYPE.
-    let r = cse.handle(&sa, create(&to, Some(&aei), 4, json!({"m2m:cin": {"con": "x"}})));
+    let r = cse.handle(
+        &sa,
+        create(&to, Some(&aei), 4, json!({"m2m:cin": {"con": "x"}})),
+    );
     assert_eq!(r.rsc, Rsc::InvalidChildResourceType);
     let r = cse.handle(&sa, create(&to, Some(&aei), 5, json!({"m2m:cb": {}})));
     assert_eq!(r.rsc, Rsc::InvalidChildResourceType);
     let r = cse.handle(&sa, create(&to, Some(&aei), 2, ae_body("Nx")));
-    assert_eq!(r.rsc, Rsc::OriginatorNotAuthenticated, "an AE SA cannot register a second AE");
+    assert_eq!(r.rsc, Rsc::InvalidChildResourceType, "<AE> under <AE>");
+    let r = cse.handle(&sa, create("cb", Some("Cnew"), 2, ae_body("Nx")));
+    assert_eq!(
+        r.rsc,
+        Rsc::OriginatorNotAuthenticated,
+        "an AE SA cannot register a second AE"
+    );
+    let r = cse.handle(&sa, create("cb", None, 2, ae_body("Nx")));
+    assert_eq!(r.rsc, Rsc::OriginatorHasAlreadyRegistered);
 }
 
 #[test]
@@ -108,16 +152,45 @@ fn names_and_path_tricks() {
     let (mut cse, sa, aei) = setup();
     let to = format!("cb/{aei}");
     let long = "n".repeat(129);
-    for rn in ["", ".", "..", "-", "a/b", "../x", "a b", "a%2Fb", "ü", "a\u{0}b", long.as_str()] {
-        let r = cse.handle(&sa, create(&to, Some(&aei), 3, json!({"m2m:cnt": {"rn": rn}})));
+    for rn in [
+        "",
+        ".",
+        "..",
+        "-",
+        "a/b",
+        "../x",
+        "a b",
+        "a%2Fb",
+        "ü",
+        "a\u{0}b",
+        long.as_str(),
+    ] {
+        let r = cse.handle(
+            &sa,
+            create(&to, Some(&aei), 3, json!({"m2m:cnt": {"rn": rn}})),
+        );
         assert_eq!(r.rsc, Rsc::BadRequest, "rn={rn:?}");
     }
     let ok = "n".repeat(128);
-    let r = cse.handle(&sa, create(&to, Some(&aei), 3, json!({"m2m:cnt": {"rn": ok}})));
+    let r = cse.handle(
+        &sa,
+        create(&to, Some(&aei), 3, json!({"m2m:cnt": {"rn": ok}})),
+    );
     assert_eq!(r.rsc, Rsc::Created);
     // Names reserved under a container.
-    cse.handle(&sa, create(&to, Some(&aei), 3, json!({"m2m:cnt": {"rn": "c"}})));
-    let r = cse.handle(&sa, create(&format!("{to}/c"), Some(&aei), 3, json!({"m2m:cnt": {"rn": "la"}})));
+    cse.handle(
+        &sa,
+        create(&to, Some(&aei), 3, json!({"m2m:cnt": {"rn": "c"}})),
+    );
+    let r = cse.handle(
+        &sa,
+        create(
+            &format!("{to}/c"),
+            Some(&aei),
+            3,
+            json!({"m2m:cnt": {"rn": "la"}}),
+        ),
+    );
     assert_eq!(r.rsc, Rsc::BadRequest);
     for target in [
         format!("{to}/../{aei}"),
@@ -144,16 +217,33 @@ fn names_and_path_tricks() {
 fn primitive_parameters() {
     let (mut cse, sa, aei) = setup();
     let r = cse.handle(&sa, req(Operation::Retrieve, "cb", None));
-    assert_eq!(r.rsc, Rsc::BadRequest, "From is mandatory outside AE registration");
-    let r = cse.handle(&sa, req(Operation::Retrieve, &aei, Some(&aei)).with_rcn(ResultContent::ModifiedAttributes));
+    assert_eq!(
+        r.rsc,
+        Rsc::BadRequest,
+        "From is mandatory outside AE registration"
+    );
+    let r = cse.handle(
+        &sa,
+        req(Operation::Retrieve, &aei, Some(&aei)).with_rcn(ResultContent::ModifiedAttributes),
+    );
     assert_eq!(r.rsc, Rsc::BadRequest, "rcn invalid for RETRIEVE");
     let mut q = create(&format!("cb/{aei}"), Some(&aei), 3, json!({"m2m:cnt": {}}));
     q.fc = Some(json!({"fu": 1}));
-    assert_eq!(cse.handle(&sa, q).rsc, Rsc::BadRequest, "filter criteria in CREATE");
+    assert_eq!(
+        cse.handle(&sa, q).rsc,
+        Rsc::BadRequest,
+        "filter criteria in CREATE"
+    );
     let raw = format!(r#"{{"op":2,"to":"{aei}","fr":"{aei}","rqi":"1","rqet":"20300101T000000"}}"#);
-    assert_eq!(cse.handle_json(&sa, raw.as_bytes()).rsc, Rsc::NotImplemented);
+    assert_eq!(
+        cse.handle_json(&sa, raw.as_bytes()).rsc,
+        Rsc::NotImplemented
+    );
     let raw = format!(r#"{{"op":2,"to":"{aei}","fr":"{aei}","rqi":"1","rvi":"1"}}"#);
-    assert_eq!(cse.handle_json(&sa, raw.as_bytes()).rsc, Rsc::ReleaseVersionNotSupported);
+    assert_eq!(
+        cse.handle_json(&sa, raw.as_bytes()).rsc,
+        Rsc::ReleaseVersionNotSupported
+    );
     let raw = format!(r#"{{"op":2,"to":"{aei}","fr":"{aei}","rqi":"1","rvi":"3"}}"#);
     let r = cse.handle_json(&sa, raw.as_bytes());
     assert_eq!(r.rsc, Rsc::Ok);

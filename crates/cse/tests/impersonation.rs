@@ -7,8 +7,13 @@ use common::*;
 use m2msec_cse::{Operation, Rsc};
 use serde_json::json;
 
-fn retrieve_cb(cse: &mut m2msec_cse::Cse<m2msec_cse::SqliteStore>, sec: &m2msec_cse::SecurityContext, from: &str) -> Rsc {
-    cse.handle(sec, req(Operation::Retrieve, "cb", Some(from))).rsc
+fn retrieve_cb(
+    cse: &mut m2msec_cse::Cse<m2msec_cse::SqliteStore>,
+    sec: &m2msec_cse::SecurityContext,
+    from: &str,
+) -> Rsc {
+    cse.handle(sec, req(Operation::Retrieve, "cb", Some(from)))
+        .rsc
 }
 
 /// SA with an AE registree: From must be one of the bound AE-IDs, else 4106.
@@ -20,15 +25,34 @@ fn ae_association_from_must_match_bound_ae_id() {
     let a = register(&mut cse, &sa_a, None);
     let b = register(&mut cse, &sa_b, None);
     // A's association claiming B (registered here) or an unknown AE.
-    for from in [b.as_str(), "Cnobody", "Sother", "/cse-in", "//sp.example/cse-in"] {
-        let r = cse.handle(&sa_a, req(Operation::Retrieve, &format!("cb/{b}"), Some(from)));
+    for from in [
+        b.as_str(),
+        "Cnobody",
+        "Sother",
+        "/cse-in",
+        "//sp.example/cse-in",
+    ] {
+        let r = cse.handle(
+            &sa_a,
+            req(Operation::Retrieve, &format!("cb/{b}"), Some(from)),
+        );
         assert_eq!(r.rsc, Rsc::OriginatorNotAuthenticated, "From={from}");
     }
     // Its own ID in a non-stem form: the TS-0004 §7.3.2.1 format rule (BAD_REQUEST).
-    let r = cse.handle(&sa_a, req(Operation::Retrieve, &format!("cb/{a}"), Some(&format!("/cse-in/{a}"))));
+    let r = cse.handle(
+        &sa_a,
+        req(
+            Operation::Retrieve,
+            &format!("cb/{a}"),
+            Some(&format!("/cse-in/{a}")),
+        ),
+    );
     assert_eq!(r.rsc, Rsc::BadRequest);
     // Its own stem works.
-    let r = cse.handle(&sa_a, req(Operation::Retrieve, &format!("cb/{a}"), Some(&a)));
+    let r = cse.handle(
+        &sa_a,
+        req(Operation::Retrieve, &format!("cb/{a}"), Some(&a)),
+    );
     assert_eq!(r.rsc, Rsc::Ok);
 }
 
@@ -40,7 +64,10 @@ fn unbound_association_must_register_first() {
     let sa_a = psk("a@mef.sp.example");
     let a = register(&mut cse, &sa_a, None);
     let fresh = psk("fresh@mef.sp.example");
-    assert_eq!(retrieve_cb(&mut cse, &fresh, &a), Rsc::OriginatorNotAuthenticated);
+    assert_eq!(
+        retrieve_cb(&mut cse, &fresh, &a),
+        Rsc::OriginatorNotAuthenticated
+    );
 }
 
 /// Configured IdA: the association cannot register or act as another AE.
@@ -52,7 +79,10 @@ fn configured_ae_binding_rejects_other_ids() {
     assert_eq!(r.rsc, Rsc::OriginatorNotAuthenticated);
     let aei = register(&mut cse, &sa, None);
     assert_eq!(aei, "Cconfigured");
-    assert_eq!(retrieve_cb(&mut cse, &sa, "Cintruder"), Rsc::OriginatorNotAuthenticated);
+    assert_eq!(
+        retrieve_cb(&mut cse, &sa, "Cintruder"),
+        Rsc::OriginatorNotAuthenticated
+    );
 }
 
 /// SA with a CSE registree: the three rejection cases of TS-0004 §7.3.2.1.
@@ -77,7 +107,11 @@ fn cse_association_rejections() {
         "/cse-in/Cabc",
     ];
     for from in cases {
-        assert_eq!(retrieve_cb(&mut cse, &mn1, from), Rsc::OriginatorNotAuthenticated, "From={from}");
+        assert_eq!(
+            retrieve_cb(&mut cse, &mn1, from),
+            Rsc::OriginatorNotAuthenticated,
+            "From={from}"
+        );
     }
     // Forwarding for its own AEs, for CSEs below it and S-type AEs passes verification; then
     // access control decides (CSEBase has no ACP: only a registree CSE itself is not its creator
@@ -87,7 +121,10 @@ fn cse_association_rejections() {
         assert_eq!(rsc, Rsc::OriginatorHasNoPrivilege, "From={from}");
     }
     // Its own remoteCSE is readable with its own CSE-ID (default privileges of the registree).
-    let r = cse.handle(&mn1, req(Operation::Retrieve, "cb/cse-mn1", Some("/cse-mn1")));
+    let r = cse.handle(
+        &mn1,
+        req(Operation::Retrieve, "cb/cse-mn1", Some("/cse-mn1")),
+    );
     assert_eq!(r.rsc, Rsc::Ok, "{:?}", r.pc);
     // A CSE shall not originate CREATE <AE>.
     let r = cse.handle(&mn1, create("cb", Some("/cse-mn1"), 2, ae_body("Nx")));
@@ -101,32 +138,114 @@ fn outside_any_association() {
     let mn1 = cse_sa("mn1@mef.sp.example", "/cse-mn1");
     register_cse(&mut cse, &mn1, "/cse-mn1");
     for from in ["/cse-mn1", "//sp.example/cse-mn1", "/cse-unknown"] {
-        assert_eq!(retrieve_cb(&mut cse, &plain(), from), Rsc::SecurityAssociationRequired, "From={from}");
+        assert_eq!(
+            retrieve_cb(&mut cse, &plain(), from),
+            Rsc::SecurityAssociationRequired,
+            "From={from}"
+        );
     }
     for from in ["Cnobody", "/cse-in/Cnobody", "/cse-other/C1", "Snobody"] {
-        assert_eq!(retrieve_cb(&mut cse, &plain(), from), Rsc::OriginatorNotAuthenticated, "From={from}");
+        assert_eq!(
+            retrieve_cb(&mut cse, &plain(), from),
+            Rsc::OriginatorNotAuthenticated,
+            "From={from}"
+        );
     }
     // A registered AE-ID passes verification outside an SA (then ACP decides).
     let sa = psk("a@mef.sp.example");
     let a = register(&mut cse, &sa, None);
-    let r = cse.handle(&plain(), req(Operation::Retrieve, &format!("cb/{a}"), Some(&a)));
+    let r = cse.handle(
+        &plain(),
+        req(Operation::Retrieve, &format!("cb/{a}"), Some(&a)),
+    );
     assert_eq!(r.rsc, Rsc::Ok);
+    // ...in its AE-ID-Stem form only (TS-0004 §7.3.2.1).
+    let abs = format!("//sp.example/cse-in/{a}");
+    let r = cse.handle(
+        &plain(),
+        req(Operation::Retrieve, &format!("cb/{a}"), Some(&abs)),
+    );
+    assert_eq!(r.rsc, Rsc::BadRequest);
     // CSE registration needs an SA bound to that CSE-ID.
     let r = cse.handle(
         &plain(),
-        create("cb", Some("/cse-x"), 16, json!({"m2m:csr": {"csi": "/cse-x", "cb": "/cse-x/cb", "rr": true}})),
+        create(
+            "cb",
+            Some("/cse-x"),
+            16,
+            json!({"m2m:csr": {"csi": "/cse-x", "cb": "/cse-x/cb", "rr": true}}),
+        ),
     );
     assert_eq!(r.rsc, Rsc::SecurityAssociationRequired);
     // ...and with From equal to the bound CSE-ID.
     let r = cse.handle(
         &mn1,
-        create("cb", Some("/cse-mn1"), 16, json!({"m2m:csr": {"csi": "/cse-mn1", "cb": "/cse-mn1/cb", "rr": true}})),
+        create(
+            "cb",
+            Some("/cse-mn1"),
+            16,
+            json!({"m2m:csr": {"csi": "/cse-mn1", "cb": "/cse-mn1/cb", "rr": true}}),
+        ),
     );
     assert_eq!(r.rsc, Rsc::OriginatorHasAlreadyRegistered);
     let mn3 = cse_sa("mn3@mef.sp.example", "/cse-mn3");
     let r = cse.handle(
         &mn3,
-        create("cb", Some("/cse-mn3"), 16, json!({"m2m:csr": {"csi": "/cse-mn1", "cb": "/cse-mn1/cb", "rr": true}})),
+        create(
+            "cb",
+            Some("/cse-mn3"),
+            16,
+            json!({"m2m:csr": {"csi": "/cse-mn1", "cb": "/cse-mn1/cb", "rr": true}}),
+        ),
     );
-    assert_eq!(r.rsc, Rsc::BadRequest, "csi must be the registree's own CSE-ID");
+    assert_eq!(
+        r.rsc,
+        Rsc::BadRequest,
+        "csi must be the registree's own CSE-ID"
+    );
+}
+
+/// A released AE-ID learned by one credential cannot be taken over by another credential or by a
+/// plaintext tool, because the first credential's associations stay bound to it.
+#[test]
+fn learned_ae_id_is_not_reassigned_to_another_credential() {
+    let mut cse = cse();
+    let first = psk("first@mef.sp.example");
+    let aei = register(&mut cse, &first, Some("Cowned"));
+    let r = cse.handle(
+        &first,
+        req(Operation::Delete, &format!("cb/{aei}"), Some(&aei)),
+    );
+    assert_eq!(r.rsc, Rsc::Deleted);
+    let second = psk("second@mef.sp.example");
+    let r = cse.handle(&second, create("cb", Some("Cowned"), 2, ae_body("Nx")));
+    assert_eq!(r.rsc, Rsc::OriginatorNotAuthenticated);
+    let r = cse.handle(&plain(), create("cb", Some("Cowned"), 2, ae_body("Nx")));
+    assert_eq!(r.rsc, Rsc::OriginatorNotAuthenticated);
+    // The owner may come back.
+    assert_eq!(register(&mut cse, &first, Some("Cowned")), "Cowned");
+}
+
+/// `/S…` is both an S-type AE-ID and an SP-relative CSE-ID (TS-0004 §6.2.3): it is read as a
+/// CSE-ID when a registree CSE has that ID, so the CSE rules still apply to it.
+#[test]
+fn ambiguous_s_prefixed_cse_id() {
+    let mut cse = cse();
+    let smn = cse_sa("smn@mef.sp.example", "/Smn");
+    let mn1 = cse_sa("mn1@mef.sp.example", "/cse-mn1");
+    register_cse(&mut cse, &smn, "/Smn");
+    register_cse(&mut cse, &mn1, "/cse-mn1");
+    assert_eq!(
+        retrieve_cb(&mut cse, &plain(), "/Smn"),
+        Rsc::SecurityAssociationRequired
+    );
+    assert_eq!(
+        retrieve_cb(&mut cse, &mn1, "/Smn"),
+        Rsc::OriginatorNotAuthenticated
+    );
+    // Not a registree CSE: an S-type AE-ID, not registered here.
+    assert_eq!(
+        retrieve_cb(&mut cse, &plain(), "/Sother"),
+        Rsc::OriginatorNotAuthenticated
+    );
 }

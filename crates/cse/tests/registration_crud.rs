@@ -14,15 +14,28 @@ fn register_create_container_and_instances_read_back() {
     let aei = register(&mut cse, &sa, None);
     assert!(aei.starts_with('C'), "{aei}");
 
-    let r = cse.handle(&sa, create(&format!("cb/{aei}"), Some(&aei), 3, json!({"m2m:cnt": {"rn": "temp", "mni": 3}})));
+    let r = cse.handle(
+        &sa,
+        create(
+            &format!("cb/{aei}"),
+            Some(&aei),
+            3,
+            json!({"m2m:cnt": {"rn": "temp", "mni": 3, "cr": null}}),
+        ),
+    );
     assert_eq!(r.rsc, Rsc::Created, "{:?}", r.pc);
-    assert_eq!(attr(&r, "m2m:cnt", "cr"), &json!(format!("//sp.example/cse-in/{aei}")));
+    assert_eq!(attr(&r, "m2m:cnt", "cr"), &json!(aei));
     let cnt_ri = attr(&r, "m2m:cnt", "ri").as_str().unwrap().to_string();
 
     for i in 0..5 {
         let r = cse.handle(
             &sa,
-            create(&format!("cb/{aei}/temp"), Some(&aei), 4, json!({"m2m:cin": {"con": format!("v{i}"), "cnf": "text/plain:0"}})),
+            create(
+                &format!("cb/{aei}/temp"),
+                Some(&aei),
+                4,
+                json!({"m2m:cin": {"con": format!("v{i}"), "cnf": "text/plain:0"}}),
+            ),
         );
         assert_eq!(r.rsc, Rsc::Created, "{:?}", r.pc);
         assert_eq!(attr(&r, "m2m:cin", "cs"), &json!(2));
@@ -34,10 +47,39 @@ fn register_create_container_and_instances_read_back() {
     assert_eq!(attr(&r, "m2m:cnt", "cbs"), &json!(6));
     assert_eq!(attr(&r, "m2m:cnt", "st"), &json!(5));
 
-    let la = cse.handle(&sa, req(Operation::Retrieve, &format!("cb/{aei}/temp/la"), Some(&aei)));
+    let la = cse.handle(
+        &sa,
+        req(
+            Operation::Retrieve,
+            &format!("cb/{aei}/temp/la"),
+            Some(&aei),
+        ),
+    );
     assert_eq!(la.rsc, Rsc::Ok);
     assert_eq!(attr(&la, "m2m:cin", "con"), &json!("v4"));
-    let ol = cse.handle(&sa, req(Operation::Retrieve, &format!("/cse-in/-/{aei}/temp/ol"), Some(&aei)));
+    let ol = cse.handle(
+        &sa,
+        req(
+            Operation::Retrieve,
+            &format!("/cse-in/-/{aei}/temp/ol"),
+            Some(&aei),
+        ),
+    );
+    assert_eq!(attr(&ol, "m2m:cin", "con"), &json!("v2"));
+
+    let la = cse.handle(
+        &sa,
+        req(Operation::Retrieve, &format!("{cnt_ri}/la"), Some(&aei)),
+    );
+    assert_eq!(attr(&la, "m2m:cin", "con"), &json!("v4"));
+    let ol = cse.handle(
+        &sa,
+        req(
+            Operation::Retrieve,
+            &format!("/cse-in/{cnt_ri}/ol"),
+            Some(&aei),
+        ),
+    );
     assert_eq!(attr(&ol, "m2m:cin", "con"), &json!("v2"));
 
     // Same container through every addressing form.
@@ -54,28 +96,66 @@ fn register_create_container_and_instances_read_back() {
     }
 
     // Child references and child resources.
-    let r = cse.handle(&sa, req(Operation::Retrieve, &cnt_ri, Some(&aei)).with_rcn(ResultContent::ChildResourceReferences));
-    assert_eq!(r.pc.as_ref().unwrap()["m2m:rrl"]["rrf"].as_array().unwrap().len(), 3);
-    let r = cse.handle(&sa, req(Operation::Retrieve, &cnt_ri, Some(&aei)).with_rcn(ResultContent::AttributesAndChildResources));
-    assert_eq!(r.pc.as_ref().unwrap()["m2m:cnt"]["m2m:cin"].as_array().unwrap().len(), 3);
+    let r = cse.handle(
+        &sa,
+        req(Operation::Retrieve, &cnt_ri, Some(&aei))
+            .with_rcn(ResultContent::ChildResourceReferences),
+    );
+    assert_eq!(
+        r.pc.as_ref().unwrap()["m2m:rrl"]["rrf"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+    let r = cse.handle(
+        &sa,
+        req(Operation::Retrieve, &cnt_ri, Some(&aei))
+            .with_rcn(ResultContent::AttributesAndChildResources),
+    );
+    assert_eq!(
+        r.pc.as_ref().unwrap()["m2m:cnt"]["m2m:cin"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
 
     // contentInstance cannot be updated (TS-0004 §7.4.7.2.3).
-    let u = cse.handle(&sa, req(Operation::Update, &format!("cb/{aei}/temp/la"), Some(&aei)).with_pc(json!({"m2m:cin": {"con": "x"}})));
+    let u = cse.handle(
+        &sa,
+        req(Operation::Update, &format!("cb/{aei}/temp/la"), Some(&aei))
+            .with_pc(json!({"m2m:cin": {"con": "x"}})),
+    );
     assert_eq!(u.rsc, Rsc::OperationNotAllowed);
 
     // Update the container: mni 1 trims to one instance.
-    let u = cse.handle(&sa, req(Operation::Update, &cnt_ri, Some(&aei)).with_pc(json!({"m2m:cnt": {"mni": 1, "lbl": ["room:1"]}})));
+    let u = cse.handle(
+        &sa,
+        req(Operation::Update, &cnt_ri, Some(&aei))
+            .with_pc(json!({"m2m:cnt": {"mni": 1, "lbl": ["room:1"]}})),
+    );
     assert_eq!(u.rsc, Rsc::Updated, "{:?}", u.pc);
     assert_eq!(attr(&u, "m2m:cnt", "cni"), &json!(1));
     assert_eq!(attr(&u, "m2m:cnt", "lbl"), &json!(["room:1"]));
 
     // Delete the latest instance; the container's counters follow.
-    let d = cse.handle(&sa, req(Operation::Delete, &format!("cb/{aei}/temp/la"), Some(&aei)));
+    let d = cse.handle(
+        &sa,
+        req(Operation::Delete, &format!("cb/{aei}/temp/la"), Some(&aei)),
+    );
     assert_eq!(d.rsc, Rsc::Deleted);
     let r = cse.handle(&sa, req(Operation::Retrieve, &cnt_ri, Some(&aei)));
     assert_eq!(attr(&r, "m2m:cnt", "cni"), &json!(0));
     assert_eq!(attr(&r, "m2m:cnt", "cbs"), &json!(0));
-    let la = cse.handle(&sa, req(Operation::Retrieve, &format!("cb/{aei}/temp/la"), Some(&aei)));
+    let la = cse.handle(
+        &sa,
+        req(
+            Operation::Retrieve,
+            &format!("cb/{aei}/temp/la"),
+            Some(&aei),
+        ),
+    );
     assert_eq!(la.rsc, Rsc::NotFound);
 
     // Deleting the AE removes its subtree.
@@ -91,18 +171,56 @@ fn max_byte_size_and_duplicate_names() {
     let sa = psk("k1@mef.sp.example");
     let aei = register(&mut cse, &sa, None);
     let to = format!("cb/{aei}");
-    let r = cse.handle(&sa, create(&to, Some(&aei), 3, json!({"m2m:cnt": {"rn": "c", "mbs": 4}})));
+    let r = cse.handle(
+        &sa,
+        create(
+            &to,
+            Some(&aei),
+            3,
+            json!({"m2m:cnt": {"rn": "c", "mbs": 4}}),
+        ),
+    );
     assert_eq!(r.rsc, Rsc::Created);
-    let r = cse.handle(&sa, create(&to, Some(&aei), 3, json!({"m2m:cnt": {"rn": "c"}})));
+    let r = cse.handle(
+        &sa,
+        create(&to, Some(&aei), 3, json!({"m2m:cnt": {"rn": "c"}})),
+    );
     assert_eq!(r.rsc, Rsc::Conflict);
-    let big = cse.handle(&sa, create(&format!("{to}/c"), Some(&aei), 4, json!({"m2m:cin": {"con": "12345"}})));
+    let big = cse.handle(
+        &sa,
+        create(
+            &format!("{to}/c"),
+            Some(&aei),
+            4,
+            json!({"m2m:cin": {"con": "12345"}}),
+        ),
+    );
     assert_eq!(big.rsc, Rsc::NotAcceptable);
-    let ok = cse.handle(&sa, create(&format!("{to}/c"), Some(&aei), 4, json!({"m2m:cin": {"con": "123"}})));
+    let ok = cse.handle(
+        &sa,
+        create(
+            &format!("{to}/c"),
+            Some(&aei),
+            4,
+            json!({"m2m:cin": {"con": "123"}}),
+        ),
+    );
     assert_eq!(ok.rsc, Rsc::Created);
     // A second 3-byte instance exceeds mbs in total: the oldest is dropped.
-    let ok = cse.handle(&sa, create(&format!("{to}/c"), Some(&aei), 4, json!({"m2m:cin": {"con": "456"}})));
+    let ok = cse.handle(
+        &sa,
+        create(
+            &format!("{to}/c"),
+            Some(&aei),
+            4,
+            json!({"m2m:cin": {"con": "456"}}),
+        ),
+    );
     assert_eq!(ok.rsc, Rsc::Created);
-    let r = cse.handle(&sa, req(Operation::Retrieve, &format!("{to}/c"), Some(&aei)));
+    let r = cse.handle(
+        &sa,
+        req(Operation::Retrieve, &format!("{to}/c"), Some(&aei)),
+    );
     assert_eq!(attr(&r, "m2m:cnt", "cni"), &json!(1));
     assert_eq!(attr(&r, "m2m:cnt", "cbs"), &json!(3));
 }
@@ -121,7 +239,11 @@ fn learned_binding_allows_only_that_ae_id() {
     assert_eq!(r.rsc, Rsc::OriginatorNotAuthenticated);
     // After deregistration the association can re-register only its own AE-ID; asking for a
     // new one gets the bound one.
-    assert_eq!(cse.handle(&sa, req(Operation::Delete, "cb/Cmine", Some("Cmine"))).rsc, Rsc::Deleted);
+    assert_eq!(
+        cse.handle(&sa, req(Operation::Delete, "cb/Cmine", Some("Cmine")))
+            .rsc,
+        Rsc::Deleted
+    );
     let again = register(&mut cse, &sa, None);
     assert_eq!(again, "Cmine");
 }
@@ -144,13 +266,36 @@ fn result_content_variants_on_create_and_update() {
     let mut cse = cse();
     let sa = psk("k1@mef.sp.example");
     let aei = register(&mut cse, &sa, None);
-    let r = cse.handle(&sa, create(&format!("cb/{aei}"), Some(&aei), 3, json!({"m2m:cnt": {"rn": "x"}})).with_rcn(ResultContent::HierarchicalAddress));
+    let r = cse.handle(
+        &sa,
+        create(
+            &format!("cb/{aei}"),
+            Some(&aei),
+            3,
+            json!({"m2m:cnt": {"rn": "x"}}),
+        )
+        .with_rcn(ResultContent::HierarchicalAddress),
+    );
     assert_eq!(r.rsc, Rsc::Created);
     assert_eq!(r.pc.unwrap()["m2m:uri"], json!(format!("cb/{aei}/x")));
-    let r = cse.handle(&sa, create(&format!("cb/{aei}"), Some(&aei), 3, json!({"m2m:cnt": {"rn": "y"}})).with_rcn(ResultContent::Nothing));
+    let r = cse.handle(
+        &sa,
+        create(
+            &format!("cb/{aei}"),
+            Some(&aei),
+            3,
+            json!({"m2m:cnt": {"rn": "y"}}),
+        )
+        .with_rcn(ResultContent::Nothing),
+    );
     assert_eq!(r.rsc, Rsc::Created);
     assert!(r.pc.is_none());
-    let r = cse.handle(&sa, req(Operation::Update, &format!("cb/{aei}/y"), Some(&aei)).with_pc(json!({"m2m:cnt": {"mbs": 10}})).with_rcn(ResultContent::ModifiedAttributes));
+    let r = cse.handle(
+        &sa,
+        req(Operation::Update, &format!("cb/{aei}/y"), Some(&aei))
+            .with_pc(json!({"m2m:cnt": {"mbs": 10}}))
+            .with_rcn(ResultContent::ModifiedAttributes),
+    );
     assert_eq!(r.rsc, Rsc::Updated);
     assert_eq!(r.pc.unwrap(), json!({"m2m:cnt": {"mbs": 10}}));
     // The response names this CSE and echoes the originator.
