@@ -217,9 +217,11 @@ impl<S: Store> Cse<S> {
             Ok(r) => r,
             Err(e) => {
                 tracing::debug!(rsc = e.rsc.as_u16(), detail = %e.detail, "request rejected");
-                ResponsePrimitive::error(&e, rqi)
+                ResponsePrimitive::error(&e, rqi.clone())
             }
         };
+        // Every response echoes the Request Identifier (TS-0004 §7.3.2).
+        resp.rqi = rqi;
         if resp.to.is_none() {
             resp.to = to;
         }

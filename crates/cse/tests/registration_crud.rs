@@ -303,3 +303,21 @@ fn result_content_variants_on_create_and_update() {
     assert_eq!(r.fr.as_deref(), Some("/cse-in"));
     assert_eq!(r.to.as_deref(), Some(aei.as_str()));
 }
+
+#[test]
+fn every_response_echoes_the_request_identifier() {
+    // TS-0004 §7.3.2: the response carries the request's rqi, on success and on error.
+    let mut cse = cse();
+    let sa = psk("rqi-key@mef.sp.example");
+    let aei = register(&mut cse, &sa, None);
+    let mut ok = req(Operation::Retrieve, &format!("cb/{aei}"), Some(&aei));
+    ok.rqi = "rqi-success-1".into();
+    let r = cse.handle(&sa, ok);
+    assert_eq!(r.rsc, Rsc::Ok);
+    assert_eq!(r.rqi, "rqi-success-1");
+    let mut bad = req(Operation::Retrieve, "cb/nonexistent", Some(&aei));
+    bad.rqi = "rqi-error-2".into();
+    let r = cse.handle(&sa, bad);
+    assert_ne!(r.rsc, Rsc::Ok);
+    assert_eq!(r.rqi, "rqi-error-2");
+}

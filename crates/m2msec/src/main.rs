@@ -3,10 +3,12 @@
 //! Subcommands are thin: parsing, reading files, printing JSON. Every cryptographic decision is
 //! made in `m2msec-core` (pure) or `m2msec-tls` (channels).
 
+mod cse;
 mod derive;
 mod error;
 mod ibc;
 mod probe;
+mod request;
 mod util;
 
 use clap::{Parser, Subcommand};
@@ -41,6 +43,13 @@ enum Command {
         #[command(subcommand)]
         cmd: probe::ProbeCmd,
     },
+    /// Registrar CSE: serve oneM2M over HTTP (TS-0009) on TLS-PSK security associations.
+    Cse {
+        #[command(subcommand)]
+        cmd: cse::CseCmd,
+    },
+    /// Send one oneM2M request over HTTP on TLS-PSK (the oneM2M curl); print the response as JSON.
+    Request(request::RequestArgs),
 }
 
 fn main() -> ExitCode {
@@ -63,6 +72,8 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Derive { cmd } => derive::run(cmd),
         Command::Ibc { cmd } => ibc::run(cmd),
         Command::Probe { cmd } => probe::run(cmd),
+        Command::Cse { cmd } => cse::run(cmd),
+        Command::Request(a) => request::run(a),
     }
 }
 

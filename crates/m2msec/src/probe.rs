@@ -13,9 +13,12 @@
 //! Certificates (ECDHE-ECDSA, P-256; TS-0003 §8.2.2.2): `listen --cert FILE --key FILE` adds the
 //! certificate suites (alone or next to PSK), `--client-ca FILE` requires client certificates;
 //! `connect --ca FILE` authenticates the server by its chain to these anchors and an exact
-//! SubjectAltName match (`--peer-name`, default the SNI/HOST, or `--peer-uri`), optionally with
-//! `--cert/--key` as client certificate. Raw public keys (RFC 7250): `listen --raw-key` offers
-//! the --cert key as a raw key, `connect --pk-id ni:///sha-256;…` accepts exactly that key.
+//! SubjectAltName match (`--peer-name`, default the SNI/HOST, `--peer-uri`, or `--peer-node-id`
+//! for a Node-ID certificate, bound to `34-<Node-ID>`), optionally with `--cert/--key` as client
+//! certificate. Raw public keys (RFC 7250): `listen --raw-key` offers the --cert key as a raw
+//! key, `connect --pk-id ni:///sha-256;…` accepts exactly that key; `listen --client-pk-id NI`
+//! asks clients for a raw key with that identifier (bound to `30-NI`), which `connect --pk-id …
+//! --cert/--key` presents.
 //! Certificate and raw-key handshakes add `"credential"` (`certificate` | `raw_public_key`),
 //! `"subject_alt_names"` and `"bound_identity"` (e.g. `30-ni:///sha-256;…`) to the JSON line.
 
@@ -29,9 +32,9 @@ use std::time::Duration;
 use clap::{ArgGroup, Args, Subcommand};
 use m2msec_tls::config::sni_for_host;
 use m2msec_tls::{
-    CertCredential, ClientAuth, ClientConfig, CredentialKind, DtlsClient, DtlsOptions, DtlsServer,
-    ExpectedName, ExportedKeyingMaterial, Peer, PkId, Psk, PskIdentity, PskTable,
-    ServerCertificates, ServerConfig, TlsClient, TlsServer, TrustAnchors,
+    CertCredential, ClientAuth, ClientConfig, ClientCredential, CredentialKind, DtlsClient,
+    DtlsOptions, DtlsServer, ExpectedName, ExportedKeyingMaterial, Peer, PkId, Psk, PskIdentity,
+    PskTable, ServerCertificates, ServerConfig, TlsClient, TlsServer, TrustAnchors,
 };
 use serde::Serialize;
 
@@ -109,6 +112,10 @@ pub struct ListenArgs {
     /// Also offer the --cert key as an RFC 7250 raw public key (to clients that ask for one).
     #[arg(long = "raw-key", requires = "cert")]
     raw_key: bool,
+    /// Require a client RFC 7250 raw public key with this RFC 6920 identifier
+    /// (`ni:///sha-256;…`; repeatable); the SA binds to `30-<identifier>`. Needs --cert.
+    #[arg(long = "client-pk-id", value_name = "NI", requires = "cert")]
+    client_pk_id: Vec<String>,
     #[command(flatten)]
     common: CommonArgs,
 }
@@ -138,8 +145,18 @@ pub struct ConnectArgs {
     /// URI SubjectAltName the server certificate must carry instead (e.g. an absolute AE-ID).
     #[arg(long = "peer-uri", value_name = "URI", requires = "ca")]
     peer_uri: Option<String>,
+    /// Node-ID the server's Node-ID certificate must carry instead (otherName or URI, exact);
+    /// the SA binds to `34-<Node-ID>`.
+    #[arg(
+        long = "peer-node-id",
+        value_name = "NODE-ID",
+        requires = "ca",
+        conflicts_with_all = ["peer_name", "peer_uri"]
+    )]
+    peer_node_id: Option<String>,
     /// Authenticate the server by its RFC 7250 raw public key: the RFC 6920 identifier of its
-    /// SubjectPublicKeyInfo, e.g. `ni:///sha-256;<base64url>`.
+    /// SubjectPublicKeyInfo, e.g. `ni:///sha-256;<base64url>`. With --cert/--key, our key is
+    /// presented as a raw public key when the server asks for one.
     #[arg(long = "pk-id", value_name = "NI", conflicts_with = "ca")]
     pk_id: Option<String>,
     #[command(flatten)]
@@ -314,6 +331,11 @@ fn listen(a: ListenArgs) -> Result<ExitCode, CliError> {
         });
     }
     cfg.offer_raw_public_key = a.raw_key;
+    cfg.client_raw_keys = a
+        .client_pk_id
+        .iter()
+        .map(|t| PkId::parse(t).map_err(|e| CliError::arg("--client-pk-id", e)))
+        .collect::<Result<_, _>>()?;
     cfg.handshake_timeout = c.timeout;
     let addr = SocketAddr::new(a.bind, a.port);
     let label = c.label.clone();
@@ -404,13 +426,19 @@ fn connect(a: ConnectArgs) -> Result<ExitCode, CliError> {
         _ if a.pk_id.is_some() => {
             let text = a.pk_id.as_deref().unwrap_or_default();
             let id = PkId::parse(text).map_err(|e| CliError::arg("--pk-id", e))?;
-            ClientConfig::raw_public_key(id)
+            let mut cfg = ClientConfig::raw_public_key(id.clone());
+            cfg.credential = ClientCredential::RawPublicKey {
+                expected: vec![id],
+                own: c.cert,
+            };
+            cfg
         }
         (Some(ca), _) => {
-            let expected = match (&a.peer_uri, &a.peer_name) {
-                (Some(uri), _) => ExpectedName::Uri(uri.clone()),
-                (None, Some(name)) => ExpectedName::Dns(name.clone()),
-                (None, None) => match a.sni.clone().or_else(|| sni_for_host(&host)) {
+            let expected = match (&a.peer_node_id, &a.peer_uri, &a.peer_name) {
+                (Some(node), _, _) => ExpectedName::NodeId(node.clone()),
+                (None, Some(uri), _) => ExpectedName::Uri(uri.clone()),
+                (None, None, Some(name)) => ExpectedName::Dns(name.clone()),
+                (None, None, None) => match a.sni.clone().or_else(|| sni_for_host(&host)) {
                     Some(name) => ExpectedName::Dns(name),
                     None => {
                         return Err(CliError::arg(

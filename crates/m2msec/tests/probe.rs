@@ -603,3 +603,160 @@ fn probe_raw_public_key() {
     assert_eq!(code, Some(2));
     assert!(err[0].contains("--pk-id"), "{err:?}");
 }
+
+/// Start `probe listen --tls` with `args`; returns the process and `127.0.0.1:PORT`.
+fn listen_with(args: &[&str]) -> (Proc, String) {
+    let server = Proc::spawn(
+        m2msec()
+            .args(["probe", "listen", "--tls", "--port", "0", "--timeout", "5"])
+            .args(args),
+    );
+    let line = server.stderr_line_with("listening on ");
+    let port = line
+        .rsplit_once(':')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    (server, format!("127.0.0.1:{port}"))
+}
+
+/// `listen --client-pk-id` + `connect --pk-id … --cert/--key` (RFC 7250 client raw key, bound
+/// to `30-ni:///…` by the server), and `connect --peer-node-id` against a Node-ID certificate
+/// (otherName made by the `openssl` CLI, bound to `34-<Node-ID>`).
+#[test]
+fn probe_client_raw_key_and_node_id_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    make_pki(dir.path());
+    let f = |n: &str| dir.path().join(n).display().to_string();
+    let run = |args: &[&str]| {
+        let o = Command::new("openssl")
+            .current_dir(dir.path())
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    };
+    let ni_of = |key: &str| {
+        run(&[
+            "pkey", "-in", key, "-pubout", "-outform", "DER", "-out", "k.spki",
+        ]);
+        run(&["dgst", "-sha256", "-binary", "-out", "k.sha256", "k.spki"]);
+        let digest = std::fs::read(dir.path().join("k.sha256")).unwrap();
+        format!("ni:///sha-256;{}", b64url(&digest))
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-days",
+        "2",
+    ];
+    // Client key (self-signed certificate; only its key is used).
+    let mut cli = vec!["req", "-x509", "-keyout", "cli.key", "-out", "cli.pem"];
+    cli.extend(["-subj", "/CN=client"]);
+    cli.extend(ec);
+    run(&cli);
+    let srv_ni = ni_of("srv.key");
+    let cli_ni = ni_of("cli.key");
+
+    let (server, target) = listen_with(&[
+        "--cert",
+        &f("srv.pem"),
+        "--key",
+        &f("srv.key"),
+        "--raw-key",
+        "--client-pk-id",
+        &cli_ni,
+    ]);
+    let (code, out, err) = Proc::spawn(m2msec().args([
+        "probe",
+        "connect",
+        "--tls",
+        &target,
+        "--pk-id",
+        &srv_ni,
+        "--cert",
+        &f("cli.pem"),
+        "--key",
+        &f("cli.key"),
+        "--timeout",
+        "5",
+    ]))
+    .finish();
+    assert_eq!(code, Some(0), "{out:?} {err:?}");
+    let s = json(&server.stdout_line());
+    assert_eq!(s["credential"], "raw_public_key", "{s}");
+    assert_eq!(s["bound_identity"], format!("30-{cli_ni}"));
+    // Without our key the server refuses.
+    let (code, out, _) = Proc::spawn(m2msec().args([
+        "probe",
+        "connect",
+        "--tls",
+        &target,
+        "--pk-id",
+        &srv_ni,
+        "--timeout",
+        "5",
+    ]))
+    .finish();
+    assert_eq!(code, Some(1), "{out:?}");
+    drop(server);
+
+    // Node-ID certificate: otherName type-id = higher arc, value = the remaining arcs.
+    let node_id = "1.2.410.200005.1.7.42.9001";
+    let mut node = vec!["req", "-x509", "-keyout", "node.key", "-out", "node.pem"];
+    node.extend(["-subj", "/CN=node"]);
+    node.extend(ec);
+    node.extend([
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-addext",
+        "subjectAltName=otherName:1.2.410.200005.1;UTF8:7.42.9001",
+        "-addext",
+        "keyUsage=critical,digitalSignature",
+        "-addext",
+        "basicConstraints=CA:FALSE",
+    ]);
+    run(&node);
+    let (_server, target) = listen_with(&["--cert", &f("node.pem"), "--key", &f("node.key")]);
+    let (code, out, err) = Proc::spawn(m2msec().args([
+        "probe",
+        "connect",
+        "--tls",
+        &target,
+        "--ca",
+        &f("ca.pem"),
+        "--peer-node-id",
+        node_id,
+        "--timeout",
+        "5",
+    ]))
+    .finish();
+    assert_eq!(code, Some(0), "{out:?} {err:?}");
+    assert_eq!(json(&out[0])["bound_identity"], format!("34-{node_id}"));
+    let (code, out, _) = Proc::spawn(m2msec().args([
+        "probe",
+        "connect",
+        "--tls",
+        &target,
+        "--ca",
+        &f("ca.pem"),
+        "--peer-node-id",
+        "1.2.410.200005.1.7.42.9002",
+        "--timeout",
+        "5",
+    ]))
+    .finish();
+    assert_eq!(code, Some(1), "{out:?}");
+}

@@ -237,6 +237,9 @@ pub enum ClientCredential {
     RawPublicKey {
         /// Accepted server key identifiers (at least one).
         expected: Vec<PkId>,
+        /// Our P-256 key (with any certificate for it), presented as an RFC 7250 raw public
+        /// key when the server asks for one (client_certificate_type), if any.
+        own: Option<CertCredential>,
     },
 }
 
@@ -282,6 +285,7 @@ impl ClientConfig {
         ClientConfig {
             credential: ClientCredential::RawPublicKey {
                 expected: vec![expected],
+                own: None,
             },
             peer_id: None,
             suites: SuitePolicy {
@@ -387,6 +391,10 @@ pub struct ServerConfig {
     pub certificates: Option<ServerCertificates>,
     /// Require and verify client certificates in certificate handshakes.
     pub client_auth: Option<ClientAuth>,
+    /// Accept a client's RFC 7250 raw public key (client_certificate_type) whose RFC 6920
+    /// identifier is one of these; the SA then binds to Credential-ID `30-<pkID>`. Empty: raw
+    /// client keys are not accepted. Needs OpenSSL >= 3.2.
+    pub client_raw_keys: Vec<PkId>,
     /// Also offer our key as an RFC 7250 raw public key (preferred when the client asks for
     /// it; X.509 otherwise). Needs OpenSSL >= 3.2.
     pub offer_raw_public_key: bool,
@@ -408,6 +416,7 @@ impl ServerConfig {
             psk: Some(resolver),
             certificates: None,
             client_auth: None,
+            client_raw_keys: Vec::new(),
             offer_raw_public_key: false,
             authorities: None,
             require_sni: false,
@@ -450,6 +459,7 @@ impl fmt::Debug for ServerConfig {
             .field("psk", &self.psk.is_some())
             .field("certificates", &self.certificates)
             .field("client_auth", &self.client_auth)
+            .field("client_raw_keys", &self.client_raw_keys)
             .field("offer_raw_public_key", &self.offer_raw_public_key)
             .field("authorities", &self.authorities)
             .field("require_sni", &self.require_sni)

@@ -176,13 +176,17 @@ pub fn client_context(transport: Transport, cfg: &ClientConfig) -> Result<SslCon
                 install_own(&mut b, own)?;
             }
         }
-        ClientCredential::RawPublicKey { expected } => {
+        ClientCredential::RawPublicKey { expected, own } => {
             if expected.is_empty() {
                 return Err(Error::Config(
                     "a raw-public-key client needs the server's key identifier".into(),
                 ));
             }
             raw_key_client(&mut b, expected)?;
+            if let Some(own) = own {
+                install_own(&mut b, own)?;
+                offer_client_raw_key(&mut b)?;
+            }
         }
     }
     Ok(b.build())
@@ -225,6 +229,44 @@ fn offer_raw_key(b: &mut SslContextBuilder) -> Result<()> {
     use crate::ffi::{CERT_TYPE_RPK, CERT_TYPE_X509};
     crate::ffi::set_server_cert_types(b, &[CERT_TYPE_RPK, CERT_TYPE_X509])?;
     Ok(())
+}
+
+/// Client: present our key as a raw public key when the server asks for a client key.
+#[cfg(m2msec_rpk)]
+fn offer_client_raw_key(b: &mut SslContextBuilder) -> Result<()> {
+    crate::ffi::set_client_cert_types(b, &[crate::ffi::CERT_TYPE_RPK])?;
+    Ok(())
+}
+
+#[cfg(not(m2msec_rpk))]
+fn offer_client_raw_key(_b: &mut SslContextBuilder) -> Result<()> {
+    Err(crate::rpk::unsupported())
+}
+
+/// Server: accept a client raw key (and an X.509 client certificate too when `x509` is set).
+#[cfg(m2msec_rpk)]
+fn accept_client_raw_keys(b: &mut SslContextBuilder, x509: bool) -> Result<()> {
+    use crate::ffi::{CERT_TYPE_RPK, CERT_TYPE_X509};
+    if x509 {
+        crate::ffi::set_client_cert_types(b, &[CERT_TYPE_RPK, CERT_TYPE_X509])?;
+    } else {
+        crate::ffi::set_client_cert_types(b, &[CERT_TYPE_RPK])?;
+    }
+    Ok(())
+}
+
+#[cfg(not(m2msec_rpk))]
+fn accept_client_raw_keys(_b: &mut SslContextBuilder, _x509: bool) -> Result<()> {
+    Err(crate::rpk::unsupported())
+}
+
+/// Server verification of a client raw key against the configured identifiers.
+fn verify_client_raw_key(der: &[u8], allowed: &[PkId]) -> bool {
+    let ok = crate::rpk::check_raw_key(der, allowed).is_some();
+    if !ok {
+        tracing::info!("client raw public key refused: not P-256 or not a configured pkID");
+    }
+    ok
 }
 
 #[cfg(not(m2msec_rpk))]
@@ -273,7 +315,9 @@ fn verify_peer(
                     crate::ffi::verify_result_hostname_mismatch()
                 }
                 LeafProblem::NoDigitalSignature => crate::ffi::verify_result_invalid_purpose(),
-                LeafProblem::NotP256 => X509VerifyResult::APPLICATION_VERIFICATION,
+                LeafProblem::NotP256 | LeafProblem::CompressedPoint => {
+                    X509VerifyResult::APPLICATION_VERIFICATION
+                }
             };
             ctx.set_error(result);
             false
@@ -368,10 +412,28 @@ pub fn server_context(
     if let Some(auth) = &cfg.client_auth {
         b.set_verify_cert_store(auth.anchors.store()?)?;
         b.set_cert_store(auth.anchors.store()?);
-        let allowed = auth.allowed.clone();
+    }
+    if !cfg.client_raw_keys.is_empty() {
+        accept_client_raw_keys(&mut b, cfg.client_auth.is_some())?;
+    }
+    if cfg.client_auth.is_some() || !cfg.client_raw_keys.is_empty() {
+        let allowed = cfg.client_auth.as_ref().map(|a| a.allowed.clone());
+        let raw_keys = cfg.client_raw_keys.clone();
         b.set_verify_callback(
             SslVerifyMode::PEER | SslVerifyMode::FAIL_IF_NO_PEER_CERT,
-            move |ok, ctx| verify_peer(ok, ctx, &allowed),
+            move |ok, ctx| match crate::ffi::store_ctx_rpk_der(ctx) {
+                // A raw key: only the configured identifiers decide (no chain to validate).
+                Some(der) => verify_client_raw_key(&der, &raw_keys),
+                None => match &allowed {
+                    Some(allowed) => verify_peer(ok, ctx, allowed),
+                    None => {
+                        tracing::info!(
+                            "client sent an X.509 certificate where a raw public key was configured"
+                        );
+                        false
+                    }
+                },
+            },
         );
     }
 

@@ -1,6 +1,7 @@
 //! The few OpenSSL calls the `openssl` crate does not wrap: the DTLS timer (`DTLSv1_get_timeout`,
 //! `DTLSv1_handle_timeout`, both `SSL_ctrl` macros), stateless cookie exchange (`DTLSv1_listen`)
-//! automatic DH parameters (`SSL_CTX_set_dh_auto`) for DHE-PSK, and two certificate
+//! automatic DH parameters (`SSL_CTX_set_dh_auto`) for DHE-PSK, freeing idle record buffers
+//! (`SSL_free_buffers`, `SSL_has_pending`), and two certificate
 //! verification result codes the crate does not name.
 //!
 //! This is the only module with `unsafe`. Every function takes a safe reference to an object
@@ -14,7 +15,7 @@ use std::time::Duration;
 
 use foreign_types::ForeignTypeRef;
 use openssl::ssl::{SslContextBuilder, SslRef};
-use openssl::x509::X509VerifyResult;
+use openssl::x509::{GeneralNameRef, X509Ref, X509VerifyResult};
 use openssl_sys as sys;
 
 const DTLS_CTRL_GET_TIMEOUT: c_int = 73;
@@ -30,8 +31,83 @@ extern "C" {
     fn DTLSv1_listen(s: *mut sys::SSL, client: *mut BioAddr) -> c_int;
     fn BIO_ADDR_new() -> *mut BioAddr;
     fn BIO_ADDR_free(a: *mut BioAddr);
+    fn SSL_free_buffers(s: *mut sys::SSL) -> c_int;
+    fn SSL_has_pending(s: *const sys::SSL) -> c_int;
+    fn X509_get0_pubkey_bitstr(x: *const sys::X509) -> *mut sys::ASN1_BIT_STRING;
+    fn GENERAL_NAME_get0_otherName(
+        gen: *const sys::GENERAL_NAME,
+        poid: *mut *mut sys::ASN1_OBJECT,
+        pvalue: *mut *mut sys::ASN1_TYPE,
+    ) -> c_int;
+    fn i2d_ASN1_TYPE(a: *const sys::ASN1_TYPE, out: *mut *mut u8) -> c_int;
     #[cfg(test)]
     fn SSL_get_cipher_list(s: *const sys::SSL, n: c_int) -> *const std::os::raw::c_char;
+}
+
+/// Free the connection's record-layer read and write buffers if nothing is pending in them
+/// (`SSL_free_buffers`); OpenSSL allocates them again when it next reads or writes. DTLS never
+/// releases its read buffer by itself, even with `SSL_MODE_RELEASE_BUFFERS`, so an idle
+/// session would otherwise keep a ~17 KiB buffer. Returns whether they were freed.
+pub(crate) fn free_buffers(ssl: &SslRef) -> bool {
+    // SAFETY: `ssl` is a live SSL owned by the openssl crate; the call only frees buffers
+    // that OpenSSL itself owns and reallocates on demand.
+    unsafe { SSL_free_buffers(ssl.as_ptr()) == 1 }
+}
+
+/// Whether OpenSSL holds received data not yet returned to the application, processed or not
+/// (`SSL_has_pending`; for DTLS this includes buffered application records).
+pub(crate) fn has_pending(ssl: &SslRef) -> bool {
+    // SAFETY: read-only query on a live SSL.
+    unsafe { SSL_has_pending(ssl.as_ptr()) == 1 }
+}
+
+/// The subjectPublicKey BIT STRING of a certificate (for an EC key: the encoded point, whose
+/// first octet tells compressed 0x02/0x03 from uncompressed 0x04).
+pub(crate) fn cert_public_key_bits(cert: &X509Ref) -> Option<Vec<u8>> {
+    // SAFETY: `cert` is a live X509; the returned bit string is owned by it and copied out
+    // before `cert` can go away.
+    unsafe {
+        let bits = X509_get0_pubkey_bitstr(cert.as_ptr());
+        if bits.is_null() {
+            return None;
+        }
+        let data = sys::ASN1_STRING_get0_data(bits as *const sys::ASN1_STRING);
+        let len = usize::try_from(sys::ASN1_STRING_length(bits as *const sys::ASN1_STRING)).ok()?;
+        if data.is_null() {
+            return None;
+        }
+        Some(std::slice::from_raw_parts(data, len).to_vec())
+    }
+}
+
+/// An otherName SubjectAltName: its type-id in dotted form and the DER of its value.
+pub(crate) fn other_name(gen: &GeneralNameRef) -> Option<(String, Vec<u8>)> {
+    // SAFETY: `gen` is a live GENERAL_NAME; the OID and value it points to are owned by it and
+    // only read (OBJ_obj2txt into our buffer, i2d into a buffer OpenSSL allocates and we free).
+    unsafe {
+        let mut oid: *mut sys::ASN1_OBJECT = ptr::null_mut();
+        let mut value: *mut sys::ASN1_TYPE = ptr::null_mut();
+        if GENERAL_NAME_get0_otherName(gen.as_ptr(), &mut oid, &mut value) != 1
+            || oid.is_null()
+            || value.is_null()
+        {
+            return None;
+        }
+        let mut buf = [0u8; 128];
+        let n = sys::OBJ_obj2txt(buf.as_mut_ptr() as *mut _, buf.len() as c_int, oid, 1);
+        let n = usize::try_from(n)
+            .ok()
+            .filter(|&n| n > 0 && n < buf.len())?;
+        let oid = std::str::from_utf8(&buf[..n]).ok()?.to_string();
+        let mut out: *mut u8 = ptr::null_mut();
+        let len = usize::try_from(i2d_ASN1_TYPE(value, &mut out)).ok()?;
+        if out.is_null() {
+            return None;
+        }
+        let der = std::slice::from_raw_parts(out, len).to_vec();
+        sys::OPENSSL_free(out as *mut c_void);
+        Some((oid, der))
+    }
 }
 
 /// The OpenSSL names of the ciphers a connection offers, in priority order (tests only).
@@ -221,6 +297,12 @@ pub(crate) fn store_ctx_rpk_der(ctx: &openssl::x509::X509StoreContextRef) -> Opt
             .public_key_to_der()
             .ok()
     }
+}
+
+/// Without raw-key support no peer can send a raw key.
+#[cfg(not(m2msec_rpk))]
+pub(crate) fn store_ctx_rpk_der(_ctx: &openssl::x509::X509StoreContextRef) -> Option<Vec<u8>> {
+    None
 }
 
 /// DER SubjectPublicKeyInfo of the peer's raw public key after a handshake, if one was used.

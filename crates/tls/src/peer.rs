@@ -163,16 +163,21 @@ impl Peer {
             let id = psk_identity.or_else(|| ssl.psk_identity().and_then(PskIdentity::from_wire));
             (CredentialKind::Psk, id, bound_identity)
         } else {
-            let from_cert = sans
+            // The configured name that matched; a Node-ID binds to Credential-ID
+            // `34-<Node-ID>` (TS-0003 §8.2.2.1, table 10.4-1).
+            let matched = expected
                 .iter()
-                .find(|s| {
-                    expected.iter().any(|e| {
-                        e.as_str() == s.value() || e.as_str().eq_ignore_ascii_case(s.value())
-                    })
-                })
-                .or_else(|| sans.iter().find(|s| matches!(s, SanEntry::Uri(_))))
-                .or_else(|| sans.first())
-                .map(|s| BoundIdentity::Configured(s.value().to_string()));
+                .find_map(|e| sans.iter().find(|s| e.matches(s)).map(|s| (e, s)))
+                .map(|(e, s)| match e {
+                    ExpectedName::NodeId(node) => BoundIdentity::CredentialId(format!("34-{node}")),
+                    _ => BoundIdentity::Configured(s.value().to_string()),
+                });
+            let from_cert = matched.or_else(|| {
+                sans.iter()
+                    .find(|s| matches!(s, SanEntry::Uri(_)))
+                    .or_else(|| sans.iter().find(|s| !matches!(s, SanEntry::OtherName(_))))
+                    .map(|s| BoundIdentity::Configured(s.value().to_string()))
+            });
             (
                 CredentialKind::Certificate,
                 None,

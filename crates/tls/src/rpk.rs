@@ -142,7 +142,7 @@ impl fmt::Debug for PkId {
     }
 }
 
-/// Check a peer raw key: P-256 and one of the expected identifiers. Returns the matching id.
+/// Check a peer raw key: P-256 as an uncompressed point and one of the expected identifiers. Returns the matching id.
 #[cfg_attr(not(m2msec_rpk), allow(dead_code))]
 pub(crate) fn check_raw_key(spki_der: &[u8], expected: &[PkId]) -> Option<PkId> {
     let key = PKey::public_key_from_der(spki_der).ok()?;
@@ -151,7 +151,10 @@ pub(crate) fn check_raw_key(spki_der: &[u8], expected: &[PkId]) -> Option<PkId> 
         .ok()
         .and_then(|k| k.group().curve_name())
         .is_some_and(|n| n == openssl::nid::Nid::X9_62_PRIME256V1);
-    if !p256 {
+    // RFC 8422 §5.1.2: only the uncompressed point form; a P-256 SubjectPublicKeyInfo with
+    // an uncompressed point is 91 bytes ending in 0x04 ‖ X ‖ Y.
+    let uncompressed = spki_der.len() == 91 && spki_der[spki_der.len() - 65] == 0x04;
+    if !p256 || !uncompressed {
         return None;
     }
     expected.iter().find(|e| e.matches(spki_der)).cloned()
@@ -187,6 +190,35 @@ mod tests {
     #[cfg(feature = "vendored")]
     fn vendored_build_supports_raw_keys() {
         const { assert!(SUPPORTED, "the vendored OpenSSL is >= 3.2") }
+    }
+
+    #[test]
+    fn compressed_raw_keys_are_refused() {
+        let group =
+            openssl::ec::EcGroup::from_curve_name(openssl::nid::Nid::X9_62_PRIME256V1).unwrap();
+        let key = openssl::ec::EcKey::generate(&group).unwrap();
+        let spki = PKey::from_ec_key(key.clone())
+            .unwrap()
+            .public_key_to_der()
+            .unwrap();
+        let id = PkId::of_spki(&spki, PkIdAlg::Sha256).unwrap();
+        assert!(check_raw_key(&spki, std::slice::from_ref(&id)).is_some());
+        let mut ctx = openssl::bn::BigNumContext::new().unwrap();
+        let point = key
+            .public_key()
+            .to_bytes(
+                &group,
+                openssl::ec::PointConversionForm::COMPRESSED,
+                &mut ctx,
+            )
+            .unwrap();
+        let mut compressed = spki[..23].to_vec(); // AlgorithmIdentifier, unchanged
+        compressed[1] = 0x39;
+        compressed.extend_from_slice(&[0x03, 0x22, 0x00]);
+        compressed.extend_from_slice(&point);
+        assert!(PKey::public_key_from_der(&compressed).is_ok());
+        let cid = PkId::of_spki(&compressed, PkIdAlg::Sha256).unwrap();
+        assert!(check_raw_key(&compressed, &[cid]).is_none());
     }
 
     /// RFC 6920 §3 example: "Hello World!" → ni:///sha-256;f4OxZX_x_FO5LcGBSKHWXfwtSx-j1ncoSt3SABJtkGk

@@ -526,3 +526,213 @@ async fn raw_public_key_by_rfc6920_digest() {
     .await;
     assert!(c.is_err() && s.is_err());
 }
+
+/// BRIEF §6 check 17 / RFC 8422 §5.1.2: a P-256 key encoded as a compressed point is refused,
+/// on both sides, although the chain and the name are right.
+#[tokio::test]
+async fn compressed_point_certificates_are_refused() {
+    let ca = Ca::new("m2m CA");
+    let compressed = LeafOpts {
+        compressed_point: true,
+        ..LeafOpts::default()
+    };
+    let l = leaf(&ca, &[San::Dns(IN_CSE)], compressed);
+    // The certificate really carries the compressed form (0x02/0x03 ‖ X).
+    let der = l.cert.to_der().unwrap();
+    assert!(
+        der.windows(common::pki::P256_COMPRESSED_SPKI_PREFIX.len())
+            .any(|w| w == common::pki::P256_COMPRESSED_SPKI_PREFIX),
+        "test PKI did not produce a compressed point"
+    );
+    // Server certificate with a compressed point: the handshake fails (OpenSSL's server
+    // already declines a certificate whose point format the client did not offer; our client
+    // check would refuse it too).
+    let (s, c) = tls(
+        server_with(&l),
+        client_expecting(&ca, ExpectedName::Dns(IN_CSE.into())),
+        Some(IN_CSE),
+    )
+    .await;
+    assert!(c.is_err() && s.is_err(), "compressed server point accepted");
+
+    // Client certificate with a compressed point: the server refuses it.
+    let server_leaf = leaf(&ca, &[San::Dns(IN_CSE)], LeafOpts::default());
+    let ae_leaf = leaf(&ca, &[San::Uri(AE_ID)], compressed);
+    let mut scfg = server_with(&server_leaf);
+    scfg.client_auth = Some(ClientAuth {
+        anchors: anchors(&ca),
+        allowed: vec![ExpectedName::Uri(AE_ID.into())],
+    });
+    let ccfg = ClientConfig {
+        handshake_timeout: Duration::from_secs(5),
+        ..ClientConfig::certificate(
+            anchors(&ca),
+            ExpectedName::Dns(IN_CSE.into()),
+            Some(cred(&ae_leaf)),
+        )
+    };
+    let (s, _c) = tls(scfg.clone(), ccfg, Some(IN_CSE)).await;
+    let e = s.expect_err("compressed client point accepted").to_string();
+    assert!(e.contains("application verification failure"), "{e}");
+
+    // Control: the same setup with an uncompressed point succeeds.
+    let ae_leaf = leaf(&ca, &[San::Uri(AE_ID)], LeafOpts::default());
+    let ccfg = ClientConfig {
+        handshake_timeout: Duration::from_secs(5),
+        ..ClientConfig::certificate(
+            anchors(&ca),
+            ExpectedName::Dns(IN_CSE.into()),
+            Some(cred(&ae_leaf)),
+        )
+    };
+    let (s, c) = tls(scfg, ccfg, Some(IN_CSE)).await;
+    s.unwrap();
+    c.unwrap();
+}
+
+/// Node-ID certificates (TS-0003 §10.1.1.8, TS-0001 Annex H): an OID-based Node-ID in an
+/// otherName (type-id = higher arc, value = the remaining arcs as a RELATIVE-OID) matched
+/// exactly, binding the SA to Credential-ID `34-<Node-ID>`; another Node-ID is refused; a
+/// Node-ID as URI also matches.
+#[tokio::test]
+async fn node_id_certificates_bind_credential_id_34() {
+    const HIGHER_ARC: &str = "1.2.410.200005.1";
+    const NODE_ID: &str = "1.2.410.200005.1.7.42.9001";
+    // RELATIVE-OID 7.42.9001 (9001 = 0x46 0x29 in base 128).
+    const REL_OID: &[u8] = &[0x0d, 0x04, 0x07, 0x2a, 0xc6, 0x29];
+    const OTHER_REL_OID: &[u8] = &[0x0d, 0x04, 0x07, 0x2a, 0xc6, 0x2a];
+    let ca = Ca::new("m2m CA");
+    let server_leaf = leaf(&ca, &[San::Dns(IN_CSE)], LeafOpts::default());
+    let mut scfg = server_with(&server_leaf);
+    scfg.client_auth = Some(ClientAuth {
+        anchors: anchors(&ca),
+        allowed: vec![ExpectedName::NodeId(NODE_ID.into())],
+    });
+    let with_client = |l: &Leaf| ClientConfig {
+        handshake_timeout: Duration::from_secs(5),
+        ..ClientConfig::certificate(
+            anchors(&ca),
+            ExpectedName::Dns(IN_CSE.into()),
+            Some(cred(l)),
+        )
+    };
+
+    let node = leaf(
+        &ca,
+        &[San::OtherName(HIGHER_ARC, REL_OID)],
+        LeafOpts::default(),
+    );
+    let (s, c) = tls(scfg.clone(), with_client(&node), Some(IN_CSE)).await;
+    let s = s.unwrap();
+    c.unwrap();
+    assert_eq!(
+        s.peer().bound_identity,
+        Some(BoundIdentity::CredentialId(format!("34-{NODE_ID}")))
+    );
+    assert_eq!(s.peer().subject_alt_names, vec![NODE_ID.to_string()]);
+
+    // Another Node-ID (last arc 9002), or the right text as a dNSName: refused.
+    for (what, l) in [
+        (
+            "other Node-ID",
+            leaf(
+                &ca,
+                &[San::OtherName(HIGHER_ARC, OTHER_REL_OID)],
+                LeafOpts::default(),
+            ),
+        ),
+        (
+            "Node-ID as dNSName",
+            leaf(&ca, &[San::Dns(NODE_ID)], LeafOpts::default()),
+        ),
+    ] {
+        let (s, _c) = tls(scfg.clone(), with_client(&l), Some(IN_CSE)).await;
+        let e = s.expect_err(what).to_string();
+        assert!(e.contains("hostname mismatch"), "{what}: {e}");
+    }
+
+    // A client checking a server's Node-ID certificate (here an IMEI-style Node-ID as URI).
+    let imei = "urn:imei:490154203237518";
+    let node_server = leaf(&ca, &[San::Uri(imei)], LeafOpts::default());
+    let (s, c) = tls(
+        server_with(&node_server),
+        client_expecting(&ca, ExpectedName::NodeId(imei.into())),
+        Some(IN_CSE),
+    )
+    .await;
+    s.unwrap();
+    assert_eq!(
+        c.unwrap().peer().bound_identity,
+        Some(BoundIdentity::CredentialId(format!("34-{imei}")))
+    );
+}
+
+/// RFC 7250 client_certificate_type: the server verifies a client's raw public key against
+/// the configured RFC 6920 identifiers and binds the SA to `30-ni:///sha-256;…`; an
+/// unconfigured key, or no client key at all, is refused.
+#[tokio::test]
+async fn server_verifies_client_raw_public_key() {
+    use m2msec_tls::{ClientCredential, PkId, PkIdAlg};
+    let ca = Ca::new("m2m CA");
+    let server_leaf = leaf(&ca, &[San::Dns(IN_CSE)], LeafOpts::default());
+    let server_id = PkId::of_spki(
+        &server_leaf.key.public_key_to_der().unwrap(),
+        PkIdAlg::Sha256,
+    )
+    .unwrap();
+    let client_leaf = leaf(&ca, &[San::Dns("client.example.com")], LeafOpts::default());
+    let client_spki = client_leaf.key.public_key_to_der().unwrap();
+    let client_id = PkId::of_spki(&client_spki, PkIdAlg::Sha256).unwrap();
+    let mut scfg = server_with(&server_leaf);
+    scfg.offer_raw_public_key = true;
+    scfg.client_raw_keys = vec![PkId::of_spki(&client_spki, PkIdAlg::Sha256_128).unwrap()];
+    let client_with = |own: Option<&Leaf>| ClientConfig {
+        credential: ClientCredential::RawPublicKey {
+            expected: vec![server_id.clone()],
+            own: own.map(cred),
+        },
+        handshake_timeout: Duration::from_secs(5),
+        ..ClientConfig::raw_public_key(server_id.clone())
+    };
+    if !m2msec_tls::rpk::SUPPORTED {
+        let e = TlsServer::new(&scfg).err().unwrap().to_string();
+        assert!(e.contains("OpenSSL >= 3.2"), "{e}");
+        return;
+    }
+
+    let (s, c) = tls(scfg.clone(), client_with(Some(&client_leaf)), Some(IN_CSE)).await;
+    let (s, c) = (s.unwrap(), c.unwrap());
+    assert_eq!(s.peer().credential, CredentialKind::RawPublicKey);
+    assert_eq!(
+        s.peer().bound_identity,
+        Some(BoundIdentity::CredentialId(format!("30-{client_id}")))
+    );
+    assert_eq!(c.peer().credential, CredentialKind::RawPublicKey);
+
+    // DTLS as well.
+    let mut server = DtlsServer::bind(
+        "127.0.0.1:0".parse().unwrap(),
+        &scfg,
+        DtlsOptions::default(),
+    )
+    .await
+    .unwrap();
+    let port = server.local_addr().port();
+    let client = DtlsClient::new(client_with(Some(&client_leaf)), DtlsOptions::default()).unwrap();
+    let (c, s) = tokio::join!(
+        client.connect("127.0.0.1", port, Some(IN_CSE)),
+        server.accept()
+    );
+    c.unwrap();
+    assert_eq!(
+        s.unwrap().unwrap().peer().bound_identity,
+        Some(BoundIdentity::CredentialId(format!("30-{client_id}")))
+    );
+
+    // A raw key that is not configured, or no client key: refused by the server.
+    let stranger = leaf(&ca, &[San::Dns("client.example.com")], LeafOpts::default());
+    let (s, _c) = tls(scfg.clone(), client_with(Some(&stranger)), Some(IN_CSE)).await;
+    assert!(s.is_err(), "unconfigured client raw key accepted");
+    let (s, _c) = tls(scfg, client_with(None), Some(IN_CSE)).await;
+    assert!(s.is_err(), "missing client raw key accepted");
+}

@@ -71,12 +71,17 @@ impl Ca {
 pub enum San<'a> {
     Dns(&'a str),
     Uri(&'a str),
+    /// otherName: type-id (dotted OID) and the DER of the value.
+    OtherName(&'a str, &'a [u8]),
 }
 
+#[derive(Clone, Copy)]
 pub struct LeafOpts {
     pub curve: Nid,
     pub digital_signature: bool,
     pub expired: bool,
+    /// Encode the (P-256) key in the certificate as a compressed point.
+    pub compressed_point: bool,
 }
 
 impl Default for LeafOpts {
@@ -85,6 +90,7 @@ impl Default for LeafOpts {
             curve: Nid::X9_62_PRIME256V1,
             digital_signature: true,
             expired: false,
+            compressed_point: false,
         }
     }
 }
@@ -111,7 +117,11 @@ pub fn leaf(ca: &Ca, sans: &[San], opts: LeafOpts) -> Leaf {
     b.set_serial_number(&serial()).unwrap();
     b.set_subject_name(&name("m2msec test leaf")).unwrap();
     b.set_issuer_name(ca.cert.subject_name()).unwrap();
-    b.set_pubkey(&key).unwrap();
+    if opts.compressed_point {
+        b.set_pubkey(&compressed_p256_public_key(&key)).unwrap();
+    } else {
+        b.set_pubkey(&key).unwrap();
+    }
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -144,6 +154,9 @@ pub fn leaf(ca: &Ca, sans: &[San], opts: LeafOpts) -> Leaf {
         match s {
             San::Dns(d) => san.dns(d),
             San::Uri(u) => san.uri(u),
+            San::OtherName(oid, der) => {
+                san.other_name2(openssl::asn1::Asn1Object::from_str(oid).unwrap(), der)
+            }
         };
     }
     let ext = san.build(&b.x509v3_context(Some(&ca.cert), None)).unwrap();
@@ -153,4 +166,29 @@ pub fn leaf(ca: &Ca, sans: &[San], opts: LeafOpts) -> Leaf {
         cert: b.build(),
         key,
     }
+}
+
+/// DER SubjectPublicKeyInfo prefix of a P-256 key with a compressed point (33 bytes follow).
+pub const P256_COMPRESSED_SPKI_PREFIX: [u8; 26] = [
+    0x30, 0x39, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a,
+    0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x22, 0x00,
+];
+
+/// The public half of a P-256 key, parsed from an SPKI whose point is compressed (so OpenSSL
+/// keeps the compressed form when it encodes the key again).
+pub fn compressed_p256_public_key(key: &PKey<Private>) -> PKey<openssl::pkey::Public> {
+    let ec = key.ec_key().unwrap();
+    let mut ctx = openssl::bn::BigNumContext::new().unwrap();
+    let point = ec
+        .public_key()
+        .to_bytes(
+            ec.group(),
+            openssl::ec::PointConversionForm::COMPRESSED,
+            &mut ctx,
+        )
+        .unwrap();
+    assert_eq!(point.len(), 33);
+    let mut der = P256_COMPRESSED_SPKI_PREFIX.to_vec();
+    der.extend_from_slice(&point);
+    PKey::public_key_from_der(&der).unwrap()
 }

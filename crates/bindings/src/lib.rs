@@ -1,0 +1,19 @@
+//! # m2msec-bindings
+//!
+//! oneM2M protocol bindings for the registrar CSE of m2msec, between the sans-IO engine
+//! (`m2msec-cse`) and the secure channels (`m2msec-tls`):
+//!
+//! - [`http`]: request/response primitives ⇄ HTTP/1.1 messages (TS-0009), pure functions.
+//! - [`server`]: the tokio service: TLS-PSK listener (and an optional loopback-only plaintext
+//!   listener), hyper HTTP/1.1 per connection, the channel's authenticated peer as the engine's
+//!   [`m2msec_cse::SecurityContext`], timeouts and size limits.
+//!
+//! The CoAP binding (TS-0008) over DTLS is not implemented yet.
+#![forbid(unsafe_code)]
+#![deny(missing_debug_implementations)]
+#![warn(missing_docs)]
+
+pub mod http;
+pub mod server;
+
+pub use server::{Limits, PskCredential, Server, ServerError, ServerOptions};

@@ -1,0 +1,531 @@
+//! The registrar CSE's HTTP service (TS-0009 over TLS 1.2 PSK, TS-0003 §8.2.2.1): a tokio accept
+//! loop per listener, one hyper HTTP/1.1 connection per security association, and one shared
+//! sans-IO [`Cse`] engine.
+//!
+//! Each TLS connection's authenticated [`Peer`] becomes the [`SecurityContext`] of every request
+//! on it: credential kind PSK, Credential-ID `12-<KpsaID>` (TS-0003 §10.4) and the configured
+//! IdA, if the credential has one (TS-0003 §8.2.2.1). The engine then verifies `From` against
+//! it (TS-0003 §7.2.1). The optional plaintext listener exists only on a loopback address and
+//! its requests carry [`SecurityContext::None`].
+//!
+//! The engine is synchronous: each request runs on the blocking pool behind a mutex, so a slow
+//! store never stalls the reactor, and the critical section is one `Cse::handle` call.
+//!
+//! Defences against slow or hostile clients: a TLS handshake deadline, a header read timeout
+//! (hyper), an idle timeout (no bytes in either direction), a body deadline, a body size limit
+//! checked on `Content-Length` and while reading, and a cap on concurrent connections. Every
+//! failure is a oneM2M error response or a closed connection.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::http::header::{CONNECTION, CONTENT_LENGTH};
+use hyper::http::{HeaderValue, Request, Response};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+
+use m2msec_core::ids::{CredentialId, KpsaId};
+use m2msec_cse::{
+    Association, BoundIdentity, CredentialKind, Cse, CseError, ResponsePrimitive, Rsc,
+    SecurityContext, Store,
+};
+use m2msec_tls::{Peer, Psk, PskIdentity, PskTable, ResolvedPsk, ServerConfig, TlsServer};
+
+use crate::http::{request_from_http, response_to_http, Rejection, X_M2M_RI};
+
+/// Errors starting the service.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// A listener could not be bound.
+    #[error("cannot bind {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The plaintext listener was asked for a non-loopback address.
+    #[error("the plaintext HTTP listener may only bind a loopback address, not {0}")]
+    NotLoopback(SocketAddr),
+    /// The TLS configuration was refused.
+    #[error("TLS configuration: {0}")]
+    Tls(#[from] m2msec_tls::Error),
+}
+
+/// Timeouts and limits of the service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest request body, in bytes.
+    pub max_body: usize,
+    /// TLS handshake deadline.
+    pub handshake_timeout: Duration,
+    /// Deadline for a request's header section once it has started (hyper).
+    pub header_timeout: Duration,
+    /// Deadline for reading a request body.
+    pub body_timeout: Duration,
+    /// A connection with no bytes in either direction for this long is closed.
+    pub idle_timeout: Duration,
+    /// Most concurrent connections per listener; further ones are closed at once.
+    pub max_connections: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_body: crate::http::DEFAULT_MAX_BODY,
+            handshake_timeout: Duration::from_secs(10),
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 1024,
+        }
+    }
+}
+
+/// A provisioned symmetric key credential (TS-0003 §8.2.2.1).
+#[derive(Debug, Clone)]
+pub struct PskCredential {
+    /// The `psk_identity` clients send (the KpsaID text, exactly as configured).
+    pub psk_identity: PskIdentity,
+    /// The KpsaID, for the Credential-ID `12-<KpsaID>`.
+    pub kpsa_id: KpsaId,
+    /// Kpsa.
+    pub key: Psk,
+    /// The configured IdA (an AE-ID or a CSE-ID), if any.
+    pub bound: Option<BoundIdentity>,
+}
+
+/// Service configuration.
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    /// TLS-PSK listener address (port 0 picks a free port).
+    pub tls_addr: SocketAddr,
+    /// The authority (SNI host name) this CSE answers for; None accepts any name.
+    pub authority: Option<String>,
+    /// Refuse TLS clients that send no SNI.
+    pub require_sni: bool,
+    /// PSK credentials.
+    pub credentials: Vec<PskCredential>,
+    /// Plaintext HTTP listener, loopback only (None: no plaintext listener).
+    pub plain_addr: Option<SocketAddr>,
+    /// Timeouts and limits.
+    pub limits: Limits,
+}
+
+struct State<S: Store> {
+    cse: Mutex<Cse<S>>,
+    cse_id: String,
+    /// psk_identity → (Credential-ID, configured IdA).
+    credentials: HashMap<String, (CredentialId, Option<BoundIdentity>)>,
+    limits: Limits,
+}
+
+impl<S: Store> State<S> {
+    /// The security context of a TLS peer (TS-0003 §8.2.2.1); None for a peer this service did
+    /// not provision (cannot happen after a successful PSK handshake).
+    fn context_for(&self, peer: &Peer) -> Option<SecurityContext> {
+        if peer.credential != m2msec_tls::CredentialKind::Psk {
+            return None;
+        }
+        let id = peer.psk_identity.as_ref()?;
+        let (credential_id, bound) = self.credentials.get(id.as_str())?;
+        Some(SecurityContext::Association(Association {
+            credential_kind: CredentialKind::Psk,
+            credential_id: credential_id.clone(),
+            bound: bound.clone(),
+        }))
+    }
+}
+
+/// The bound service: listeners are open, addresses known; [`Server::serve`] runs it.
+pub struct Server<S: Store + Send + 'static> {
+    tls_listener: TcpListener,
+    plain_listener: Option<TcpListener>,
+    tls: TlsServer,
+    state: Arc<State<S>>,
+}
+
+impl<S: Store + Send + 'static> std::fmt::Debug for Server<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("tls", &self.tls_listener.local_addr().ok())
+            .field("plain", &self.plain_addr())
+            .finish_non_exhaustive()
+    }
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, ServerError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServerError::Bind { addr, source })
+}
+
+impl<S: Store + Send + 'static> Server<S> {
+    /// Opens the listeners and builds the TLS context.
+    pub async fn bind(opts: ServerOptions, cse: Cse<S>) -> Result<Server<S>, ServerError> {
+        if let Some(p) = opts.plain_addr {
+            if !p.ip().is_loopback() {
+                return Err(ServerError::NotLoopback(p));
+            }
+        }
+        let table = PskTable::new();
+        let mut credentials = HashMap::new();
+        for c in &opts.credentials {
+            let cred_id = CredentialId::for_kpsa(&c.kpsa_id);
+            let bound = match &c.bound {
+                Some(BoundIdentity::Ae(ids)) => m2msec_tls::BoundIdentity::Configured(
+                    ids.first().map(|a| a.to_string()).unwrap_or_default(),
+                ),
+                Some(BoundIdentity::Cse(cse)) => {
+                    m2msec_tls::BoundIdentity::Configured(cse.to_string())
+                }
+                None => m2msec_tls::BoundIdentity::CredentialId(cred_id.to_string()),
+            };
+            table.insert_entry(
+                None,
+                c.psk_identity.clone(),
+                ResolvedPsk {
+                    key: c.key.clone(),
+                    bound,
+                },
+            );
+            credentials.insert(
+                c.psk_identity.as_str().to_string(),
+                (cred_id, c.bound.clone()),
+            );
+        }
+        let mut cfg = ServerConfig::psk(Arc::new(table));
+        cfg.authorities = opts.authority.clone().map(|a| vec![a]);
+        cfg.require_sni = opts.require_sni;
+        cfg.handshake_timeout = opts.limits.handshake_timeout;
+        let tls = TlsServer::new(&cfg)?;
+        let tls_listener = bind(opts.tls_addr).await?;
+        let plain_listener = match opts.plain_addr {
+            Some(a) => Some(bind(a).await?),
+            None => None,
+        };
+        let cse_id = cse.cse_id();
+        Ok(Server {
+            tls_listener,
+            plain_listener,
+            tls,
+            state: Arc::new(State {
+                cse: Mutex::new(cse),
+                cse_id,
+                credentials,
+                limits: opts.limits,
+            }),
+        })
+    }
+
+    /// The bound TLS address.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.tls_listener.local_addr().ok()
+    }
+
+    /// The bound plaintext address, if that listener is enabled.
+    pub fn plain_addr(&self) -> Option<SocketAddr> {
+        self.plain_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
+    }
+
+    /// Serves until the process ends.
+    pub async fn serve(self) {
+        let Server {
+            tls_listener,
+            plain_listener,
+            tls,
+            state,
+        } = self;
+        let plain = plain_listener.map(|l| {
+            let state = state.clone();
+            tokio::spawn(async move {
+                accept_loop(l, state, |tcp, state| async move {
+                    serve_connection(tcp, Arc::new(SecurityContext::None), state).await;
+                })
+                .await
+            })
+        });
+        accept_loop(tls_listener, state, move |tcp, state| {
+            let tls = tls.clone();
+            async move {
+                let ch = match tls.accept(tcp).await {
+                    Ok(ch) => ch,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "TLS handshake failed");
+                        return;
+                    }
+                };
+                let ctx = match state.context_for(ch.peer()) {
+                    Some(c) => c,
+                    None => {
+                        tracing::warn!(peer = %ch.peer_addr(), "peer without a provisioned PSK credential");
+                        return;
+                    }
+                };
+                tracing::debug!(peer = %ch.peer_addr(), psk_identity = ?ch.peer().psk_identity, "security association established");
+                serve_connection(ch, Arc::new(ctx), state).await;
+            }
+        })
+        .await;
+        if let Some(p) = plain {
+            p.abort();
+        }
+    }
+}
+
+async fn accept_loop<S, F, Fut>(listener: TcpListener, state: Arc<State<S>>, on_conn: F)
+where
+    S: Store + Send + 'static,
+    F: Fn(TcpStream, Arc<State<S>>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let permits = Arc::new(Semaphore::new(state.limits.max_connections.max(1)));
+    loop {
+        let (tcp, from) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::debug!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let permit = match permits.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => {
+                tracing::warn!(peer = %from, "too many connections: closing");
+                continue;
+            }
+        };
+        let fut = on_conn(tcp, state.clone());
+        tokio::spawn(async move {
+            fut.await;
+            drop(permit);
+        });
+    }
+}
+
+/// An I/O stream that records when bytes last moved, for the idle timeout.
+struct Watched<I> {
+    inner: I,
+    start: Instant,
+    last: Arc<AtomicU64>,
+}
+
+impl<I> Watched<I> {
+    fn touch(&self) {
+        let ms = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last.store(ms, Ordering::Relaxed);
+    }
+}
+
+impl<I: AsyncRead + Unpin> AsyncRead for Watched<I> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if matches!(r, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            self.touch();
+        }
+        r
+    }
+}
+
+impl<I: AsyncWrite + Unpin> AsyncWrite for Watched<I> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            self.touch();
+        }
+        r
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// Serves HTTP/1.1 on one connection until the client closes it, it errs, or it idles out.
+async fn serve_connection<I, S>(io: I, ctx: Arc<SecurityContext>, state: Arc<State<S>>)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: Store + Send + 'static,
+{
+    let limits = state.limits;
+    let last = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let io = Watched {
+        inner: io,
+        start,
+        last: last.clone(),
+    };
+    let svc = service_fn(move |req: Request<Incoming>| {
+        let ctx = ctx.clone();
+        let state = state.clone();
+        async move { Ok::<_, Infallible>(handle(req, ctx, state).await) }
+    });
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .keep_alive(true)
+        .max_buf_size(64 * 1024);
+    let conn = builder.serve_connection(TokioIo::new(io), svc);
+    tokio::pin!(conn);
+    loop {
+        let idle_ms = u64::try_from(limits.idle_timeout.as_millis()).unwrap_or(u64::MAX);
+        let deadline_ms = last.load(Ordering::Relaxed).saturating_add(idle_ms);
+        let deadline = start + Duration::from_millis(deadline_ms);
+        tokio::select! {
+            r = &mut conn => {
+                if let Err(e) = r {
+                    tracing::debug!(error = %e, "HTTP connection ended with an error");
+                }
+                return;
+            }
+            _ = tokio::time::sleep_until(deadline.into()) => {
+                let now_ms = u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX);
+                if now_ms >= last.load(Ordering::Relaxed).saturating_add(idle_ms) {
+                    tracing::debug!("idle timeout: closing connection");
+                    return;
+                }
+            }
+        }
+    }
+}
+
+fn reply(resp: &ResponsePrimitive, close: bool) -> Response<Full<Bytes>> {
+    let mut r = response_to_http(resp).map(Full::new);
+    if close {
+        r.headers_mut()
+            .insert(CONNECTION, HeaderValue::from_static("close"));
+    }
+    r
+}
+
+fn reject(rsc: Rsc, rqi: &str, cse_id: &str, detail: &str, close: bool) -> Response<Full<Bytes>> {
+    let rej = Rejection {
+        error: CseError::new(rsc, detail),
+        rqi: rqi.to_string(),
+    };
+    reply(&rej.into_response(Some(cse_id)), close)
+}
+
+/// One HTTP request: bounded body read, TS-0009 mapping, engine, TS-0009 mapping back.
+async fn handle<S: Store + Send + 'static>(
+    req: Request<Incoming>,
+    ctx: Arc<SecurityContext>,
+    state: Arc<State<S>>,
+) -> Response<Full<Bytes>> {
+    let limits = state.limits;
+    let (parts, body) = req.into_parts();
+    let rqi = parts
+        .headers
+        .get(X_M2M_RI)
+        .and_then(|v| v.to_str().ok())
+        .filter(|s| s.len() <= m2msec_cse::primitive::MAX_RQI_LEN)
+        .unwrap_or_default()
+        .to_string();
+    let cse_id = state.cse_id.as_str();
+    let too_large = format!("message body larger than {} bytes", limits.max_body);
+    let declared = parts
+        .headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|s| s.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limits.max_body as u64) {
+        return reject(Rsc::BadRequest, &rqi, cse_id, &too_large, true);
+    }
+    let body = match tokio::time::timeout(
+        limits.body_timeout,
+        Limited::new(body, limits.max_body).collect(),
+    )
+    .await
+    {
+        Err(_) => {
+            return reject(
+                Rsc::RequestTimeout,
+                &rqi,
+                cse_id,
+                "message body not received in time",
+                true,
+            )
+        }
+        Ok(Err(e)) => {
+            let detail = if e.is::<http_body_util::LengthLimitError>() {
+                too_large.as_str()
+            } else {
+                "message body could not be read"
+            };
+            return reject(Rsc::BadRequest, &rqi, cse_id, detail, true);
+        }
+        Ok(Ok(c)) => c.to_bytes(),
+    };
+    let target = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
+    let prim = match request_from_http(
+        &parts.method,
+        target,
+        &parts.headers,
+        &body,
+        limits.max_body,
+    ) {
+        Ok(p) => p,
+        Err(rej) => return reply(&rej.into_response(Some(cse_id)), false),
+    };
+    let st = state.clone();
+    let prim_rqi = prim.rqi.clone();
+    let done = tokio::task::spawn_blocking(move || {
+        let mut cse = st.cse.lock().unwrap_or_else(|p| p.into_inner());
+        cse.handle(&ctx, prim)
+    })
+    .await;
+    match done {
+        Ok(mut resp) => {
+            // TS-0004 §6.4.2: the response carries the request's identifier (the engine leaves
+            // it empty on some success paths).
+            if resp.rqi.is_empty() {
+                resp.rqi = prim_rqi;
+            }
+            reply(&resp, false)
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "engine task failed");
+            reject(
+                Rsc::InternalServerError,
+                &rqi,
+                cse_id,
+                "internal error",
+                true,
+            )
+        }
+    }
+}

@@ -1,0 +1,395 @@
+//! `m2msec cse serve --config FILE`: the registrar CSE (TS-0001, TS-0004) serving HTTP (TS-0009)
+//! over TLS 1.2 PSK security associations (TS-0003 §8.2.2.1), with resources and learned
+//! identity bindings in SQLite under `data_dir`.
+//!
+//! The configuration is one TOML file; `examples/cse.toml` documents every option. Relative
+//! paths are relative to the working directory. PSK key files hold the key in hex and must not
+//! be readable by group or others (mode 0600), else the CSE refuses to start. A plaintext HTTP
+//! listener is opened only when `[http_plain] enabled = true`, and only on a loopback address.
+//!
+//! When every listener is bound, one line goes to stderr:
+//! `m2msec cse: listening on https://ADDR (TLS-PSK)[ and http://ADDR (plaintext, loopback only)]`.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+use serde::Deserialize;
+
+use m2msec_bindings::{Limits, PskCredential, Server, ServerOptions};
+use m2msec_core::ids::{AeId, CseId, KpsaId, SpId};
+use m2msec_cse::{BoundIdentity, Cse, CseConfig, CseType, SqliteStore};
+use m2msec_tls::{Psk, PskIdentity};
+use zeroize::Zeroizing;
+
+use crate::error::CliError;
+
+/// `m2msec cse` subcommands.
+#[derive(Subcommand)]
+pub enum CseCmd {
+    /// Run a registrar CSE: oneM2M over HTTP (TS-0009) on TLS-PSK, until killed.
+    Serve(ServeArgs),
+}
+
+/// `m2msec cse serve`.
+#[derive(Args)]
+pub struct ServeArgs {
+    /// The TOML configuration (see examples/cse.toml).
+    #[arg(long, value_name = "FILE")]
+    config: PathBuf,
+}
+
+/// The configuration file.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Config {
+    /// This CSE's CSE-ID (`/cse-in` or `cse-in`).
+    cse_id: String,
+    /// M2M-SP-ID.
+    sp_id: String,
+    /// Resource name of `<CSEBase>`.
+    #[serde(default = "default_cb")]
+    cse_base_name: String,
+    /// `IN` or `MN`.
+    #[serde(default = "default_cse_type")]
+    cse_type: String,
+    /// pointOfAccess of `<CSEBase>`.
+    #[serde(default)]
+    poa: Vec<String>,
+    /// SQLite directory.
+    data_dir: PathBuf,
+    #[serde(default)]
+    tls: TlsSection,
+    #[serde(default)]
+    limits: LimitsSection,
+    #[serde(default)]
+    psk: Vec<PskEntry>,
+    #[serde(default)]
+    http_plain: PlainSection,
+}
+
+fn default_cb() -> String {
+    "cb".into()
+}
+fn default_cse_type() -> String {
+    "IN".into()
+}
+fn loopback() -> IpAddr {
+    IpAddr::V4(Ipv4Addr::LOCALHOST)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TlsSection {
+    #[serde(default = "loopback")]
+    bind: IpAddr,
+    #[serde(default = "default_tls_port")]
+    port: u16,
+    #[serde(default)]
+    authority: Option<String>,
+    #[serde(default)]
+    require_sni: bool,
+}
+
+fn default_tls_port() -> u16 {
+    8443
+}
+
+impl Default for TlsSection {
+    fn default() -> Self {
+        TlsSection {
+            bind: loopback(),
+            port: default_tls_port(),
+            authority: None,
+            require_sni: false,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LimitsSection {
+    #[serde(default = "d_max_body")]
+    max_body: usize,
+    #[serde(default = "d_10")]
+    handshake_timeout_secs: u64,
+    #[serde(default = "d_10")]
+    header_timeout_secs: u64,
+    #[serde(default = "d_10")]
+    body_timeout_secs: u64,
+    #[serde(default = "d_60")]
+    idle_timeout_secs: u64,
+    #[serde(default = "d_conns")]
+    max_connections: usize,
+}
+
+fn d_max_body() -> usize {
+    m2msec_bindings::http::DEFAULT_MAX_BODY
+}
+fn d_10() -> u64 {
+    10
+}
+fn d_60() -> u64 {
+    60
+}
+fn d_conns() -> usize {
+    1024
+}
+
+impl Default for LimitsSection {
+    fn default() -> Self {
+        LimitsSection {
+            max_body: d_max_body(),
+            handshake_timeout_secs: 10,
+            header_timeout_secs: 10,
+            body_timeout_secs: 10,
+            idle_timeout_secs: 60,
+            max_connections: d_conns(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PskEntry {
+    /// KpsaID, sent by clients as psk_identity.
+    identity: String,
+    /// File with the key in hex, mode 0600.
+    key_file: PathBuf,
+    /// Configured IdA (optional).
+    #[serde(default)]
+    ida: Option<String>,
+    /// What `ida` names: `ae` (default) or `cse`.
+    #[serde(default)]
+    registree: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PlainSection {
+    #[serde(default)]
+    enabled: bool,
+    #[serde(default = "loopback")]
+    bind: IpAddr,
+    #[serde(default)]
+    port: u16,
+}
+
+impl Default for PlainSection {
+    fn default() -> Self {
+        PlainSection {
+            enabled: false,
+            bind: loopback(),
+            port: 0,
+        }
+    }
+}
+
+fn cfg_err(msg: impl std::fmt::Display) -> CliError {
+    CliError::arg("--config", msg)
+}
+
+/// Reads a hex key file, refusing one that group or others may read (TS-0003 key hygiene).
+fn read_key_file(path: &Path) -> Result<Psk, CliError> {
+    let meta = std::fs::metadata(path)
+        .map_err(|e| cfg_err(format!("key_file {}: {e}", path.display())))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(cfg_err(format!(
+                "key_file {} has mode {mode:04o}: it must be 0600 (chmod 600 {})",
+                path.display(),
+                path.display()
+            )));
+        }
+    }
+    if !meta.is_file() || meta.len() > 4096 {
+        return Err(cfg_err(format!(
+            "key_file {} is not a small regular file",
+            path.display()
+        )));
+    }
+    let text = Zeroizing::new(
+        std::fs::read_to_string(path)
+            .map_err(|e| cfg_err(format!("key_file {}: {e}", path.display())))?,
+    );
+    Psk::from_hex(text.trim()).map_err(|e| cfg_err(format!("key_file {}: {e}", path.display())))
+}
+
+fn bound_identity(e: &PskEntry) -> Result<Option<BoundIdentity>, CliError> {
+    let Some(ida) = &e.ida else {
+        if e.registree.is_some() {
+            return Err(cfg_err(format!(
+                "psk {}: registree without ida",
+                e.identity
+            )));
+        }
+        return Ok(None);
+    };
+    match e.registree.as_deref().unwrap_or("ae") {
+        "ae" => {
+            let ae: AeId = ida
+                .parse()
+                .map_err(|err| cfg_err(format!("psk {}: ida {ida:?}: {err}", e.identity)))?;
+            Ok(Some(BoundIdentity::Ae(vec![ae])))
+        }
+        "cse" => {
+            let c: CseId = ida
+                .parse()
+                .map_err(|err| cfg_err(format!("psk {}: ida {ida:?}: {err}", e.identity)))?;
+            Ok(Some(BoundIdentity::Cse(c)))
+        }
+        other => Err(cfg_err(format!(
+            "psk {}: registree must be \"ae\" or \"cse\", not {other:?}",
+            e.identity
+        ))),
+    }
+}
+
+/// The validated configuration.
+struct Loaded {
+    engine: CseConfig,
+    data_dir: PathBuf,
+    server: ServerOptions,
+}
+
+fn load(path: &Path) -> Result<Loaded, CliError> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| cfg_err(format!("{}: {e}", path.display())))?;
+    let c: Config =
+        toml::from_str(&text).map_err(|e| cfg_err(format!("{}: {e}", path.display())))?;
+    let sp: SpId = c
+        .sp_id
+        .parse()
+        .map_err(|e| cfg_err(format!("sp_id: {e}")))?;
+    let cse_id: CseId = c
+        .cse_id
+        .parse()
+        .map_err(|e| cfg_err(format!("cse_id: {e}")))?;
+    let cse_type = match c.cse_type.to_ascii_uppercase().as_str() {
+        "IN" => CseType::In,
+        "MN" => CseType::Mn,
+        other => return Err(cfg_err(format!("cse_type must be IN or MN, not {other:?}"))),
+    };
+    let mut credentials = Vec::new();
+    for e in &c.psk {
+        let kpsa_id: KpsaId = e
+            .identity
+            .parse()
+            .map_err(|err| cfg_err(format!("psk identity {:?}: {err}", e.identity)))?;
+        let psk_identity = PskIdentity::new(&e.identity)
+            .map_err(|err| cfg_err(format!("psk identity {:?}: {err}", e.identity)))?;
+        if credentials
+            .iter()
+            .any(|x: &PskCredential| x.psk_identity == psk_identity)
+        {
+            return Err(cfg_err(format!(
+                "psk identity {:?} given twice",
+                e.identity
+            )));
+        }
+        credentials.push(PskCredential {
+            psk_identity,
+            kpsa_id,
+            key: read_key_file(&e.key_file)?,
+            bound: bound_identity(e)?,
+        });
+    }
+    if credentials.is_empty() {
+        return Err(cfg_err("no [[psk]] credential configured"));
+    }
+    let plain_addr = if c.http_plain.enabled {
+        let a = SocketAddr::new(c.http_plain.bind, c.http_plain.port);
+        if !a.ip().is_loopback() {
+            return Err(cfg_err(format!(
+                "[http_plain] bind = {}: the plaintext listener may only bind a loopback address \
+                 (127.0.0.1 or ::1); use the TLS listener for other interfaces",
+                c.http_plain.bind
+            )));
+        }
+        Some(a)
+    } else {
+        None
+    };
+    if let Some(a) = &c.tls.authority {
+        if a.is_empty() || a.parse::<IpAddr>().is_ok() {
+            return Err(cfg_err("[tls] authority must be a host name (the SNI)"));
+        }
+    }
+    let l = &c.limits;
+    if l.max_body == 0 || l.max_connections == 0 {
+        return Err(cfg_err(
+            "[limits] max_body and max_connections must be positive",
+        ));
+    }
+    for (name, v) in [
+        ("handshake_timeout_secs", l.handshake_timeout_secs),
+        ("header_timeout_secs", l.header_timeout_secs),
+        ("body_timeout_secs", l.body_timeout_secs),
+        ("idle_timeout_secs", l.idle_timeout_secs),
+    ] {
+        if v == 0 || v > 86_400 {
+            return Err(cfg_err(format!("[limits] {name} must be 1..86400")));
+        }
+    }
+    Ok(Loaded {
+        engine: CseConfig {
+            sp,
+            cse_id,
+            cb_rn: c.cse_base_name.clone(),
+            cse_type,
+            poa: c.poa.clone(),
+        },
+        data_dir: c.data_dir.clone(),
+        server: ServerOptions {
+            tls_addr: SocketAddr::new(c.tls.bind, c.tls.port),
+            authority: c.tls.authority.clone().map(|a| a.to_ascii_lowercase()),
+            require_sni: c.tls.require_sni,
+            credentials,
+            plain_addr,
+            limits: Limits {
+                max_body: l.max_body,
+                handshake_timeout: Duration::from_secs(l.handshake_timeout_secs),
+                header_timeout: Duration::from_secs(l.header_timeout_secs),
+                body_timeout: Duration::from_secs(l.body_timeout_secs),
+                idle_timeout: Duration::from_secs(l.idle_timeout_secs),
+                max_connections: l.max_connections,
+            },
+        },
+    })
+}
+
+/// Runs a `cse` subcommand.
+pub fn run(cmd: CseCmd) -> Result<ExitCode, CliError> {
+    match cmd {
+        CseCmd::Serve(a) => serve(a),
+    }
+}
+
+fn serve(a: ServeArgs) -> Result<ExitCode, CliError> {
+    let loaded = load(&a.config)?;
+    let store = SqliteStore::open(&loaded.data_dir)
+        .map_err(|e| cfg_err(format!("data_dir {}: {e}", loaded.data_dir.display())))?;
+    let cse = Cse::new(loaded.engine, store).map_err(|e| cfg_err(e.detail))?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(CliError::other)?;
+    rt.block_on(async move {
+        let server = Server::bind(loaded.server, cse).await.map_err(cfg_err)?;
+        let mut line = String::from("m2msec cse: listening on ");
+        if let Some(t) = server.tls_addr() {
+            line.push_str(&format!("https://{t} (TLS-PSK)"));
+        }
+        if let Some(p) = server.plain_addr() {
+            line.push_str(&format!(" and http://{p} (plaintext, loopback only)"));
+        }
+        eprintln!("{line}");
+        server.serve().await;
+        Err(CliError::other("the CSE service stopped"))
+    })
+}

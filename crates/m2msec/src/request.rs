@@ -1,0 +1,376 @@
+//! `m2msec request`: the oneM2M curl. Sends one request primitive over HTTP (TS-0009) inside a
+//! TLS 1.2 PSK security association (TS-0003 §8.2.2.1), or in plaintext to a loopback address,
+//! and prints the response primitive as one JSON line `{"rsc":…,"rqi":…,"pc":…}`.
+//!
+//! Exit status: 0 for a 2xxx RSC, 1 for an error RSC or a failed connection/handshake, 2 for bad
+//! arguments (one line on stderr naming the argument).
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use bytes::Bytes;
+use clap::{Args, ValueEnum};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::client::conn::http1;
+use hyper_util::rt::TokioIo;
+use serde_json::Value;
+
+use m2msec_bindings::http::{request_to_http, response_from_http, to_from_path};
+use m2msec_cse::{Operation, RequestPrimitive, ResultContent};
+use m2msec_tls::{ClientConfig, Psk, PskIdentity, TlsClient};
+use zeroize::Zeroizing;
+
+use crate::error::CliError;
+use crate::util::{hex_arg, read_file};
+
+/// Largest response body accepted.
+const MAX_RESPONSE: usize = 16 * 1024 * 1024;
+
+/// The operation.
+#[derive(Clone, Copy, ValueEnum)]
+pub enum Op {
+    /// CREATE (HTTP POST with ty).
+    Create,
+    /// RETRIEVE (GET).
+    Retrieve,
+    /// UPDATE (PUT).
+    Update,
+    /// DELETE (DELETE).
+    Delete,
+}
+
+/// `m2msec request`.
+#[derive(Args)]
+pub struct RequestArgs {
+    /// Target: https://HOST:PORT/PATH (TLS-PSK) or http://HOST:PORT/PATH (plaintext, loopback
+    /// only). PATH maps to To as in TS-0009: /cb/… CSE-relative, /~/cse-in/… SP-relative,
+    /// /_/sp.example/cse-in/… absolute.
+    #[arg(long, value_name = "URL")]
+    url: String,
+    /// Operation.
+    #[arg(long, value_enum)]
+    op: Op,
+    /// From (X-M2M-Origin): the originator's ID; omit (or "C") to register a new AE.
+    #[arg(long = "from", value_name = "ID")]
+    from: Option<String>,
+    /// Resource type of a CREATE (2 AE, 3 container, 4 contentInstance, 1 ACP, 16 remoteCSE).
+    #[arg(long, value_name = "N")]
+    ty: Option<u64>,
+    /// Content: the resource representation as JSON, e.g. '{"m2m:cnt":{"rn":"temp"}}'.
+    #[arg(long, value_name = "JSON", conflicts_with = "body_file")]
+    body: Option<String>,
+    /// Content read from a JSON file.
+    #[arg(long = "body-file", value_name = "FILE")]
+    body_file: Option<PathBuf>,
+    /// Request identifier (X-M2M-RI); default: a random one.
+    #[arg(long, value_name = "ID")]
+    rqi: Option<String>,
+    /// Result content (rcn), 0..10.
+    #[arg(long, value_name = "N")]
+    rcn: Option<u64>,
+    /// Release version indicator (X-M2M-RVI).
+    #[arg(long, value_name = "V", default_value = "3")]
+    rvi: String,
+    /// psk_identity (KpsaID) for https://.
+    #[arg(long = "psk-id", value_name = "ID")]
+    psk_id: Option<String>,
+    /// The PSK in hex.
+    #[arg(long, value_name = "HEX", conflicts_with = "psk_file")]
+    psk: Option<String>,
+    /// A file holding the PSK in hex.
+    #[arg(long = "psk-file", value_name = "FILE")]
+    psk_file: Option<PathBuf>,
+    /// SNI host name (default: HOST when it is a name; never an IP address).
+    #[arg(long, value_name = "NAME")]
+    sni: Option<String>,
+    /// Timeout for the whole exchange, in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 20)]
+    timeout: u64,
+}
+
+/// The printed response primitive, in this field order.
+#[derive(serde::Serialize)]
+struct ResponseLine<'a> {
+    rsc: u16,
+    rqi: &'a str,
+    pc: Option<&'a Value>,
+}
+
+/// A parsed `--url`.
+struct Target {
+    tls: bool,
+    host: String,
+    port: u16,
+    /// Path and query, as sent.
+    path: String,
+}
+
+fn parse_url(url: &str) -> Result<Target, CliError> {
+    let bad = |m: &str| CliError::arg("--url", format!("{url:?}: {m}"));
+    let (tls, rest) = if let Some(r) = url.strip_prefix("https://") {
+        (true, r)
+    } else if let Some(r) = url.strip_prefix("http://") {
+        (false, r)
+    } else {
+        return Err(bad("must start with https:// or http://"));
+    };
+    let (authority, path) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => return Err(bad("no path: add the target resource, e.g. /cb")),
+    };
+    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+        let (h, p) = v6.split_once(']').ok_or_else(|| bad("unclosed '['"))?;
+        (h, p.strip_prefix(':'))
+    } else {
+        match authority.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (authority, None),
+        }
+    };
+    let port = match port {
+        None => {
+            if tls {
+                443
+            } else {
+                80
+            }
+        }
+        Some(p) => p
+            .parse::<u16>()
+            .ok()
+            .filter(|p| *p != 0)
+            .ok_or_else(|| bad("bad port"))?,
+    };
+    if host.is_empty() {
+        return Err(bad("no host"));
+    }
+    let to_part = path.split(['?', '#']).next().unwrap_or_default();
+    if to_from_path(to_part).is_none() {
+        return Err(bad(
+            "the path is not a resource ID (e.g. /cb, /~/cse-in/cb)",
+        ));
+    }
+    if path.parse::<hyper::http::uri::PathAndQuery>().is_err() {
+        return Err(bad("the path is not a valid request target"));
+    }
+    if !tls {
+        let loopback = host.eq_ignore_ascii_case("localhost")
+            || host.parse::<IpAddr>().is_ok_and(|a| a.is_loopback());
+        if !loopback {
+            return Err(bad(
+                "plaintext http:// is allowed only to a loopback address; use https:// (TLS-PSK)",
+            ));
+        }
+    }
+    Ok(Target {
+        tls,
+        host: host.to_string(),
+        port,
+        path: path.to_string(),
+    })
+}
+
+fn random_rqi() -> String {
+    use rand_core::RngCore;
+    let mut b = [0u8; 6];
+    rand_core::OsRng.fill_bytes(&mut b);
+    format!("m2msec-{}", hex::encode(b))
+}
+
+/// Runs `m2msec request`.
+pub fn run(a: RequestArgs) -> Result<ExitCode, CliError> {
+    let target = parse_url(&a.url)?;
+    let op = match a.op {
+        Op::Create => Operation::Create,
+        Op::Retrieve => Operation::Retrieve,
+        Op::Update => Operation::Update,
+        Op::Delete => Operation::Delete,
+    };
+    if a.ty.is_some() && !matches!(a.op, Op::Create) {
+        return Err(CliError::arg("--ty", "only with --op create"));
+    }
+    if a.ty.is_none() && matches!(a.op, Op::Create) {
+        return Err(CliError::arg("--ty", "required with --op create"));
+    }
+    let pc: Option<Value> = match (&a.body, &a.body_file) {
+        (Some(b), _) => Some(
+            serde_json::from_str(b)
+                .map_err(|e| CliError::arg("--body", format!("not JSON: {e}")))?,
+        ),
+        (None, Some(f)) => Some(
+            serde_json::from_slice(&read_file("--body-file", f)?)
+                .map_err(|e| CliError::arg("--body-file", format!("not JSON: {e}")))?,
+        ),
+        (None, None) => None,
+    };
+    let rqi = a.rqi.clone().unwrap_or_else(random_rqi);
+    let to = to_from_path(target.path.split(['?', '#']).next().unwrap_or_default())
+        .ok_or_else(|| CliError::arg("--url", "the path is not a resource ID"))?;
+    let mut req = RequestPrimitive::new(op, to, a.from.as_deref().filter(|f| !f.is_empty()), rqi);
+    req.ty = a.ty;
+    req.pc = pc;
+    req.rvi = Some(a.rvi.clone());
+    if let Some(n) = a.rcn {
+        req.rcn = Some(
+            ResultContent::from_u64(n).ok_or_else(|| CliError::arg("--rcn", "must be 0..10"))?,
+        );
+    }
+    let host_header = if target.host.contains(':') {
+        format!("[{}]:{}", target.host, target.port)
+    } else {
+        format!("{}:{}", target.host, target.port)
+    };
+    let mut http_req = request_to_http(&req, &host_header).map_err(|e| {
+        let arg = if e.detail.contains("From") {
+            "--from"
+        } else if e.detail.contains("rqi") {
+            "--rqi"
+        } else if e.detail.contains("rvi") {
+            "--rvi"
+        } else {
+            "--url"
+        };
+        CliError::arg(arg, e.detail)
+    })?;
+    // Send the path exactly as given (it may carry a query).
+    if target.path.contains('?') {
+        *http_req.uri_mut() = target
+            .path
+            .parse()
+            .map_err(|_| CliError::arg("--url", "the path is not a valid request target"))?;
+    }
+
+    let tls = if target.tls {
+        let id = a
+            .psk_id
+            .as_deref()
+            .ok_or_else(|| CliError::arg("--psk-id", "required for https://"))?;
+        let identity = PskIdentity::new(id).map_err(|e| CliError::arg("--psk-id", e))?;
+        let key = match (&a.psk, &a.psk_file) {
+            (Some(h), _) => {
+                Psk::new(&hex_arg("--psk", h)?).map_err(|e| CliError::arg("--psk", e))?
+            }
+            (None, Some(f)) => {
+                let text = Zeroizing::new(read_file("--psk-file", f)?);
+                let s = std::str::from_utf8(&text)
+                    .map_err(|_| CliError::arg("--psk-file", "not hex text"))?;
+                Psk::new(&hex_arg("--psk-file", s)?).map_err(|e| CliError::arg("--psk-file", e))?
+            }
+            (None, None) => {
+                return Err(CliError::arg(
+                    "--psk",
+                    "required for https:// (or --psk-file)",
+                ))
+            }
+        };
+        if let Some(s) = &a.sni {
+            if s.is_empty() || s.parse::<IpAddr>().is_ok() {
+                return Err(CliError::arg(
+                    "--sni",
+                    "must be a host name, not an IP address",
+                ));
+            }
+        }
+        let mut cfg = ClientConfig::psk(identity, key);
+        cfg.handshake_timeout = Duration::from_secs(a.timeout.max(1));
+        Some(TlsClient::new(cfg).map_err(CliError::other)?)
+    } else {
+        if a.psk_id.is_some() || a.psk.is_some() || a.psk_file.is_some() {
+            return Err(CliError::arg(
+                "--psk-id",
+                "PSK options need an https:// URL",
+            ));
+        }
+        None
+    };
+    if a.timeout == 0 {
+        return Err(CliError::arg("--timeout", "must be at least 1 second"));
+    }
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(CliError::other)?;
+    let deadline = Duration::from_secs(a.timeout);
+    let result = rt.block_on(async {
+        tokio::time::timeout(deadline, exchange(&target, tls, a.sni.as_deref(), http_req)).await
+    });
+    let resp = match result {
+        Err(_) => {
+            eprintln!("m2msec: error: no response within {} s", a.timeout);
+            return Ok(ExitCode::from(1));
+        }
+        Ok(Err(e)) => {
+            eprintln!("m2msec: error: {}", e.replace(['\n', '\r'], " "));
+            return Ok(ExitCode::from(1));
+        }
+        Ok(Ok(r)) => r,
+    };
+    crate::util::print_json(&ResponseLine {
+        rsc: resp.rsc.as_u16(),
+        rqi: &resp.rqi,
+        pc: resp.pc.as_ref(),
+    })?;
+    Ok(if resp.rsc.is_success() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+async fn exchange(
+    target: &Target,
+    tls: Option<TlsClient>,
+    sni: Option<&str>,
+    req: hyper::http::Request<Bytes>,
+) -> Result<m2msec_cse::ResponsePrimitive, String> {
+    let req = req.map(Full::new);
+    let resp = match tls {
+        Some(client) => {
+            let ch = client
+                .connect(&target.host, target.port, sni)
+                .await
+                .map_err(|e| {
+                    format!(
+                        "TLS-PSK handshake with {}:{} failed: {e}",
+                        target.host, target.port
+                    )
+                })?;
+            send(TokioIo::new(ch), req).await?
+        }
+        None => {
+            let tcp = tokio::net::TcpStream::connect((target.host.as_str(), target.port))
+                .await
+                .map_err(|e| format!("cannot connect to {}:{}: {e}", target.host, target.port))?;
+            send(TokioIo::new(tcp), req).await?
+        }
+    };
+    let (parts, body) = resp.into_parts();
+    let body = Limited::new(body, MAX_RESPONSE)
+        .collect()
+        .await
+        .map_err(|e| format!("reading the response: {e}"))?
+        .to_bytes();
+    response_from_http(parts.status, &parts.headers, &body).map_err(|e| e.detail)
+}
+
+async fn send<I>(
+    io: I,
+    req: hyper::http::Request<Full<Bytes>>,
+) -> Result<hyper::http::Response<hyper::body::Incoming>, String>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let (mut sender, conn) = http1::handshake(io)
+        .await
+        .map_err(|e| format!("HTTP: {e}"))?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    sender
+        .send_request(req)
+        .await
+        .map_err(|e| format!("HTTP: {e}"))
+}
