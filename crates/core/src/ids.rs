@@ -181,7 +181,25 @@ fn split_at_sign<'a>(kind: &'static str, s: &'a str) -> Result<(&'a str, &'a str
 }
 
 macro_rules! scoped_key_id {
+    // Exact comparison of the relative part (FQDNs are stored lowercase, so they compare
+    // case-insensitively in every mode).
     ($(#[$doc:meta])* $name:ident, $kind:literal, $fqdn_field:ident) => {
+        scoped_key_id!(@base $(#[$doc])* $name, $kind, $fqdn_field);
+
+        impl PartialEq for $name {
+            fn eq(&self, o: &Self) -> bool {
+                self.relative == o.relative && self.$fqdn_field == o.$fqdn_field
+            }
+        }
+        impl Eq for $name {}
+        impl core::hash::Hash for $name {
+            fn hash<H: core::hash::Hasher>(&self, h: &mut H) {
+                self.relative.hash(h);
+                self.$fqdn_field.hash(h);
+            }
+        }
+    };
+    (@base $(#[$doc:meta])* $name:ident, $kind:literal, $fqdn_field:ident) => {
         $(#[$doc])*
         #[derive(Debug, Clone)]
         pub struct $name {
@@ -238,44 +256,8 @@ scoped_key_id!(
     KeyId, "Key Identifier", server_fqdn
 );
 
-impl PartialEq for KpsaId {
-    fn eq(&self, o: &Self) -> bool {
-        self.relative == o.relative && self.issuer_fqdn == o.issuer_fqdn
-    }
-}
-impl Eq for KpsaId {}
-impl core::hash::Hash for KpsaId {
-    fn hash<H: core::hash::Hasher>(&self, h: &mut H) {
-        self.relative.hash(h);
-        self.issuer_fqdn.hash(h);
-    }
-}
-impl PartialEq for KpmId {
-    fn eq(&self, o: &Self) -> bool {
-        self.relative == o.relative && self.mef_fqdn == o.mef_fqdn
-    }
-}
-impl Eq for KpmId {}
-impl core::hash::Hash for KpmId {
-    fn hash<H: core::hash::Hasher>(&self, h: &mut H) {
-        self.relative.hash(h);
-        self.mef_fqdn.hash(h);
-    }
-}
-impl PartialEq for KeyId {
-    fn eq(&self, o: &Self) -> bool {
-        self.relative == o.relative && self.server_fqdn == o.server_fqdn
-    }
-}
-impl Eq for KeyId {}
-impl core::hash::Hash for KeyId {
-    fn hash<H: core::hash::Hasher>(&self, h: &mut H) {
-        self.relative.hash(h);
-        self.server_fqdn.hash(h);
-    }
-}
-
 scoped_key_id!(
+    @base
     /// KmID (TS-0003 §10.6): `MAF_RELATIVE_KmID@MAF-FQDN`. The relative part is **not
     /// case-sensitive**: equality and hashing ignore ASCII case; `Display` keeps the case given.
     KmId, "KmID", maf_fqdn
