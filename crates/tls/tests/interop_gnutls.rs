@@ -6,13 +6,12 @@
 mod common;
 
 use std::process::Command;
-use std::sync::Arc;
 use std::time::Duration;
 
 use common::{free_port, require, Peer, WAIT};
 use m2msec_tls::{
-    ClientConfig, DtlsClient, DtlsOptions, DtlsServer, ExporterLabel, Psk, PskIdentity, PskTable,
-    ServerConfig, TlsClient, TlsServer,
+    ClientConfig, DtlsClient, DtlsOptions, DtlsServer, ExporterLabel, ServerConfig, TlsClient,
+    TlsServer,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -26,17 +25,11 @@ const PRIO_DTLS: &str =
     "NORMAL:-VERS-ALL:+VERS-DTLS1.2:-KX-ALL:+PSK:-CIPHER-ALL:+AES-128-CCM-8:-MAC-ALL:+AEAD";
 
 fn server_cfg() -> ServerConfig {
-    let t = PskTable::new();
-    t.insert(PskIdentity::new(ID).unwrap(), Psk::from_hex(KEY).unwrap());
-    let mut c = ServerConfig::psk(Arc::new(t));
-    c.handshake_timeout = Duration::from_secs(10);
-    c
+    common::psk_server_cfg(ID, KEY, Duration::from_secs(10))
 }
 
 fn client_cfg() -> ClientConfig {
-    let mut c = ClientConfig::psk(PskIdentity::new(ID).unwrap(), Psk::from_hex(KEY).unwrap());
-    c.handshake_timeout = Duration::from_secs(10);
-    c
+    common::psk_client_cfg(ID, KEY, Duration::from_secs(10))
 }
 
 fn gnutls_cli(dtls: bool, port: u16, key: &str) -> Peer {

@@ -12,14 +12,10 @@ mod common;
 
 use std::path::PathBuf;
 use std::process::Command;
-use std::sync::Arc;
 use std::time::Duration;
 
 use common::{free_port, Peer, WAIT};
-use m2msec_tls::{
-    ClientConfig, DtlsClient, DtlsOptions, DtlsServer, Error, Psk, PskIdentity, PskTable,
-    ServerConfig,
-};
+use m2msec_tls::{ClientConfig, DtlsClient, DtlsOptions, DtlsServer, Error, ServerConfig};
 
 const ID: &str = "kpsa-7@mef.example.com";
 const KEY: &str = "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0";
@@ -64,17 +60,11 @@ fn script(name: &str) -> PathBuf {
 }
 
 fn server_cfg() -> ServerConfig {
-    let t = PskTable::new();
-    t.insert(PskIdentity::new(ID).unwrap(), Psk::from_hex(KEY).unwrap());
-    let mut c = ServerConfig::psk(Arc::new(t));
-    c.handshake_timeout = Duration::from_secs(10);
-    c
+    common::psk_server_cfg(ID, KEY, Duration::from_secs(10))
 }
 
 fn client_cfg(key: &str) -> ClientConfig {
-    let mut c = ClientConfig::psk(PskIdentity::new(ID).unwrap(), Psk::from_hex(key).unwrap());
-    c.handshake_timeout = Duration::from_secs(5);
-    c
+    common::psk_client_cfg(ID, key, Duration::from_secs(5))
 }
 
 async fn our_server() -> DtlsServer {

@@ -7,12 +7,11 @@
 mod common;
 
 use std::process::Command;
-use std::sync::Arc;
 use std::time::Duration;
 
 use common::{free_port, openssl_keymat, require, Peer, WAIT};
 use m2msec_tls::{
-    ClientConfig, DtlsClient, DtlsOptions, DtlsServer, ExporterLabel, Psk, PskIdentity, PskTable,
+    ClientConfig, DtlsClient, DtlsOptions, DtlsServer, ExporterLabel, Psk, PskIdentity,
     ServerConfig, TlsClient, TlsServer,
 };
 use tokio::net::TcpListener;
@@ -22,17 +21,11 @@ const KEY: &str = "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e
 const LABEL: &str = "EXPORTER-oneM2M-Bootstrap";
 
 fn server_cfg() -> ServerConfig {
-    let t = PskTable::new();
-    t.insert(PskIdentity::new(ID).unwrap(), Psk::from_hex(KEY).unwrap());
-    let mut c = ServerConfig::psk(Arc::new(t));
-    c.handshake_timeout = Duration::from_secs(10);
-    c
+    common::psk_server_cfg(ID, KEY, Duration::from_secs(10))
 }
 
 fn client_cfg() -> ClientConfig {
-    let mut c = ClientConfig::psk(PskIdentity::new(ID).unwrap(), Psk::from_hex(KEY).unwrap());
-    c.handshake_timeout = Duration::from_secs(10);
-    c
+    common::psk_client_cfg(ID, KEY, Duration::from_secs(10))
 }
 
 fn openssl() -> Command {

@@ -182,3 +182,25 @@ pub fn openssl_keymat(output: &str) -> Option<String> {
         .find_map(|l| l.trim().strip_prefix("Keying material: "))
         .map(|h| h.trim().to_ascii_lowercase())
 }
+
+/// A PSK server configuration holding one identity and key (hex), with a handshake timeout.
+pub fn psk_server_cfg(id: &str, key_hex: &str, timeout: Duration) -> m2msec_tls::ServerConfig {
+    let t = m2msec_tls::PskTable::new();
+    t.insert(
+        m2msec_tls::PskIdentity::new(id).unwrap(),
+        m2msec_tls::Psk::from_hex(key_hex).unwrap(),
+    );
+    let mut c = m2msec_tls::ServerConfig::psk(Arc::new(t));
+    c.handshake_timeout = timeout;
+    c
+}
+
+/// A PSK client configuration for one identity and key (hex), with a handshake timeout.
+pub fn psk_client_cfg(id: &str, key_hex: &str, timeout: Duration) -> m2msec_tls::ClientConfig {
+    let mut c = m2msec_tls::ClientConfig::psk(
+        m2msec_tls::PskIdentity::new(id).unwrap(),
+        m2msec_tls::Psk::from_hex(key_hex).unwrap(),
+    );
+    c.handshake_timeout = timeout;
+    c
+}
