@@ -15,5 +15,10 @@
 
 pub mod http;
 pub mod server;
+pub mod service;
 
-pub use server::{Limits, PskCredential, Server, ServerError, ServerOptions};
+pub use server::{Limits, Listeners, Server, ServerError, ServerOptions};
+pub use service::{
+    AssociationInfo, CloseSignal, CseEndpoint, CseSecurity, Endpoint, Handled, Opened,
+    PskCredential,
+};

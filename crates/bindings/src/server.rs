@@ -16,12 +16,11 @@
 //! checked on `Content-Length` and while reading, and a cap on concurrent connections. Every
 //! failure is a oneM2M error response or a closed connection.
 
-use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -37,12 +36,12 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
-use m2msec_core::ids::{CredentialId, KpsaId};
-use m2msec_cse::{
-    Association, BoundIdentity, CredentialKind, Cse, CseError, ResponsePrimitive, Rsc,
-    SecurityContext, Store,
+use m2msec_cse::{Cse, CseError, ResponsePrimitive, Rsc, Store};
+use m2msec_tls::{ServerConfig, TlsServer};
+
+use crate::service::{
+    AssociationInfo, CloseSignal, CseEndpoint, CseSecurity, Endpoint, Opened, PskCredential,
 };
-use m2msec_tls::{Peer, Psk, PskIdentity, PskTable, ResolvedPsk, ServerConfig, TlsServer};
 
 use crate::http::{request_from_http, response_to_http, Rejection, X_M2M_RI};
 
@@ -95,20 +94,7 @@ impl Default for Limits {
     }
 }
 
-/// A provisioned symmetric key credential (TS-0003 §8.2.2.1).
-#[derive(Debug, Clone)]
-pub struct PskCredential {
-    /// The `psk_identity` clients send (the KpsaID text, exactly as configured).
-    pub psk_identity: PskIdentity,
-    /// The KpsaID, for the Credential-ID `12-<KpsaID>`.
-    pub kpsa_id: KpsaId,
-    /// Kpsa.
-    pub key: Psk,
-    /// The configured IdA (an AE-ID or a CSE-ID), if any.
-    pub bound: Option<BoundIdentity>,
-}
-
-/// Service configuration.
+/// Service configuration of the registrar CSE (addresses, TLS-side security, limits).
 #[derive(Debug, Clone)]
 pub struct ServerOptions {
     /// TLS-PSK listener address (port 0 picks a free port).
@@ -125,40 +111,32 @@ pub struct ServerOptions {
     pub limits: Limits,
 }
 
-struct State<S: Store> {
-    cse: Mutex<Cse<S>>,
-    cse_id: String,
-    /// psk_identity → (Credential-ID, configured IdA).
-    credentials: HashMap<String, (CredentialId, Option<BoundIdentity>)>,
+/// Listener addresses and limits of any endpoint's HTTP service.
+#[derive(Debug, Clone)]
+pub struct Listeners {
+    /// TLS listener address (port 0 picks a free port).
+    pub tls_addr: SocketAddr,
+    /// Plaintext HTTP listener, loopback only (None: no plaintext listener).
+    pub plain_addr: Option<SocketAddr>,
+    /// Timeouts and limits.
+    pub limits: Limits,
+}
+
+struct State<E: Endpoint> {
+    endpoint: Arc<E>,
+    responder: String,
     limits: Limits,
 }
 
-impl<S: Store> State<S> {
-    /// The security context of a TLS peer (TS-0003 §8.2.2.1); None for a peer this service did
-    /// not provision (cannot happen after a successful PSK handshake).
-    fn context_for(&self, peer: &Peer) -> Option<SecurityContext> {
-        if peer.credential != m2msec_tls::CredentialKind::Psk {
-            return None;
-        }
-        let id = peer.psk_identity.as_ref()?;
-        let (credential_id, bound) = self.credentials.get(id.as_str())?;
-        Some(SecurityContext::Association(Association {
-            credential_kind: CredentialKind::Psk,
-            credential_id: credential_id.clone(),
-            bound: bound.clone(),
-        }))
-    }
-}
-
 /// The bound service: listeners are open, addresses known; [`Server::serve`] runs it.
-pub struct Server<S: Store + Send + 'static> {
+pub struct Server<E: Endpoint> {
     tls_listener: TcpListener,
     plain_listener: Option<TcpListener>,
     tls: TlsServer,
-    state: Arc<State<S>>,
+    state: Arc<State<E>>,
 }
 
-impl<S: Store + Send + 'static> std::fmt::Debug for Server<S> {
+impl<E: Endpoint> std::fmt::Debug for Server<E> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Server")
             .field("tls", &self.tls_listener.local_addr().ok())
@@ -173,60 +151,57 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener, ServerError> {
         .map_err(|source| ServerError::Bind { addr, source })
 }
 
-impl<S: Store + Send + 'static> Server<S> {
-    /// Opens the listeners and builds the TLS context.
-    pub async fn bind(opts: ServerOptions, cse: Cse<S>) -> Result<Server<S>, ServerError> {
-        if let Some(p) = opts.plain_addr {
+impl<S: Store + Send + 'static> Server<CseEndpoint<S>> {
+    /// The registrar CSE's service: opens the listeners and builds the TLS-PSK context.
+    pub async fn bind(opts: ServerOptions, cse: Cse<S>) -> Result<Self, ServerError> {
+        let (endpoint, mut cfg) = CseEndpoint::new(
+            cse,
+            &CseSecurity {
+                authority: opts.authority.clone(),
+                require_sni: opts.require_sni,
+                credentials: opts.credentials.clone(),
+            },
+        );
+        cfg.handshake_timeout = opts.limits.handshake_timeout;
+        Server::with_endpoint(
+            Listeners {
+                tls_addr: opts.tls_addr,
+                plain_addr: opts.plain_addr,
+                limits: opts.limits,
+            },
+            &cfg,
+            endpoint,
+        )
+        .await
+    }
+}
+
+impl<E: Endpoint> Server<E> {
+    /// Opens the listeners for `endpoint`, with TLS configuration `tls`.
+    pub async fn with_endpoint(
+        listeners: Listeners,
+        tls: &ServerConfig,
+        endpoint: Arc<E>,
+    ) -> Result<Self, ServerError> {
+        if let Some(p) = listeners.plain_addr {
             if !p.ip().is_loopback() {
                 return Err(ServerError::NotLoopback(p));
             }
         }
-        let table = PskTable::new();
-        let mut credentials = HashMap::new();
-        for c in &opts.credentials {
-            let cred_id = CredentialId::for_kpsa(&c.kpsa_id);
-            let bound = match &c.bound {
-                Some(BoundIdentity::Ae(ids)) => m2msec_tls::BoundIdentity::Configured(
-                    ids.first().map(|a| a.to_string()).unwrap_or_default(),
-                ),
-                Some(BoundIdentity::Cse(cse)) => {
-                    m2msec_tls::BoundIdentity::Configured(cse.to_string())
-                }
-                None => m2msec_tls::BoundIdentity::CredentialId(cred_id.to_string()),
-            };
-            table.insert_entry(
-                None,
-                c.psk_identity.clone(),
-                ResolvedPsk {
-                    key: c.key.clone(),
-                    bound,
-                },
-            );
-            credentials.insert(
-                c.psk_identity.as_str().to_string(),
-                (cred_id, c.bound.clone()),
-            );
-        }
-        let mut cfg = ServerConfig::psk(Arc::new(table));
-        cfg.authorities = opts.authority.clone().map(|a| vec![a]);
-        cfg.require_sni = opts.require_sni;
-        cfg.handshake_timeout = opts.limits.handshake_timeout;
-        let tls = TlsServer::new(&cfg)?;
-        let tls_listener = bind(opts.tls_addr).await?;
-        let plain_listener = match opts.plain_addr {
+        let tls = TlsServer::new(tls)?;
+        let tls_listener = bind(listeners.tls_addr).await?;
+        let plain_listener = match listeners.plain_addr {
             Some(a) => Some(bind(a).await?),
             None => None,
         };
-        let cse_id = cse.cse_id();
         Ok(Server {
             tls_listener,
             plain_listener,
             tls,
             state: Arc::new(State {
-                cse: Mutex::new(cse),
-                cse_id,
-                credentials,
-                limits: opts.limits,
+                responder: endpoint.responder_id(),
+                endpoint,
+                limits: listeners.limits,
             }),
         })
     }
@@ -255,7 +230,9 @@ impl<S: Store + Send + 'static> Server<S> {
             let state = state.clone();
             tokio::spawn(async move {
                 accept_loop(l, state, |tcp, state| async move {
-                    serve_connection(tcp, Arc::new(SecurityContext::None), state).await;
+                    if let Some(o) = state.endpoint.open(None) {
+                        serve_connection(tcp, o, state).await;
+                    }
                 })
                 .await
             })
@@ -270,15 +247,19 @@ impl<S: Store + Send + 'static> Server<S> {
                         return;
                     }
                 };
-                let ctx = match state.context_for(ch.peer()) {
-                    Some(c) => c,
-                    None => {
-                        tracing::warn!(peer = %ch.peer_addr(), "peer without a provisioned PSK credential");
-                        return;
-                    }
+                let opened = {
+                    let exporter = |label| ch.export(label).ok();
+                    let info = AssociationInfo {
+                        peer: ch.peer(),
+                        exporter: &exporter,
+                    };
+                    state.endpoint.open(Some(&info))
+                };
+                let Some(opened) = opened else {
+                    return;
                 };
                 tracing::debug!(peer = %ch.peer_addr(), psk_identity = ?ch.peer().psk_identity, "security association established");
-                serve_connection(ch, Arc::new(ctx), state).await;
+                serve_connection(ch, opened, state).await;
             }
         })
         .await;
@@ -288,10 +269,10 @@ impl<S: Store + Send + 'static> Server<S> {
     }
 }
 
-async fn accept_loop<S, F, Fut>(listener: TcpListener, state: Arc<State<S>>, on_conn: F)
+async fn accept_loop<E, F, Fut>(listener: TcpListener, state: Arc<State<E>>, on_conn: F)
 where
-    S: Store + Send + 'static,
-    F: Fn(TcpStream, Arc<State<S>>) -> Fut,
+    E: Endpoint,
+    F: Fn(TcpStream, Arc<State<E>>) -> Fut,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
     let permits = Arc::new(Semaphore::new(state.limits.max_connections.max(1)));
@@ -371,12 +352,17 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for Watched<I> {
 }
 
 /// Serves HTTP/1.1 on one connection until the client closes it, it errs, or it idles out.
-async fn serve_connection<I, S>(io: I, ctx: Arc<SecurityContext>, state: Arc<State<S>>)
+async fn serve_connection<I, E>(io: I, opened: Opened<E::Session>, state: Arc<State<E>>)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    S: Store + Send + 'static,
+    E: Endpoint,
 {
     let limits = state.limits;
+    let close = opened.close;
+    let ctx = Arc::new(opened.session);
+    // Set by a response that ends the session (the MEF's end of enrolment exchange).
+    let ended = CloseSignal::new();
+    let ended_svc = ended.clone();
     let last = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
     let io = Watched {
@@ -387,7 +373,8 @@ where
     let svc = service_fn(move |req: Request<Incoming>| {
         let ctx = ctx.clone();
         let state = state.clone();
-        async move { Ok::<_, Infallible>(handle(req, ctx, state).await) }
+        let ended = ended_svc.clone();
+        async move { Ok::<_, Infallible>(handle(req, ctx, state, ended).await) }
     });
     let mut builder = http1::Builder::new();
     builder
@@ -406,6 +393,16 @@ where
                 if let Err(e) = r {
                     tracing::debug!(error = %e, "HTTP connection ended with an error");
                 }
+                return;
+            }
+            _ = close.cancelled() => {
+                tracing::info!("session closed by the endpoint (credential revoked)");
+                return;
+            }
+            _ = ended.cancelled() => {
+                // Let hyper flush the response carrying `Connection: close`, then stop.
+                conn.as_mut().graceful_shutdown();
+                let _ = tokio::time::timeout(limits.body_timeout, &mut conn).await;
                 return;
             }
             _ = tokio::time::sleep_until(deadline.into()) => {
@@ -437,10 +434,11 @@ fn reject(rsc: Rsc, rqi: &str, cse_id: &str, detail: &str, close: bool) -> Respo
 }
 
 /// One HTTP request: bounded body read, TS-0009 mapping, engine, TS-0009 mapping back.
-async fn handle<S: Store + Send + 'static>(
+async fn handle<E: Endpoint>(
     req: Request<Incoming>,
-    ctx: Arc<SecurityContext>,
-    state: Arc<State<S>>,
+    ctx: Arc<E::Session>,
+    state: Arc<State<E>>,
+    ended: CloseSignal,
 ) -> Response<Full<Bytes>> {
     let limits = state.limits;
     let (parts, body) = req.into_parts();
@@ -451,7 +449,7 @@ async fn handle<S: Store + Send + 'static>(
         .filter(|s| s.len() <= m2msec_cse::primitive::MAX_RQI_LEN)
         .unwrap_or_default()
         .to_string();
-    let cse_id = state.cse_id.as_str();
+    let cse_id = state.responder.as_str();
     let too_large = format!("message body larger than {} bytes", limits.max_body);
     let declared = parts
         .headers
@@ -502,20 +500,13 @@ async fn handle<S: Store + Send + 'static>(
         Err(rej) => return reply(&rej.into_response(Some(cse_id)), false),
     };
     let st = state.clone();
-    let prim_rqi = prim.rqi.clone();
-    let done = tokio::task::spawn_blocking(move || {
-        let mut cse = st.cse.lock().unwrap_or_else(|p| p.into_inner());
-        cse.handle(&ctx, prim)
-    })
-    .await;
+    let done = tokio::task::spawn_blocking(move || st.endpoint.handle(&ctx, prim)).await;
     match done {
-        Ok(mut resp) => {
-            // TS-0004 §6.4.2: the response carries the request's identifier (the engine leaves
-            // it empty on some success paths).
-            if resp.rqi.is_empty() {
-                resp.rqi = prim_rqi;
+        Ok(h) => {
+            if h.close {
+                ended.cancel();
             }
-            reply(&resp, false)
+            reply(&h.response, h.close)
         }
         Err(e) => {
             tracing::error!(error = %e, "engine task failed");
