@@ -19,6 +19,7 @@ pub mod eccsi;
 pub mod export;
 pub mod ids;
 pub mod kdf;
+pub mod seal;
 pub mod sec;
 pub mod secret;
 pub mod suid;

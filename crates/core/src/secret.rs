@@ -204,6 +204,11 @@ fixed_secret!(
     /// Ksx: a group member's secure-connection key with the IN-CSE (seed 002, NOTE 5).
     Ksx, 32
 );
+fixed_secret!(
+    /// A key-encryption key: seals secrets at rest (the stores' "secure environment" with a
+    /// file key; see [`crate::seal`]). Not part of TS-0003's key schedule.
+    Kek, 32
+);
 
 #[cfg(test)]
 mod tests {

@@ -1,0 +1,236 @@
+//! # m2msec-keystore
+//!
+//! The file-based secure environment of m2msec: secrets rest sealed under a key-encryption key
+//! ([`Kek`], AES-256-GCM, [`m2msec_core::seal`]) kept in a file only its owner can read.
+//!
+//! - [`load_or_create_kek`]: the KEK file (`0600`, 32 random bytes in hex, created atomically
+//!   on first use, refused if group or others can read it).
+//! - [`read_secret_file`] / [`write_secret_file`]: small secret files with the same rules,
+//!   written to a temporary file and renamed, so a crash leaves either the old or the new file.
+//! - [`Sealer`]: seal and open records with fresh random nonces.
+//!
+//! Keeping the KEK on other storage than the data (or in a PKCS#11 token, planned with the
+//! secure-environment work of seed 000) is what makes sealing meaningful; the file KEK guards
+//! against copies of the database alone (backups, replicas, a stolen disk image of the data
+//! volume).
+#![forbid(unsafe_code)]
+#![deny(missing_debug_implementations)]
+#![warn(missing_docs)]
+
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+pub use m2msec_core::seal::Kek;
+use m2msec_core::seal::{self, SealError, NONCE_LEN};
+use rand_core::{OsRng, RngCore};
+use zeroize::Zeroizing;
+
+/// Largest secret file read.
+pub const MAX_SECRET_FILE: u64 = 64 * 1024;
+
+/// Errors of the file secure environment.
+#[derive(Debug, thiserror::Error)]
+pub enum KeystoreError {
+    /// An I/O error on a path.
+    #[error("{path}: {source}")]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A secret file that group or others may read.
+    #[error("{path} has mode {mode:04o}: it must be 0600 (chmod 600 {path})")]
+    Permissions {
+        /// The path.
+        path: String,
+        /// Its mode bits.
+        mode: u32,
+    },
+    /// Not a small regular file, or malformed content.
+    #[error("{path}: {reason}")]
+    Invalid {
+        /// The path.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+    /// A sealed record did not open.
+    #[error(transparent)]
+    Seal(#[from] SealError),
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> KeystoreError + '_ {
+    move |source| KeystoreError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Reads a small secret file, refusing one that group or others may read.
+pub fn read_secret_file(path: &Path) -> Result<Zeroizing<String>, KeystoreError> {
+    let meta = fs::metadata(path).map_err(io(path))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(KeystoreError::Permissions {
+                path: path.display().to_string(),
+                mode,
+            });
+        }
+    }
+    if !meta.is_file() || meta.len() > MAX_SECRET_FILE {
+        return Err(KeystoreError::Invalid {
+            path: path.display().to_string(),
+            reason: "not a small regular file".into(),
+        });
+    }
+    let text = fs::read(path).map_err(io(path))?;
+    let text = Zeroizing::new(text);
+    std::str::from_utf8(&text)
+        .map(|s| Zeroizing::new(s.to_string()))
+        .map_err(|_| KeystoreError::Invalid {
+            path: path.display().to_string(),
+            reason: "not UTF-8 text".into(),
+        })
+}
+
+/// Writes a secret file with mode 0600: a temporary file in the same directory, fsync, rename.
+pub fn write_secret_file(path: &Path, contents: &[u8]) -> Result<(), KeystoreError> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty());
+    let name = path
+        .file_name()
+        .ok_or_else(|| KeystoreError::Invalid {
+            path: path.display().to_string(),
+            reason: "no file name".into(),
+        })?
+        .to_string_lossy()
+        .to_string();
+    let mut suffix = [0u8; 6];
+    OsRng.fill_bytes(&mut suffix);
+    let tmp = match dir {
+        Some(d) => d.join(format!(".{name}.{}.tmp", hex::encode(suffix))),
+        None => PathBuf::from(format!(".{name}.{}.tmp", hex::encode(suffix))),
+    };
+    let mut opts = OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let result = (|| {
+        let mut f = opts.open(&tmp).map_err(io(&tmp))?;
+        f.write_all(contents).map_err(io(&tmp))?;
+        f.sync_all().map_err(io(&tmp))?;
+        fs::rename(&tmp, path).map_err(io(path))?;
+        if let Some(d) = dir {
+            if let Ok(df) = fs::File::open(d) {
+                let _ = df.sync_all();
+            }
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Loads the KEK at `path`, creating it (32 random bytes, hex, mode 0600) if it does not exist.
+pub fn load_or_create_kek(path: &Path) -> Result<Kek, KeystoreError> {
+    if !path.exists() {
+        let mut k = Zeroizing::new([0u8; 32]);
+        OsRng.fill_bytes(&mut k[..]);
+        let text = Zeroizing::new(hex::encode(&k[..]));
+        write_secret_file(path, text.as_bytes())?;
+    }
+    load_kek(path)
+}
+
+/// Loads an existing KEK file.
+pub fn load_kek(path: &Path) -> Result<Kek, KeystoreError> {
+    let text = read_secret_file(path)?;
+    let mut raw = Zeroizing::new([0u8; 32]);
+    hex::decode_to_slice(text.trim(), &mut raw[..]).map_err(|_| KeystoreError::Invalid {
+        path: path.display().to_string(),
+        reason: "a key-encryption key file holds 64 hex digits".into(),
+    })?;
+    Ok(Kek::from_array(*raw))
+}
+
+/// Seals and opens records under one KEK with fresh random nonces.
+#[derive(Debug, Clone)]
+pub struct Sealer {
+    kek: Kek,
+}
+
+impl Sealer {
+    /// A sealer for `kek`.
+    pub fn new(kek: Kek) -> Self {
+        Sealer { kek }
+    }
+
+    /// Seals `plaintext` bound to `aad` (name the record: table and key identifier).
+    pub fn seal(&self, aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
+        let mut nonce = [0u8; NONCE_LEN];
+        OsRng.fill_bytes(&mut nonce);
+        seal::seal(&self.kek, aad, nonce, plaintext)
+    }
+
+    /// Opens a record sealed with the same `aad`.
+    pub fn open(&self, aad: &[u8], sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, KeystoreError> {
+        Ok(seal::open(&self.kek, aad, sealed)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kek_is_created_once_with_mode_0600() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("kek");
+        let a = load_or_create_kek(&p).unwrap();
+        let b = load_or_create_kek(&p).unwrap();
+        assert_eq!(a, b);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(
+                fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+                0o600
+            );
+            fs::set_permissions(&p, fs::Permissions::from_mode(0o644)).unwrap();
+            assert!(matches!(
+                load_kek(&p),
+                Err(KeystoreError::Permissions { .. })
+            ));
+        }
+        // No temporary files are left behind.
+        assert_eq!(fs::read_dir(d.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn sealer_round_trip() {
+        let s = Sealer::new(Kek::from_array([3; 32]));
+        let a = s.seal(b"t/1", b"k");
+        let b = s.seal(b"t/1", b"k");
+        assert_ne!(a, b, "fresh nonces");
+        assert_eq!(&s.open(b"t/1", &a).unwrap()[..], b"k");
+        assert!(s.open(b"t/2", &a).is_err());
+    }
+
+    #[test]
+    fn bad_kek_files() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("kek");
+        write_secret_file(&p, b"zz").unwrap();
+        assert!(matches!(load_kek(&p), Err(KeystoreError::Invalid { .. })));
+        assert!(load_kek(&d.path().join("missing")).is_err());
+    }
+}
