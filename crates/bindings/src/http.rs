@@ -54,7 +54,7 @@ const UNSUPPORTED_HEADERS: [(&str, &str); 5] = [
 
 /// Query fields (TS-0009 table 6.2.2.2-1) that are request parameters rather than filter
 /// criteria and that this CSE does not implement.
-const UNSUPPORTED_QUERY: [&str; 9] = [
+pub(crate) const UNSUPPORTED_QUERY: [&str; 9] = [
     "rp", "da", "rids", "tids", "ltids", "tqi", "asi", "auri", "atrl",
 ];
 

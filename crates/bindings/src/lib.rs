@@ -13,10 +13,18 @@
 #![deny(missing_debug_implementations)]
 #![warn(missing_docs)]
 
+pub mod client;
+pub mod coap;
+pub mod coap_client;
+pub mod coap_server;
+mod dispatch;
 pub mod http;
 pub mod server;
 pub mod service;
 
+pub use coap_client::{CoapClient, CoapClientError, Transmission};
+pub use coap_lite;
+pub use coap_server::CoapServer;
 pub use server::{Limits, Listeners, Server, ServerError, ServerOptions};
 pub use service::{
     AssociationInfo, CloseSignal, CseEndpoint, CseSecurity, Endpoint, Handled, Opened,

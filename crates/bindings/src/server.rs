@@ -8,8 +8,9 @@
 //! it (TS-0003 §7.2.1). The optional plaintext listener exists only on a loopback address and
 //! its requests carry [`SecurityContext::None`].
 //!
-//! The engine is synchronous: each request runs on the blocking pool behind a mutex, so a slow
-//! store never stalls the reactor, and the critical section is one `Cse::handle` call.
+//! The engine is synchronous: each request runs on the listener's worker threads
+//! ([`crate::dispatch`]), so a slow store never stalls the reactor, and the critical section is
+//! one `Cse::handle` call.
 //!
 //! Defences against slow or hostile clients: a TLS handshake deadline, a header read timeout
 //! (hyper), an idle timeout (no bytes in either direction), a body deadline, a body size limit
@@ -126,6 +127,7 @@ struct State<E: Endpoint> {
     endpoint: Arc<E>,
     responder: String,
     limits: Limits,
+    dispatch: crate::dispatch::Dispatcher,
 }
 
 /// The bound service: listeners are open, addresses known; [`Server::serve`] runs it.
@@ -200,6 +202,7 @@ impl<E: Endpoint> Server<E> {
             tls,
             state: Arc::new(State {
                 responder: endpoint.responder_id(),
+                dispatch: crate::dispatch::Dispatcher::new("m2msec-endpoint", endpoint.workers()),
                 endpoint,
                 limits: listeners.limits,
             }),
@@ -500,16 +503,19 @@ async fn handle<E: Endpoint>(
         Err(rej) => return reply(&rej.into_response(Some(cse_id)), false),
     };
     let st = state.clone();
-    let done = tokio::task::spawn_blocking(move || st.endpoint.handle(&ctx, prim)).await;
+    let done = state
+        .dispatch
+        .run(move || st.endpoint.handle(&ctx, prim))
+        .await;
     match done {
-        Ok(h) => {
+        Some(h) => {
             if h.close {
                 ended.cancel();
             }
             reply(&h.response, h.close)
         }
-        Err(e) => {
-            tracing::error!(error = %e, "engine task failed");
+        None => {
+            tracing::error!("endpoint request failed (worker panicked or stopped)");
             reject(
                 Rsc::InternalServerError,
                 &rqi,

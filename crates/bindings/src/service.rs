@@ -11,17 +11,26 @@
 //! blocking pool. A session ends when the client closes it, when a response asks for the
 //! close (the MEF's end of the enrolment exchange), or when the endpoint cancels the session's
 //! [`CloseSignal`] (a revoked credential).
+//!
+//! The CSE's PSK credentials (TS-0003 §8.2.2.1) live in memory, so the handshake callback never
+//! waits on SQLite: the configuration's `[[psk]]` entries, the credential store's rows
+//! ([`m2msec_cse::credentials`], reloaded by [`CseEndpoint::spawn_watcher`] when SQLite's
+//! `data_version` and the table's change counter move) and keys cached from an optional [`RemoteKeySource`] (the MEF,
+//! TS-0003 §8.3.5), asked on a miss. Revoked and expired credentials are refused at the
+//! handshake, and the sessions that use them are closed.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, SystemTime};
 
 use m2msec_core::export::{ExportedKeyingMaterial, ExporterLabel};
 use m2msec_core::ids::{CredentialId, KpsaId};
+use m2msec_cse::credentials::{unix_now, CredentialError, CredentialStore};
 use m2msec_cse::{
     Association as CseAssociation, BoundIdentity, CredentialKind, Cse, RequestPrimitive,
     ResponsePrimitive, SecurityContext, Store,
 };
-use m2msec_tls::{Peer, Psk, PskIdentity, PskTable, ResolvedPsk, ServerConfig};
+use m2msec_tls::{Peer, Psk, PskIdentity, PskResolver, ResolvedPsk, ServerConfig};
 pub use tokio_util::sync::CancellationToken as CloseSignal;
 
 /// An established security association, as the endpoint sees it when a session opens.
@@ -78,8 +87,14 @@ pub trait Endpoint: Send + Sync + 'static {
     /// A new session: `Some(assoc)` after a handshake, `None` on the plaintext loopback
     /// listener. `None` refuses the session (the connection is closed).
     fn open(&self, assoc: Option<&AssociationInfo<'_>>) -> Option<Opened<Self::Session>>;
-    /// One request on a session; called on the blocking pool.
+    /// One request on a session; called on one of the listener's worker threads (it may
+    /// block).
     fn handle(&self, session: &Self::Session, prim: RequestPrimitive) -> Handled;
+    /// Worker threads per listener that run [`Endpoint::handle`] (default 1: the registrar
+    /// CSE's engine is one lock anyway, and one thread keeps requests in order).
+    fn workers(&self) -> usize {
+        1
+    }
 }
 
 /// A provisioned symmetric key credential (TS-0003 §8.2.2.1).
@@ -106,19 +121,222 @@ pub struct CseSecurity {
     pub credentials: Vec<PskCredential>,
 }
 
+/// A key a [`RemoteKeySource`] supplies for a `psk_identity` the CSE does not hold (e.g. a
+/// Kpsa obtained from an M2M Enrolment Function, TS-0003 §8.3.5).
+#[derive(Debug, Clone)]
+pub struct RemoteKey {
+    /// The pre-shared key.
+    pub key: Psk,
+    /// The association's Credential-ID (TS-0003 §10.4), e.g. `12-<KpsaID>`.
+    pub credential_id: CredentialId,
+    /// The identity the key is bound to, if the source says so (TS-0003 §8.2.2.1 IdA).
+    pub bound: Option<BoundIdentity>,
+    /// End of the key's lifetime; the CSE caches the key until then (at most
+    /// [`REMOTE_CACHE_TTL`]) and refuses it afterwards.
+    pub expires: Option<SystemTime>,
+}
+
+/// A fallback credential source, asked when a `psk_identity` is neither configured nor in the
+/// store (a revoked stored identity is never asked for). [`RemoteKeySource::fetch`] runs
+/// synchronously inside the TLS handshake callback, so an implementation must answer quickly
+/// (keep its own cache, bound its network waits). Answers are cached by the CSE until their
+/// expiry, at most [`REMOTE_CACHE_TTL`], then asked again; misses are not cached. Sessions
+/// opened with a remote key are closed when the key's own expiry passes.
+pub trait RemoteKeySource: Send + Sync + 'static {
+    /// The key for `psk_identity`, or None if the source does not know it.
+    fn fetch(&self, psk_identity: &str) -> Option<RemoteKey>;
+}
+
+/// Longest time a remote key is cached (also the lifetime of one without an expiry).
+pub const REMOTE_CACHE_TTL: Duration = Duration::from_secs(300);
+/// Most remote keys cached at once.
+pub const REMOTE_CACHE_MAX: usize = 4096;
+/// How often the watcher of [`CseEndpoint::spawn_watcher`] looks at the store by default.
+pub const WATCH_INTERVAL: Duration = Duration::from_millis(200);
+
+/// Where a resolved credential comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    Config,
+    Store,
+    Remote,
+}
+
+/// One usable credential, in memory.
+#[derive(Clone)]
+struct Entry {
+    key: Psk,
+    credential_id: CredentialId,
+    bound: Option<BoundIdentity>,
+    /// Seconds since 1970; the entry is refused from then on.
+    expires_unix: Option<i64>,
+    /// Remote keys: asked again from this time on (seconds since 1970); live sessions are not
+    /// affected by this, only by `expires_unix`.
+    cache_until: Option<i64>,
+    source: Source,
+}
+
+impl Entry {
+    fn usable(&self, now: i64) -> bool {
+        !matches!(self.expires_unix, Some(e) if now >= e)
+    }
+
+    /// What the TLS layer binds the association to (TS-0003 §8.2.2.1: the configured IdA,
+    /// else the Credential-ID).
+    fn resolved(&self) -> ResolvedPsk {
+        let bound = match &self.bound {
+            Some(BoundIdentity::Ae(ids)) => m2msec_tls::BoundIdentity::Configured(
+                ids.first().map(|a| a.to_string()).unwrap_or_default(),
+            ),
+            Some(BoundIdentity::Cse(cse)) => m2msec_tls::BoundIdentity::Configured(cse.to_string()),
+            None => m2msec_tls::BoundIdentity::CredentialId(self.credential_id.to_string()),
+        };
+        ResolvedPsk {
+            key: self.key.clone(),
+            bound,
+        }
+    }
+}
+
+fn unix_of(t: SystemTime) -> i64 {
+    match t.duration_since(SystemTime::UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        Err(_) => 0,
+    }
+}
+
+/// The CSE's credentials in memory: configuration (fixed), the store (replaced on each reload)
+/// and cached remote keys. The TLS handshake callback reads it without touching SQLite.
+#[derive(Default)]
+struct CredentialMap {
+    config: HashMap<String, Entry>,
+    store: RwLock<HashMap<String, Entry>>,
+    /// Store identities that are revoked or expired: never served, not even by the remote
+    /// source.
+    refused: RwLock<HashSet<String>>,
+    remote_cache: RwLock<HashMap<String, Entry>>,
+    remote: RwLock<Option<Arc<dyn RemoteKeySource>>>,
+}
+
+impl CredentialMap {
+    /// The usable credential for `identity` at `now`: configuration first, then the store, then
+    /// the remote cache and, if `fetch`, the remote source.
+    fn lookup(&self, identity: &str, now: i64, fetch: bool) -> Option<Entry> {
+        if let Some(e) = self.config.get(identity) {
+            return e.usable(now).then(|| e.clone());
+        }
+        if let Some(e) = read(&self.store).get(identity) {
+            return e.usable(now).then(|| e.clone());
+        }
+        if read(&self.refused).contains(identity) {
+            return None;
+        }
+        if let Some(e) = read(&self.remote_cache).get(identity) {
+            let fresh = !matches!(e.cache_until, Some(c) if now >= c);
+            if e.usable(now) && (fresh || !fetch) {
+                return Some(e.clone());
+            }
+        }
+        if !fetch {
+            return None;
+        }
+        let src = read(&self.remote).clone()?;
+        let Some(k) = src.fetch(identity) else {
+            // The source no longer knows it: forget the cached key.
+            write(&self.remote_cache).remove(identity);
+            return None;
+        };
+        let cap = now.saturating_add(i64::try_from(REMOTE_CACHE_TTL.as_secs()).unwrap_or(300));
+        let expires_unix = k.expires.map(unix_of);
+        let e = Entry {
+            key: k.key,
+            credential_id: k.credential_id,
+            bound: k.bound,
+            expires_unix,
+            cache_until: Some(expires_unix.map_or(cap, |x| x.min(cap))),
+            source: Source::Remote,
+        };
+        if !e.usable(now) {
+            return None;
+        }
+        let mut cache = write(&self.remote_cache);
+        if cache.len() >= REMOTE_CACHE_MAX {
+            cache.retain(|_, c| c.usable(now));
+        }
+        if cache.len() < REMOTE_CACHE_MAX {
+            cache.insert(identity.to_string(), e.clone());
+        }
+        Some(e)
+    }
+
+    /// Whether live sessions of `identity` may continue at `now`: its credential is configured,
+    /// or stored and usable, or a remote key within its lifetime. A revoked, expired or removed
+    /// credential ends them.
+    fn still_valid(&self, identity: &str, now: i64) -> bool {
+        if let Some(e) = self.config.get(identity) {
+            return e.usable(now);
+        }
+        if let Some(e) = read(&self.store).get(identity) {
+            return e.usable(now);
+        }
+        if read(&self.refused).contains(identity) {
+            return false;
+        }
+        read(&self.remote_cache)
+            .get(identity)
+            .is_some_and(|e| e.usable(now))
+    }
+}
+
+fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(|p| p.into_inner())
+}
+
+fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The CSE's [`PskResolver`]: one in-memory lookup per handshake (TS-0003 §8.2.2.1). Expired
+/// and revoked credentials are refused (`unknown_psk_identity`).
+struct Resolver(Arc<CredentialMap>);
+
+impl PskResolver for Resolver {
+    fn resolve(&self, _sni: Option<&str>, identity: &PskIdentity) -> Option<ResolvedPsk> {
+        let e = self.0.lookup(identity.as_str(), unix_now(), true)?;
+        Some(e.resolved())
+    }
+}
+
+/// The store the endpoint watches, the `data_version` and change counter last seen.
+struct Watched {
+    store: CredentialStore,
+    version: i64,
+    counter: i64,
+}
+
 /// The registrar CSE as an [`Endpoint`]: one shared sans-IO [`Cse`] behind a mutex.
+///
+/// Credentials come from the configuration, from the credential store
+/// ([`CseEndpoint::attach_credential_store`], kept current by [`CseEndpoint::spawn_watcher`])
+/// and, on a miss, from an optional [`RemoteKeySource`]. Each session registers under its
+/// `psk_identity`; when that credential is revoked, expires or disappears, every live session
+/// using it is closed (its [`CloseSignal`] is cancelled).
 pub struct CseEndpoint<S: Store> {
     cse: Mutex<Cse<S>>,
     cse_id: String,
-    /// psk_identity → (Credential-ID, configured IdA).
-    credentials: HashMap<String, (CredentialId, Option<BoundIdentity>)>,
+    creds: Arc<CredentialMap>,
+    /// psk_identity → parent of the close signals of that credential's live sessions. A
+    /// session's signal is a child token, so it leaves the parent when the session ends.
+    sessions: Mutex<HashMap<String, CloseSignal>>,
+    store: Mutex<Option<Watched>>,
 }
 
 impl<S: Store> std::fmt::Debug for CseEndpoint<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CseEndpoint")
             .field("cse_id", &self.cse_id)
-            .field("credentials", &self.credentials.len())
+            .field("config_credentials", &self.creds.config.len())
+            .field("store_credentials", &read(&self.creds.store).len())
             .finish_non_exhaustive()
     }
 }
@@ -127,33 +345,25 @@ impl<S: Store + Send + 'static> CseEndpoint<S> {
     /// The endpoint and the PSK server configuration (TLS or DTLS) that resolves its
     /// credentials.
     pub fn new(cse: Cse<S>, sec: &CseSecurity) -> (Arc<Self>, ServerConfig) {
-        let table = PskTable::new();
-        let mut credentials = HashMap::new();
+        let mut config = HashMap::new();
         for c in &sec.credentials {
-            let cred_id = CredentialId::for_kpsa(&c.kpsa_id);
-            let bound = match &c.bound {
-                Some(BoundIdentity::Ae(ids)) => m2msec_tls::BoundIdentity::Configured(
-                    ids.first().map(|a| a.to_string()).unwrap_or_default(),
-                ),
-                Some(BoundIdentity::Cse(cse)) => {
-                    m2msec_tls::BoundIdentity::Configured(cse.to_string())
-                }
-                None => m2msec_tls::BoundIdentity::CredentialId(cred_id.to_string()),
-            };
-            table.insert_entry(
-                None,
-                c.psk_identity.clone(),
-                ResolvedPsk {
+            config.insert(
+                c.psk_identity.as_str().to_string(),
+                Entry {
                     key: c.key.clone(),
-                    bound,
+                    credential_id: CredentialId::for_kpsa(&c.kpsa_id),
+                    bound: c.bound.clone(),
+                    expires_unix: None,
+                    cache_until: None,
+                    source: Source::Config,
                 },
             );
-            credentials.insert(
-                c.psk_identity.as_str().to_string(),
-                (cred_id, c.bound.clone()),
-            );
         }
-        let mut cfg = ServerConfig::psk(Arc::new(table));
+        let creds = Arc::new(CredentialMap {
+            config,
+            ..CredentialMap::default()
+        });
+        let mut cfg = ServerConfig::psk(Arc::new(Resolver(creds.clone())));
         cfg.authorities = sec.authority.clone().map(|a| vec![a]);
         cfg.require_sni = sec.require_sni;
         let cse_id = cse.cse_id();
@@ -161,26 +371,217 @@ impl<S: Store + Send + 'static> CseEndpoint<S> {
             Arc::new(CseEndpoint {
                 cse: Mutex::new(cse),
                 cse_id,
-                credentials,
+                creds,
+                sessions: Mutex::new(HashMap::new()),
+                store: Mutex::new(None),
             }),
             cfg,
         )
     }
 
-    /// The security context of a TLS peer (TS-0003 §8.2.2.1); None for a peer this endpoint
-    /// did not provision.
+    /// Serves the credentials of `store` from now on (loaded at once; call
+    /// [`CseEndpoint::spawn_watcher`] to follow later changes). An identity both configured
+    /// and stored is served from the configuration. Returns the number of usable stored
+    /// credentials.
+    pub fn attach_credential_store(
+        &self,
+        store: CredentialStore,
+    ) -> Result<usize, CredentialError> {
+        let version = store.data_version()?;
+        let counter = store.change_counter()?;
+        let n = self.install(&store)?;
+        *self.store.lock().unwrap_or_else(|p| p.into_inner()) = Some(Watched {
+            store,
+            version,
+            counter,
+        });
+        self.enforce();
+        Ok(n)
+    }
+
+    /// Sets the fallback asked on a miss (the MEF integration).
+    pub fn set_remote_key_source(&self, source: Arc<dyn RemoteKeySource>) {
+        *write(&self.creds.remote) = Some(source);
+    }
+
+    /// Replaces the stored part of the credential map with the store's current rows.
+    fn install(&self, store: &CredentialStore) -> Result<usize, CredentialError> {
+        let snap = store.snapshot(unix_now())?;
+        let mut map = HashMap::new();
+        for c in snap.active {
+            let id = c.kpsa_id.to_string();
+            if self.creds.config.contains_key(&id) {
+                tracing::warn!(identity = %id, "credential both in the configuration and in the store: the configuration's is used");
+                continue;
+            }
+            let key = match Psk::new(&c.key) {
+                Ok(k) => k,
+                Err(e) => {
+                    tracing::error!(identity = %id, error = %e, "stored credential unusable");
+                    continue;
+                }
+            };
+            map.insert(
+                id,
+                Entry {
+                    key,
+                    credential_id: c.credential_id(),
+                    bound: c.bound,
+                    expires_unix: c.expires_unix,
+                    cache_until: None,
+                    source: Source::Store,
+                },
+            );
+        }
+        let n = map.len();
+        let refused: HashSet<String> = snap.refused.into_iter().collect();
+        {
+            // Remote keys never shadow a stored identity, usable or refused.
+            let mut cache = write(&self.creds.remote_cache);
+            cache.retain(|id, _| !map.contains_key(id) && !refused.contains(id));
+        }
+        *write(&self.creds.store) = map;
+        *write(&self.creds.refused) = refused;
+        Ok(n)
+    }
+
+    /// Reloads the store if another connection changed its credentials (`PRAGMA data_version`,
+    /// then the table's change counter), then closes
+    /// the live sessions whose credential is no longer usable (revoked, expired, removed).
+    /// Blocking (SQLite); the watcher runs it on the blocking pool. Returns whether the store
+    /// was reloaded.
+    pub fn refresh_credentials(&self) -> Result<bool, CredentialError> {
+        let reloaded = {
+            let mut guard = self.store.lock().unwrap_or_else(|p| p.into_inner());
+            match guard.as_mut() {
+                None => false,
+                Some(w) => {
+                    // data_version moves on any commit by another connection (the engine's
+                    // resource writes too); the trigger-kept counter only on credential changes.
+                    let v = w.store.data_version()?;
+                    if v == w.version {
+                        false
+                    } else {
+                        w.version = v;
+                        let c = w.store.change_counter()?;
+                        if c == w.counter {
+                            false
+                        } else {
+                            self.install(&w.store)?;
+                            w.counter = c;
+                            true
+                        }
+                    }
+                }
+            }
+        };
+        self.enforce();
+        Ok(reloaded)
+    }
+
+    /// Cancels the sessions of every credential that no longer resolves. Runs under the
+    /// session lock, as [`Endpoint::open`] does, so a session opening during a revocation is
+    /// either refused or closed.
+    fn enforce(&self) {
+        let now = unix_now();
+        let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        sessions.retain(|id, parent| {
+            if self.creds.still_valid(id, now) {
+                return true;
+            }
+            tracing::info!(identity = %id, "credential revoked or expired: closing its sessions");
+            parent.cancel();
+            false
+        });
+    }
+
+    /// Closes every live session of `psk_identity` at once; returns whether there were any
+    /// registered.
+    pub fn close_sessions(&self, psk_identity: &str) -> bool {
+        let parent = self
+            .sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(psk_identity);
+        match parent {
+            Some(p) => {
+                p.cancel();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Follows the credential store: every `every` (e.g. [`WATCH_INTERVAL`]) it runs
+    /// [`CseEndpoint::refresh_credentials`] on the blocking pool, so a credential added with
+    /// the CLI is served, and a revoked one refused and its sessions closed, within one
+    /// interval. The task ends when the endpoint is dropped. Needs a tokio runtime.
+    pub fn spawn_watcher(self: &Arc<Self>, every: Duration) -> tokio::task::JoinHandle<()> {
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut failing = false;
+            loop {
+                tick.tick().await;
+                let Some(ep) = weak.upgrade() else { return };
+                match tokio::task::spawn_blocking(move || ep.refresh_credentials()).await {
+                    Ok(Ok(_)) => failing = false,
+                    Ok(Err(e)) => {
+                        if !failing {
+                            tracing::error!(error = %e, "credential store refresh failed");
+                        }
+                        failing = true;
+                    }
+                    Err(e) => tracing::error!(error = %e, "credential watcher task failed"),
+                }
+            }
+        })
+    }
+
+    /// The security context of a TLS peer (TS-0003 §8.2.2.1); None for a peer whose
+    /// credential this endpoint does not hold (or no longer: revoked, expired).
     pub fn context_for(&self, peer: &Peer) -> Option<SecurityContext> {
-        if peer.credential != m2msec_tls::CredentialKind::Psk {
-            return None;
+        match peer.credential {
+            m2msec_tls::CredentialKind::Psk => {}
+            m2msec_tls::CredentialKind::Certificate => return certificate_context(peer),
+            m2msec_tls::CredentialKind::RawPublicKey => return None,
         }
         let id = peer.psk_identity.as_ref()?;
-        let (credential_id, bound) = self.credentials.get(id.as_str())?;
+        let e = self.creds.lookup(id.as_str(), unix_now(), false)?;
+        tracing::debug!(identity = %id, source = ?e.source, "credential");
         Some(SecurityContext::Association(CseAssociation {
             credential_kind: CredentialKind::Psk,
-            credential_id: credential_id.clone(),
-            bound: bound.clone(),
+            credential_id: e.credential_id,
+            bound: e.bound,
         }))
     }
+}
+
+/// The security context of a peer authenticated by an AE-ID certificate (TS-0003 §8.2.2.2,
+/// §10.1.1): the TLS layer validated the chain against the configured trust anchors and bound
+/// the association to the certificate's URI SubjectAltName, the AE-ID; the Credential-ID is
+/// `33-<AE-ID>` (TS-0003 §10.4, table 10.4-1) and the AE-ID is the association's bound identity,
+/// so `From` must name that AE (TS-0003 §7.2.1). Certificates naming anything else (a CSE's
+/// domain name, a Node-ID) are not mapped to a registree here and the session is refused.
+fn certificate_context(peer: &Peer) -> Option<SecurityContext> {
+    let Some(m2msec_tls::BoundIdentity::Configured(name)) = peer.bound_identity.as_ref() else {
+        return None;
+    };
+    let ae: m2msec_core::ids::AeId = match name.parse() {
+        Ok(ae) => ae,
+        Err(e) => {
+            tracing::warn!(peer = %peer.addr, name = %name, error = %e, "certificate does not name an AE-ID");
+            return None;
+        }
+    };
+    let credential_id =
+        CredentialId::new(m2msec_core::ids::CredIdTypeId::TlsAeIdCert, name).ok()?;
+    Some(SecurityContext::Association(CseAssociation {
+        credential_kind: CredentialKind::Certificate,
+        credential_id,
+        bound: Some(BoundIdentity::Ae(vec![ae])),
+    }))
 }
 
 impl<S: Store + Send + 'static> Endpoint for CseEndpoint<S> {
@@ -191,20 +592,26 @@ impl<S: Store + Send + 'static> Endpoint for CseEndpoint<S> {
     }
 
     fn open(&self, assoc: Option<&AssociationInfo<'_>>) -> Option<Opened<SecurityContext>> {
-        let session = match assoc {
-            None => SecurityContext::None,
-            Some(a) => match self.context_for(a.peer) {
-                Some(c) => c,
-                None => {
-                    tracing::warn!(peer = %a.peer.addr, "peer without a provisioned credential");
-                    return None;
-                }
-            },
+        let Some(a) = assoc else {
+            return Some(Opened {
+                session: SecurityContext::None,
+                close: CloseSignal::new(),
+            });
         };
-        Some(Opened {
-            session,
-            close: CloseSignal::new(),
-        })
+        // Look up and register under the session lock (see `enforce`).
+        let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(session) = self.context_for(a.peer) else {
+            tracing::warn!(peer = %a.peer.addr, "peer without a provisioned credential");
+            return None;
+        };
+        let close = match a.peer.psk_identity.as_ref() {
+            Some(id) => sessions
+                .entry(id.as_str().to_string())
+                .or_default()
+                .child_token(),
+            None => CloseSignal::new(),
+        };
+        Some(Opened { session, close })
     }
 
     fn handle(&self, session: &SecurityContext, prim: RequestPrimitive) -> Handled {
@@ -216,5 +623,218 @@ impl<S: Store + Send + 'static> Endpoint for CseEndpoint<S> {
             resp.rqi = rqi;
         }
         resp.into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use m2msec_cse::credentials::{AddOptions, NewCredential};
+    use m2msec_cse::{CseConfig, CseType, SqliteStore};
+
+    fn endpoint(config: Vec<PskCredential>) -> Arc<CseEndpoint<SqliteStore>> {
+        let cse = Cse::new(
+            CseConfig {
+                sp: "sp.example".parse().unwrap(),
+                cse_id: "/cse-in".parse().unwrap(),
+                cb_rn: "cb".into(),
+                cse_type: CseType::In,
+                poa: vec![],
+            },
+            SqliteStore::open_in_memory().unwrap(),
+        )
+        .unwrap();
+        CseEndpoint::new(
+            cse,
+            &CseSecurity {
+                credentials: config,
+                ..CseSecurity::default()
+            },
+        )
+        .0
+    }
+
+    fn peer(id: &str) -> Peer {
+        Peer {
+            addr: "127.0.0.1:1".parse().unwrap(),
+            role: m2msec_tls::Role::Server,
+            protocol: m2msec_tls::Protocol::Tls12,
+            cipher: "TLS_PSK_WITH_AES_128_CBC_SHA256".into(),
+            credential: m2msec_tls::CredentialKind::Psk,
+            psk_identity: Some(PskIdentity::new(id).unwrap()),
+            sni: None,
+            bound_identity: None,
+            subject_alt_names: vec![],
+        }
+    }
+
+    fn open(ep: &CseEndpoint<SqliteStore>, id: &str) -> Option<Opened<SecurityContext>> {
+        let p = peer(id);
+        let exporter = |_| None;
+        ep.open(Some(&AssociationInfo {
+            peer: &p,
+            exporter: &exporter,
+        }))
+    }
+
+    fn add(store: &mut CredentialStore, id: &str, key: u8, expires: Option<i64>) {
+        let mut c = NewCredential::new(id.parse().unwrap(), &[key; 32]);
+        c.expires = expires.map(|e| m2msec_core::timestamp::Timestamp::from_unix(e).unwrap());
+        store
+            .add(&c, AddOptions::default(), unix_now(), || Ok(()))
+            .unwrap();
+    }
+
+    fn resolves(ep: &CseEndpoint<SqliteStore>, id: &str) -> bool {
+        ep.creds.lookup(id, unix_now(), true).is_some()
+    }
+
+    #[test]
+    fn store_credentials_are_followed_and_revocation_closes_sessions() {
+        let d = tempfile::tempdir().unwrap();
+        let ep = endpoint(vec![]);
+        let mut cli = CredentialStore::open(d.path()).unwrap();
+        add(&mut cli, "a@mef.example", 1, None);
+        assert_eq!(
+            ep.attach_credential_store(CredentialStore::open(d.path()).unwrap())
+                .unwrap(),
+            1
+        );
+        assert!(resolves(&ep, "a@mef.example"));
+        assert!(!resolves(&ep, "b@mef.example"));
+        let s1 = open(&ep, "a@mef.example").unwrap();
+        let s2 = open(&ep, "a@mef.example").unwrap();
+        match &s1.session {
+            SecurityContext::Association(a) => {
+                assert_eq!(a.credential_id.to_string(), "12-a@mef.example")
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(open(&ep, "b@mef.example").is_none());
+
+        // Another connection adds and revokes: the refresh notices both.
+        add(&mut cli, "b@mef.example", 2, None);
+        assert!(ep.refresh_credentials().unwrap());
+        assert!(!ep.refresh_credentials().unwrap(), "no change, no reload");
+        let s3 = open(&ep, "b@mef.example").unwrap();
+        cli.revoke("a@mef.example", unix_now()).unwrap();
+        assert!(ep.refresh_credentials().unwrap());
+        assert!(s1.close.is_cancelled() && s2.close.is_cancelled());
+        assert!(!s3.close.is_cancelled());
+        assert!(!resolves(&ep, "a@mef.example"));
+        assert!(open(&ep, "a@mef.example").is_none());
+    }
+
+    #[test]
+    fn expired_credentials_are_refused_and_their_sessions_closed() {
+        let d = tempfile::tempdir().unwrap();
+        let ep = endpoint(vec![]);
+        let mut cli = CredentialStore::open(d.path()).unwrap();
+        add(&mut cli, "a@mef.example", 1, Some(unix_now() + 1));
+        ep.attach_credential_store(CredentialStore::open(d.path()).unwrap())
+            .unwrap();
+        let s = open(&ep, "a@mef.example").unwrap();
+        std::thread::sleep(Duration::from_millis(2100));
+        ep.refresh_credentials().unwrap();
+        assert!(s.close.is_cancelled());
+        assert!(!resolves(&ep, "a@mef.example"));
+    }
+
+    #[test]
+    fn ae_id_certificates_bind_credential_id_33() {
+        let ep = endpoint(vec![]);
+        let mut p = peer("unused@mef.example");
+        p.credential = m2msec_tls::CredentialKind::Certificate;
+        p.psk_identity = None;
+        p.bound_identity = Some(m2msec_tls::BoundIdentity::Configured(
+            "//sp.example/cse-in/Csensor".into(),
+        ));
+        match ep.context_for(&p) {
+            Some(SecurityContext::Association(a)) => {
+                assert_eq!(a.credential_kind, CredentialKind::Certificate);
+                assert_eq!(
+                    a.credential_id.to_string(),
+                    "33-//sp.example/cse-in/Csensor"
+                );
+                assert_eq!(
+                    a.bound,
+                    Some(BoundIdentity::Ae(vec!["//sp.example/cse-in/Csensor"
+                        .parse()
+                        .unwrap()]))
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        p.bound_identity = Some(m2msec_tls::BoundIdentity::Configured(
+            "cse.sp.example".into(),
+        ));
+        assert!(ep.context_for(&p).is_none());
+    }
+
+    struct Mef(std::sync::atomic::AtomicUsize);
+
+    impl RemoteKeySource for Mef {
+        fn fetch(&self, psk_identity: &str) -> Option<RemoteKey> {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let kpsa: KpsaId = psk_identity.parse().ok()?;
+            psk_identity.starts_with("remote").then(|| RemoteKey {
+                key: Psk::new(&[9; 32]).unwrap(),
+                credential_id: CredentialId::for_kpsa(&kpsa),
+                bound: None,
+                expires: Some(SystemTime::now() + Duration::from_secs(3600)),
+            })
+        }
+    }
+
+    #[test]
+    fn remote_source_is_asked_on_a_miss_and_cached() {
+        let d = tempfile::tempdir().unwrap();
+        let kpsa: KpsaId = "cfg@mef.example".parse().unwrap();
+        let ep = endpoint(vec![PskCredential {
+            psk_identity: PskIdentity::new("cfg@mef.example").unwrap(),
+            kpsa_id: kpsa,
+            key: Psk::new(&[3; 16]).unwrap(),
+            bound: None,
+        }]);
+        let mef = Arc::new(Mef(Default::default()));
+        ep.set_remote_key_source(mef.clone());
+        let mut cli = CredentialStore::open(d.path()).unwrap();
+        add(&mut cli, "remote-revoked@mef.example", 1, None);
+        cli.revoke("remote-revoked@mef.example", unix_now())
+            .unwrap();
+        ep.attach_credential_store(CredentialStore::open(d.path()).unwrap())
+            .unwrap();
+        let calls = || mef.0.load(std::sync::atomic::Ordering::SeqCst);
+
+        assert!(resolves(&ep, "cfg@mef.example"));
+        assert_eq!(calls(), 0, "configured credentials need no fallback");
+        assert!(resolves(&ep, "remote-1@mef.example"));
+        assert!(resolves(&ep, "remote-1@mef.example"));
+        assert_eq!(calls(), 1, "a hit is cached");
+        assert!(open(&ep, "remote-1@mef.example").is_some());
+        assert!(!resolves(&ep, "other@mef.example"));
+        assert_eq!(calls(), 2);
+        // A revoked stored identity is never served by the fallback.
+        assert!(!resolves(&ep, "remote-revoked@mef.example"));
+        assert_eq!(calls(), 2);
+
+        // A session on a remote key survives the cache lifetime; a stale cache entry is
+        // asked again at the next handshake.
+        let s = open(&ep, "remote-1@mef.example").unwrap();
+        write(&ep.creds.remote_cache)
+            .get_mut("remote-1@mef.example")
+            .unwrap()
+            .cache_until = Some(unix_now() - 1);
+        ep.refresh_credentials().unwrap();
+        assert!(!s.close.is_cancelled());
+        assert!(resolves(&ep, "remote-1@mef.example"));
+        assert_eq!(calls(), 3);
+        // Past its own expiry the key is refused and the session closed.
+        write(&ep.creds.remote_cache)
+            .get_mut("remote-1@mef.example")
+            .unwrap()
+            .expires_unix = Some(unix_now() - 1);
+        ep.refresh_credentials().unwrap();
+        assert!(s.close.is_cancelled());
     }
 }

@@ -14,10 +14,12 @@
 //! - [`acp`]: access decision (TS-0003 §7.1).
 //! - [`engine`]: [`engine::Cse::handle`], the generic receiver procedure (TS-0004 §7.3.2).
 //! - [`store`]: the [`store::Store`] trait and [`store::SqliteStore`].
+//! - [`credentials`]: administered PSK credentials (TS-0003 §8.2.2.1), keys sealed at rest.
 #![forbid(unsafe_code)]
 #![deny(missing_debug_implementations)]
 
 pub mod acp;
+pub mod credentials;
 pub mod engine;
 pub mod primitive;
 pub mod resource;

@@ -7,6 +7,13 @@
 //! resource. Rows keep the resource as a JSON blob plus indexed columns (`ri`, `pi`, `rn`, `ty`,
 //! the structured `path`); the database runs in WAL mode with `synchronous=FULL` and records its
 //! schema version.
+//!
+//! Schema versions: 1 (resources, credential bindings); 2 adds `psk_credentials`, the
+//! administered PSK credentials of [`crate::credentials`], with a trigger-kept change counter.
+//! Opening a database applies the missing
+//! migrations in order inside one IMMEDIATE transaction (SQLite DDL is transactional), so a
+//! crash or a concurrent opener (the CLI while the CSE runs) never sees a half-migrated file; a
+//! database written by a newer version is refused.
 
 use std::path::Path;
 
@@ -15,7 +22,7 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use crate::resource::{Resource, ResourceType};
 
 /// The schema version this code writes and reads.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 /// Database file name inside the data directory.
 pub const DB_FILE: &str = "cse.sqlite3";
 
@@ -118,38 +125,92 @@ CREATE TABLE IF NOT EXISTS credential_bindings (
 CREATE INDEX IF NOT EXISTS credential_bindings_ae ON credential_bindings (ae_id);
 ";
 
+/// Migrations after version 1: `(version reached, SQL)`, applied in order.
+const MIGRATIONS: &[(i64, &str)] = &[(
+    2,
+    // Administered PSK credentials (TS-0003 §8.2.2.1): the key is sealed under the data
+    // directory's KEK, bound to the table name and psk_identity (see crate::credentials).
+    "CREATE TABLE psk_credentials (
+        psk_identity TEXT PRIMARY KEY NOT NULL,
+        sealed_key   BLOB NOT NULL,
+        ida          TEXT,
+        registree    TEXT CHECK (registree IN ('ae', 'cse')),
+        expires      TEXT,
+        expires_unix INTEGER,
+        label        TEXT,
+        created      TEXT NOT NULL,
+        revoked      TEXT,
+        revoked_unix INTEGER,
+        CHECK ((ida IS NULL) = (registree IS NULL)),
+        CHECK ((expires IS NULL) = (expires_unix IS NULL)),
+        CHECK ((revoked IS NULL) = (revoked_unix IS NULL))
+    );
+    -- Bumped by every change to psk_credentials, so a running CSE reloads (and unseals) the
+    -- credentials only when they changed, not on every resource write.
+    CREATE TABLE psk_credentials_version (version INTEGER NOT NULL);
+    INSERT INTO psk_credentials_version (version) VALUES (0);
+    CREATE TRIGGER psk_credentials_ai AFTER INSERT ON psk_credentials
+        BEGIN UPDATE psk_credentials_version SET version = version + 1; END;
+    CREATE TRIGGER psk_credentials_au AFTER UPDATE ON psk_credentials
+        BEGIN UPDATE psk_credentials_version SET version = version + 1; END;
+    CREATE TRIGGER psk_credentials_ad AFTER DELETE ON psk_credentials
+        BEGIN UPDATE psk_credentials_version SET version = version + 1; END;",
+)];
+
+/// Opens (creating if needed) `DATA_DIR/cse.sqlite3` in WAL mode and brings its schema to
+/// [`SCHEMA_VERSION`]. The credential store opens its own connection with this.
+pub fn open_connection(data_dir: &Path) -> Result<Connection, StoreError> {
+    std::fs::create_dir_all(data_dir)?;
+    let mut conn = Connection::open(data_dir.join(DB_FILE))?;
+    // Before anything that may wait for a lock: a CLI and the running CSE share the file.
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    migrate(&mut conn)?;
+    Ok(conn)
+}
+
+/// Creates the version-1 schema if missing and applies [`MIGRATIONS`], all in one transaction.
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    tx.execute_batch(SCHEMA)?;
+    let v: Option<i64> = tx
+        .query_row("SELECT max(version) FROM schema_version", [], |r| r.get(0))
+        .optional()?
+        .flatten();
+    let mut v = match v {
+        None => {
+            tx.execute("INSERT INTO schema_version (version) VALUES (1)", [])?;
+            1
+        }
+        Some(v) if (1..=SCHEMA_VERSION).contains(&v) => v,
+        Some(other) => return Err(StoreError::SchemaVersion(other)),
+    };
+    for (to, sql) in MIGRATIONS {
+        if *to > v {
+            tx.execute_batch(sql)?;
+            tx.execute("UPDATE schema_version SET version = ?1", [to])?;
+            v = *to;
+        }
+    }
+    tx.commit()?;
+    Ok(())
+}
+
 impl SqliteStore {
     /// Opens (creating if needed) `DATA_DIR/cse.sqlite3`.
     pub fn open(data_dir: &Path) -> Result<SqliteStore, StoreError> {
-        std::fs::create_dir_all(data_dir)?;
-        let conn = Connection::open(data_dir.join(DB_FILE))?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "FULL")?;
-        Self::init(conn)
+        Ok(SqliteStore {
+            conn: open_connection(data_dir)?,
+        })
     }
 
     /// An in-memory store (tests, benches).
     pub fn open_in_memory() -> Result<SqliteStore, StoreError> {
-        Self::init(Connection::open_in_memory()?)
-    }
-
-    fn init(conn: Connection) -> Result<SqliteStore, StoreError> {
-        conn.pragma_update(None, "foreign_keys", "ON")?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        conn.execute_batch(SCHEMA)?;
-        let v: Option<i64> = conn
-            .query_row("SELECT version FROM schema_version", [], |r| r.get(0))
-            .optional()?;
-        match v {
-            None => {
-                conn.execute(
-                    "INSERT INTO schema_version (version) VALUES (?1)",
-                    [SCHEMA_VERSION],
-                )?;
-            }
-            Some(SCHEMA_VERSION) => {}
-            Some(other) => return Err(StoreError::SchemaVersion(other)),
-        }
+        let mut conn = Connection::open_in_memory()?;
+        migrate(&mut conn)?;
         Ok(SqliteStore { conn })
     }
 

@@ -6,9 +6,16 @@
 //! paths are relative to the working directory. PSK key files hold the key in hex and must not
 //! be readable by group or others (mode 0600), else the CSE refuses to start. A plaintext HTTP
 //! listener is opened only when `[http_plain] enabled = true`, and only on a loopback address.
+//! With `[coap] enabled = true`, the same CSE and credentials also serve CoAP (TS-0008) over
+//! DTLS 1.2 PSK (TS-0003 §8.2.2.1, TS-0008 §7) on a UDP port (default 5684).
+//! PSK credentials come from `[[psk]]` (optional) and from the store under `data_dir`
+//! (`m2msec cse credential`, see [`crate::credential`]), followed while serving. With `[tls]
+//! certificate`, `private_key` and `trust_anchors`, AE-ID certificate associations (TS-0003
+//! §8.2.2.2) are accepted as well.
 //!
 //! When every listener is bound, one line goes to stderr:
-//! `m2msec cse: listening on https://ADDR (TLS-PSK)[ and http://ADDR (plaintext, loopback only)]`.
+//! `m2msec cse: listening on https://ADDR (TLS-PSK)[ and http://ADDR (plaintext, loopback only)]`
+//! `[ and coaps://ADDR (DTLS-PSK)]`.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -18,7 +25,9 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 use serde::Deserialize;
 
-use m2msec_bindings::{Limits, PskCredential, Server, ServerOptions};
+use m2msec_bindings::{
+    CoapServer, CseEndpoint, CseSecurity, Limits, Listeners, PskCredential, Server, ServerOptions,
+};
 use m2msec_core::ids::{AeId, CseId, KpsaId, SpId};
 use m2msec_cse::{BoundIdentity, Cse, CseConfig, CseType, SqliteStore};
 use m2msec_tls::{Psk, PskIdentity};
@@ -31,6 +40,11 @@ use crate::error::CliError;
 pub enum CseCmd {
     /// Run a registrar CSE: oneM2M over HTTP (TS-0009) on TLS-PSK, until killed.
     Serve(ServeArgs),
+    /// Administer the CSE's PSK credentials in its store: add, list, revoke.
+    Credential {
+        #[command(subcommand)]
+        cmd: crate::credential::CredentialCmd,
+    },
 }
 
 /// `m2msec cse serve`.
@@ -68,6 +82,11 @@ struct Config {
     psk: Vec<PskEntry>,
     #[serde(default)]
     http_plain: PlainSection,
+    #[serde(default)]
+    coap: CoapSection,
+    /// The CSE as an Enrolment Target of a MEF (keys for KeIDs fetched from it).
+    #[serde(default)]
+    mef: Option<crate::cse_mef::MefSection>,
 }
 
 fn default_cb() -> String {
@@ -91,6 +110,14 @@ struct TlsSection {
     authority: Option<String>,
     #[serde(default)]
     require_sni: bool,
+    /// Certificate association (TS-0003 §8.2.2.2): this CSE's chain (PEM), its P-256 key
+    /// (PEM, mode 0600) and the anchors client certificates must chain to.
+    #[serde(default)]
+    certificate: Option<PathBuf>,
+    #[serde(default)]
+    private_key: Option<PathBuf>,
+    #[serde(default)]
+    trust_anchors: Option<PathBuf>,
 }
 
 fn default_tls_port() -> u16 {
@@ -104,6 +131,9 @@ impl Default for TlsSection {
             port: default_tls_port(),
             authority: None,
             require_sni: false,
+            certificate: None,
+            private_key: None,
+            trust_anchors: None,
         }
     }
 }
@@ -187,6 +217,33 @@ impl Default for PlainSection {
     }
 }
 
+/// `[coap]`: CoAP (TS-0008) over DTLS 1.2 PSK.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CoapSection {
+    #[serde(default)]
+    enabled: bool,
+    #[serde(default = "loopback")]
+    bind: IpAddr,
+    #[serde(default = "default_coaps_port")]
+    port: u16,
+}
+
+/// The default `coaps` port (RFC 7252 §12.7).
+fn default_coaps_port() -> u16 {
+    5684
+}
+
+impl Default for CoapSection {
+    fn default() -> Self {
+        CoapSection {
+            enabled: false,
+            bind: loopback(),
+            port: default_coaps_port(),
+        }
+    }
+}
+
 fn cfg_err(msg: impl std::fmt::Display) -> CliError {
     CliError::arg("--config", msg)
 }
@@ -255,6 +312,12 @@ struct Loaded {
     engine: CseConfig,
     data_dir: PathBuf,
     server: ServerOptions,
+    /// The CoAP/DTLS listener address, if `[coap]` is enabled.
+    coap_addr: Option<SocketAddr>,
+    /// Certificate association (`[tls] certificate`, `private_key`, `trust_anchors`).
+    certificates: Option<crate::credential::CertificateAssociation>,
+    /// Keys for KeIDs of this MEF are fetched from it (`[mef]`).
+    mef: Option<m2msec_mef::target::MefKeySource>,
 }
 
 fn load(path: &Path) -> Result<Loaded, CliError> {
@@ -299,9 +362,7 @@ fn load(path: &Path) -> Result<Loaded, CliError> {
             bound: bound_identity(e)?,
         });
     }
-    if credentials.is_empty() {
-        return Err(cfg_err("no [[psk]] credential configured"));
-    }
+    // No [[psk]] entry is fine: credentials may live in the store (`m2msec cse credential`).
     let plain_addr = if c.http_plain.enabled {
         let a = SocketAddr::new(c.http_plain.bind, c.http_plain.port);
         if !a.ip().is_loopback() {
@@ -345,6 +406,16 @@ fn load(path: &Path) -> Result<Loaded, CliError> {
             poa: c.poa.clone(),
         },
         data_dir: c.data_dir.clone(),
+        coap_addr: c
+            .coap
+            .enabled
+            .then(|| SocketAddr::new(c.coap.bind, c.coap.port)),
+        mef: c.mef.as_ref().map(|m| m.key_source()).transpose()?,
+        certificates: crate::credential::certificates(
+            c.tls.certificate.as_deref(),
+            c.tls.private_key.as_deref(),
+            c.tls.trust_anchors.as_deref(),
+        )?,
         server: ServerOptions {
             tls_addr: SocketAddr::new(c.tls.bind, c.tls.port),
             authority: c.tls.authority.clone().map(|a| a.to_ascii_lowercase()),
@@ -367,6 +438,7 @@ fn load(path: &Path) -> Result<Loaded, CliError> {
 pub fn run(cmd: CseCmd) -> Result<ExitCode, CliError> {
     match cmd {
         CseCmd::Serve(a) => serve(a),
+        CseCmd::Credential { cmd } => crate::credential::run(cmd),
     }
 }
 
@@ -375,12 +447,63 @@ fn serve(a: ServeArgs) -> Result<ExitCode, CliError> {
     let store = SqliteStore::open(&loaded.data_dir)
         .map_err(|e| cfg_err(format!("data_dir {}: {e}", loaded.data_dir.display())))?;
     let cse = Cse::new(loaded.engine, store).map_err(|e| cfg_err(e.detail))?;
+    // Credentials administered with `m2msec cse credential` (keys sealed under data_dir/kek).
+    let cred_store = m2msec_cse::credentials::CredentialStore::open(&loaded.data_dir)
+        .map_err(|e| cfg_err(format!("data_dir {}: {e}", loaded.data_dir.display())))?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(CliError::other)?;
     rt.block_on(async move {
-        let server = Server::bind(loaded.server, cse).await.map_err(cfg_err)?;
+        // One endpoint (one engine, one credential table) behind both bindings.
+        let opts = loaded.server;
+        let (endpoint, mut tls) = CseEndpoint::new(
+            cse,
+            &CseSecurity {
+                authority: opts.authority.clone(),
+                require_sni: opts.require_sni,
+                credentials: opts.credentials.clone(),
+            },
+        );
+        tls.handshake_timeout = opts.limits.handshake_timeout;
+        if let Some(c) = loaded.certificates {
+            c.apply(&mut tls);
+        }
+        // Serve the stored credentials and follow changes: added ones are served, revoked or
+        // expired ones refused and their live sessions closed.
+        endpoint
+            .attach_credential_store(cred_store)
+            .map_err(|e| cfg_err(format!("credential store: {e}")))?;
+        let _watcher = endpoint.spawn_watcher(m2msec_bindings::service::WATCH_INTERVAL);
+        if let Some(source) = loaded.mef {
+            endpoint.set_remote_key_source(std::sync::Arc::new(source));
+        }
+        let server = Server::with_endpoint(
+            Listeners {
+                tls_addr: opts.tls_addr,
+                plain_addr: opts.plain_addr,
+                limits: opts.limits,
+            },
+            &tls,
+            endpoint.clone(),
+        )
+        .await
+        .map_err(cfg_err)?;
+        let coap = match loaded.coap_addr {
+            Some(addr) => {
+                let dtls = m2msec_tls::DtlsOptions {
+                    idle_timeout: opts.limits.idle_timeout,
+                    max_sessions: opts.limits.max_connections.max(1),
+                    ..m2msec_tls::DtlsOptions::default()
+                };
+                Some(
+                    CoapServer::bind(addr, &tls, dtls, opts.limits, endpoint)
+                        .await
+                        .map_err(cfg_err)?,
+                )
+            }
+            None => None,
+        };
         let mut line = String::from("m2msec cse: listening on ");
         if let Some(t) = server.tls_addr() {
             line.push_str(&format!("https://{t} (TLS-PSK)"));
@@ -388,8 +511,19 @@ fn serve(a: ServeArgs) -> Result<ExitCode, CliError> {
         if let Some(p) = server.plain_addr() {
             line.push_str(&format!(" and http://{p} (plaintext, loopback only)"));
         }
+        if let Some(c) = &coap {
+            line.push_str(&format!(" and coaps://{} (DTLS-PSK)", c.local_addr()));
+        }
         eprintln!("{line}");
-        server.serve().await;
+        match coap {
+            Some(c) => {
+                tokio::select! {
+                    _ = server.serve() => {}
+                    _ = c.serve() => {}
+                }
+            }
+            None => server.serve().await,
+        }
         Err(CliError::other("the CSE service stopped"))
     })
 }

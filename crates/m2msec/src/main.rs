@@ -3,10 +3,17 @@
 //! Subcommands are thin: parsing, reading files, printing JSON. Every cryptographic decision is
 //! made in `m2msec-core` (pure) or `m2msec-tls` (channels).
 
+mod credential;
 mod cse;
+mod cse_mef;
+mod demo;
 mod derive;
+mod enrol;
 mod error;
 mod ibc;
+mod mef;
+mod mef_admin;
+mod pkg;
 mod probe;
 mod request;
 mod util;
@@ -50,6 +57,20 @@ enum Command {
     },
     /// Send one oneM2M request over HTTP on TLS-PSK (the oneM2M curl); print the response as JSON.
     Request(request::RequestArgs),
+    /// Run the whole system on loopback: MEF+PKG, IN-CSE, N devices enrolled and registered.
+    Demo(demo::DemoArgs),
+    /// The PKG of seed 001 as a separate service for MEFs (ECCSI extraction over TLS-PSK).
+    Pkg {
+        #[command(subcommand)]
+        cmd: pkg::PkgCmd,
+    },
+    /// Enrol with a MEF using a pre-provisioned Kpm: Ke/KeID, target keys, IBC credential.
+    Enrol(enrol::EnrolArgs),
+    /// M2M Enrolment Function with its PKG: serve, and provision devices.
+    Mef {
+        #[command(subcommand)]
+        cmd: mef::MefCmd,
+    },
 }
 
 fn main() -> ExitCode {
@@ -74,6 +95,10 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Probe { cmd } => probe::run(cmd),
         Command::Cse { cmd } => cse::run(cmd),
         Command::Request(a) => request::run(a),
+        Command::Mef { cmd } => mef::run(cmd),
+        Command::Enrol(a) => enrol::run(a),
+        Command::Pkg { cmd } => pkg::run(cmd),
+        Command::Demo(a) => demo::run(a),
     }
 }
 

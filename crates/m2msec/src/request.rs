@@ -1,5 +1,6 @@
 //! `m2msec request`: the oneM2M curl. Sends one request primitive over HTTP (TS-0009) inside a
 //! TLS 1.2 PSK security association (TS-0003 §8.2.2.1), or in plaintext to a loopback address,
+//! or over CoAP (TS-0008) inside a DTLS 1.2 PSK security association (`coaps://`, TS-0008 §7),
 //! and prints the response primitive as one JSON line `{"rsc":…,"rqi":…,"pc":…}`.
 //!
 //! Exit status: 0 for a 2xxx RSC, 1 for an error RSC or a failed connection/handshake, 2 for bad
@@ -18,8 +19,9 @@ use hyper_util::rt::TokioIo;
 use serde_json::Value;
 
 use m2msec_bindings::http::{request_to_http, response_from_http, to_from_path};
+use m2msec_bindings::CoapClient;
 use m2msec_cse::{Operation, RequestPrimitive, ResultContent};
-use m2msec_tls::{ClientConfig, Psk, PskIdentity, TlsClient};
+use m2msec_tls::{ClientConfig, DtlsClient, DtlsOptions, Psk, PskIdentity, TlsClient};
 use zeroize::Zeroizing;
 
 use crate::error::CliError;
@@ -44,9 +46,10 @@ pub enum Op {
 /// `m2msec request`.
 #[derive(Args)]
 pub struct RequestArgs {
-    /// Target: https://HOST:PORT/PATH (TLS-PSK) or http://HOST:PORT/PATH (plaintext, loopback
-    /// only). PATH maps to To as in TS-0009: /cb/… CSE-relative, /~/cse-in/… SP-relative,
-    /// /_/sp.example/cse-in/… absolute.
+    /// Target: https://HOST:PORT/PATH (TLS-PSK), http://HOST:PORT/PATH (plaintext, loopback
+    /// only) or coaps://HOST:PORT/PATH (CoAP over DTLS-PSK, default port 5684). PATH maps to To
+    /// as in TS-0009 (and as Uri-Path in TS-0008): /cb/… CSE-relative, /~/cse-in/…
+    /// SP-relative, /_/sp.example/cse-in/… absolute.
     #[arg(long, value_name = "URL")]
     url: String,
     /// Operation.
@@ -73,7 +76,7 @@ pub struct RequestArgs {
     /// Release version indicator (X-M2M-RVI).
     #[arg(long, value_name = "V", default_value = "3")]
     rvi: String,
-    /// psk_identity (KpsaID) for https://.
+    /// psk_identity (KpsaID) for https:// and coaps://.
     #[arg(long = "psk-id", value_name = "ID")]
     psk_id: Option<String>,
     /// The PSK in hex.
@@ -82,6 +85,13 @@ pub struct RequestArgs {
     /// A file holding the PSK in hex.
     #[arg(long = "psk-file", value_name = "FILE")]
     psk_file: Option<PathBuf>,
+    /// Use an enrolment from `m2msec enrol`'s keystore: psk_identity = its KeID, PSK = the
+    /// TS-0003 §10.3.7 key for the Enrolment Target (instead of --psk-id/--psk/--psk-file).
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["psk_id", "psk", "psk_file"])]
+    keystore: Option<PathBuf>,
+    /// With --keystore: the Enrolment Target's ID (default: the keystore's only target).
+    #[arg(long = "target", value_name = "ID", requires = "keystore")]
+    target: Option<String>,
     /// SNI host name (default: HOST when it is a name; never an IP address).
     #[arg(long, value_name = "NAME")]
     sni: Option<String>,
@@ -101,6 +111,8 @@ struct ResponseLine<'a> {
 /// A parsed `--url`.
 struct Target {
     tls: bool,
+    /// coaps:// (CoAP over DTLS; `tls` is then true too).
+    coap: bool,
     host: String,
     port: u16,
     /// Path and query, as sent.
@@ -109,12 +121,14 @@ struct Target {
 
 fn parse_url(url: &str) -> Result<Target, CliError> {
     let bad = |m: &str| CliError::arg("--url", format!("{url:?}: {m}"));
-    let (tls, rest) = if let Some(r) = url.strip_prefix("https://") {
-        (true, r)
+    let (tls, coap, rest) = if let Some(r) = url.strip_prefix("https://") {
+        (true, false, r)
     } else if let Some(r) = url.strip_prefix("http://") {
-        (false, r)
+        (false, false, r)
+    } else if let Some(r) = url.strip_prefix("coaps://") {
+        (true, true, r)
     } else {
-        return Err(bad("must start with https:// or http://"));
+        return Err(bad("must start with https://, http:// or coaps://"));
     };
     let (authority, path) = match rest.find('/') {
         Some(i) => rest.split_at(i),
@@ -131,7 +145,9 @@ fn parse_url(url: &str) -> Result<Target, CliError> {
     };
     let port = match port {
         None => {
-            if tls {
+            if coap {
+                5684
+            } else if tls {
                 443
             } else {
                 80
@@ -166,6 +182,7 @@ fn parse_url(url: &str) -> Result<Target, CliError> {
     }
     Ok(Target {
         tls,
+        coap,
         host: host.to_string(),
         port,
         path: path.to_string(),
@@ -242,11 +259,16 @@ pub fn run(a: RequestArgs) -> Result<ExitCode, CliError> {
             .map_err(|_| CliError::arg("--url", "the path is not a valid request target"))?;
     }
 
-    let tls = if target.tls {
+    let tls = if target.tls && a.keystore.is_some() {
+        let (identity, key) = keystore_credential(&a)?;
+        let mut cfg = ClientConfig::psk(identity, key);
+        cfg.handshake_timeout = Duration::from_secs(a.timeout.max(1));
+        Some(cfg)
+    } else if target.tls {
         let id = a
             .psk_id
             .as_deref()
-            .ok_or_else(|| CliError::arg("--psk-id", "required for https://"))?;
+            .ok_or_else(|| CliError::arg("--psk-id", "required for https:// and coaps://"))?;
         let identity = PskIdentity::new(id).map_err(|e| CliError::arg("--psk-id", e))?;
         let key = match (&a.psk, &a.psk_file) {
             (Some(h), _) => {
@@ -261,7 +283,7 @@ pub fn run(a: RequestArgs) -> Result<ExitCode, CliError> {
             (None, None) => {
                 return Err(CliError::arg(
                     "--psk",
-                    "required for https:// (or --psk-file)",
+                    "required for https:// and coaps:// (or --psk-file)",
                 ))
             }
         };
@@ -275,12 +297,12 @@ pub fn run(a: RequestArgs) -> Result<ExitCode, CliError> {
         }
         let mut cfg = ClientConfig::psk(identity, key);
         cfg.handshake_timeout = Duration::from_secs(a.timeout.max(1));
-        Some(TlsClient::new(cfg).map_err(CliError::other)?)
+        Some(cfg)
     } else {
-        if a.psk_id.is_some() || a.psk.is_some() || a.psk_file.is_some() {
+        if a.psk_id.is_some() || a.psk.is_some() || a.psk_file.is_some() || a.keystore.is_some() {
             return Err(CliError::arg(
                 "--psk-id",
-                "PSK options need an https:// URL",
+                "PSK options need an https:// or coaps:// URL",
             ));
         }
         None
@@ -294,9 +316,46 @@ pub fn run(a: RequestArgs) -> Result<ExitCode, CliError> {
         .build()
         .map_err(CliError::other)?;
     let deadline = Duration::from_secs(a.timeout);
-    let result = rt.block_on(async {
-        tokio::time::timeout(deadline, exchange(&target, tls, a.sni.as_deref(), http_req)).await
-    });
+    let result = match tls {
+        Some(cfg) if target.coap => {
+            let opts = DtlsOptions {
+                idle_timeout: deadline,
+                ..DtlsOptions::default()
+            };
+            let client = DtlsClient::new(cfg, opts).map_err(CliError::other)?;
+            // The query of the URL, if any, is sent as given (Uri-Query options, TS-0008
+            // §6.2.2.3), in place of --rcn, as for https://.
+            let query: Vec<String> = match target.path.split_once('?') {
+                Some((_, q)) => {
+                    req.rcn = None;
+                    q.split('#')
+                        .next()
+                        .unwrap_or_default()
+                        .split('&')
+                        .filter(|p| !p.is_empty())
+                        .map(str::to_string)
+                        .collect()
+                }
+                None => Vec::new(),
+            };
+            rt.block_on(async {
+                tokio::time::timeout(
+                    deadline,
+                    exchange_coap(&target, client, a.sni.as_deref(), &req, &query),
+                )
+                .await
+            })
+        }
+        tls => {
+            let tls = tls
+                .map(|cfg| TlsClient::new(cfg).map_err(CliError::other))
+                .transpose()?;
+            rt.block_on(async {
+                tokio::time::timeout(deadline, exchange(&target, tls, a.sni.as_deref(), http_req))
+                    .await
+            })
+        }
+    };
     let resp = match result {
         Err(_) => {
             eprintln!("m2msec: error: no response within {} s", a.timeout);
@@ -318,6 +377,32 @@ pub fn run(a: RequestArgs) -> Result<ExitCode, CliError> {
     } else {
         ExitCode::from(1)
     })
+}
+
+/// One request over CoAP (TS-0008) in a DTLS-PSK session, closed afterwards.
+async fn exchange_coap(
+    target: &Target,
+    client: DtlsClient,
+    sni: Option<&str>,
+    req: &RequestPrimitive,
+    query: &[String],
+) -> Result<m2msec_cse::ResponsePrimitive, String> {
+    let session = client
+        .connect(&target.host, target.port, sni)
+        .await
+        .map_err(|e| {
+            format!(
+                "DTLS-PSK handshake with {}:{} failed: {e}",
+                target.host, target.port
+            )
+        })?;
+    let mut c = CoapClient::new(session);
+    let r = c
+        .request(req, query)
+        .await
+        .map_err(|e| format!("CoAP: {e}"));
+    let _ = c.into_session().close().await;
+    r
 }
 
 async fn exchange(
@@ -373,4 +458,56 @@ where
         .send_request(req)
         .await
         .map_err(|e| format!("HTTP: {e}"))
+}
+
+/// psk_identity and PSK from an Enrolee keystore (TS-0003 §8.3.2.1 step 6, §10.3.7).
+fn keystore_credential(a: &RequestArgs) -> Result<(PskIdentity, Psk), CliError> {
+    use m2msec_mef::enrolee::{target_psk, Keystore};
+    let dir = a.keystore.as_deref().unwrap_or(std::path::Path::new("."));
+    let ks = Keystore::open(dir).map_err(|e| CliError::arg("--keystore", e))?;
+    let (summary, ke, _) = ks.load().map_err(|e| CliError::arg("--keystore", e))?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    if summary.enrolment_expiry.to_unix() <= now {
+        return Err(CliError::arg(
+            "--keystore",
+            format!(
+                "the enrolment expired at {}: run m2msec enrol again",
+                summary.enrolment_expiry
+            ),
+        ));
+    }
+    let t = match &a.target {
+        Some(id) => summary
+            .targets
+            .iter()
+            .find(|t| &t.target_id == id)
+            .ok_or_else(|| CliError::arg("--target", "no key for this target in the keystore"))?,
+        None => match summary.targets.as_slice() {
+            [one] => one,
+            [] => {
+                return Err(CliError::arg(
+                    "--keystore",
+                    "the keystore holds no target key",
+                ))
+            }
+            _ => {
+                return Err(CliError::arg(
+                    "--target",
+                    "the keystore has several targets: name one",
+                ))
+            }
+        },
+    };
+    let identity = PskIdentity::new(&t.key_id).map_err(|e| CliError::arg("--keystore", e))?;
+    let psk = target_psk(
+        &ke,
+        t.suid,
+        &t.target_id,
+        m2msec_core::kdf::SuidEncoding::AsciiDecimal,
+    )
+    .map_err(|e| CliError::arg("--keystore", e))?;
+    Ok((identity, psk))
 }

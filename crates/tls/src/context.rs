@@ -102,8 +102,14 @@ fn base(transport: Transport, policy: SuitePolicy) -> Result<SslContextBuilder> 
     b.set_cipher_list(&list)?;
     b.set_ciphersuites("")?;
     b.set_session_cache_mode(SslSessionCacheMode::OFF);
-    // Free the record buffers of idle connections (many idle DTLS sessions on one port).
-    b.set_mode(SslMode::RELEASE_BUFFERS);
+    if transport == Transport::Dtls {
+        // Free the record buffers of idle connections (many idle DTLS sessions on one port).
+        b.set_mode(SslMode::RELEASE_BUFFERS);
+    } else {
+        // TLS over TCP: read whole records (and what follows) in one read instead of header
+        // and body separately; keep the buffers, which a busy connection reuses per record.
+        b.set_read_ahead(true);
+    }
     if policy.psk && policy.psk_forward_secret {
         crate::ffi::set_dh_auto(&mut b);
     }

@@ -48,7 +48,15 @@ extern "C" {
 /// (`SSL_free_buffers`); OpenSSL allocates them again when it next reads or writes. DTLS never
 /// releases its read buffer by itself, even with `SSL_MODE_RELEASE_BUFFERS`, so an idle
 /// session would otherwise keep a ~17 KiB buffer. Returns whether they were freed.
+///
+/// Only with OpenSSL 3.2 or later (the vendored build is 3.6): with 3.0's DTLS record layer a
+/// write after `SSL_free_buffers` dereferences the freed write buffer (seen as a SIGSEGV in
+/// `SSL_write_ex` with Debian's 3.0.19; compare CVE-2024-4741). With an older library the
+/// buffers are kept.
 pub(crate) fn free_buffers(ssl: &SslRef) -> bool {
+    if openssl::version::number() < 0x3020_0000 {
+        return false;
+    }
     // SAFETY: `ssl` is a live SSL owned by the openssl crate; the call only frees buffers
     // that OpenSSL itself owns and reallocates on demand.
     unsafe { SSL_free_buffers(ssl.as_ptr()) == 1 }

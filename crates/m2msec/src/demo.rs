@@ -1,0 +1,447 @@
+//! `m2msec demo [--devices N] [--json]`: the whole enrolment story in one process on loopback,
+//! on embedded stores in a temporary directory:
+//!
+//! 1. start the MEF with its PKG (TS-0003 §8.3, seed 001) and an IN-CSE whose unknown KeIDs
+//!    are retrieved from that MEF (§8.3.2.1 step 6);
+//! 2. provision N devices at the MEF (KpmID, Kpm, Enrolee-ID, Enrolment Target = the IN-CSE);
+//! 3. enrol each device (bootstrap TLS-PSK with Kpm, Ke/KeID export, MEF Client Commands, IBC
+//!    credential) and store its keystore;
+//! 4. register each device's AE at the IN-CSE over TLS-PSK with psk_identity = KeID and the
+//!    §10.3.7 key: the CSE fetches the key from the MEF during the handshake;
+//! 5. write a container and a contentInstance as each AE;
+//! 6. have two devices sign with their IBC credentials and verify each other (RFC 6507).
+//!
+//! It prints per-step counts and times and exits 0 only if every step succeeded.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use rand_core::{OsRng, RngCore};
+use serde_json::{json, Value};
+
+use m2msec_bindings::client::HttpClient;
+use m2msec_bindings::{CseEndpoint, CseSecurity, Limits, Listeners, Server};
+use m2msec_core::eccsi::{verify, Kpak};
+use m2msec_core::ids::{CseId, SpId};
+use m2msec_core::kdf::SuidEncoding;
+use m2msec_core::secret::Kpm;
+use m2msec_cse::{Cse, CseConfig, CseType, Operation, RequestPrimitive, Rsc, SqliteStore};
+use m2msec_mef::endpoint::validate_ibc;
+use m2msec_mef::enrolee::{enrol, target_psk, EnrolParams, EnrolmentSecrets, Keystore};
+use m2msec_mef::target::{MefKeySource, MefLink};
+use m2msec_mef::{Device, LocalPkg, MefConfig, MefEndpoint, MefStore, TargetClient};
+use m2msec_tls::{ClientConfig, Psk, PskIdentity, TlsClient};
+
+use crate::error::CliError;
+
+const SP: &str = "demo.m2msec";
+const MEF_FQDN: &str = "mef.demo.m2msec";
+const CSE_ABS: &str = "//demo.m2msec/cse-in";
+const MAX_DEVICES: usize = 100_000;
+
+/// `m2msec demo`.
+#[derive(Args)]
+pub struct DemoArgs {
+    /// How many devices to provision, enrol and register.
+    #[arg(long, default_value_t = 10)]
+    devices: usize,
+    /// Print the summary as one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+struct Step {
+    name: &'static str,
+    ok: usize,
+    failed: usize,
+    elapsed: Duration,
+}
+
+impl Step {
+    fn json(&self) -> Value {
+        json!({"step": self.name, "ok": self.ok, "failed": self.failed,
+               "ms": (self.elapsed.as_secs_f64() * 1000.0 * 10.0).round() / 10.0})
+    }
+}
+
+struct DeviceRun {
+    ae_id: Option<String>,
+    ke_id: Option<String>,
+    ibc_id: Option<String>,
+    registered: bool,
+    wrote: bool,
+    error: Option<String>,
+    secrets: Option<EnrolmentSecrets>,
+}
+
+fn err_detail(r: &m2msec_cse::ResponsePrimitive) -> String {
+    format!(
+        "{} {}",
+        r.rsc.as_u16(),
+        r.pc.as_ref()
+            .and_then(|p| p.get("m2m:dbg"))
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+    )
+}
+
+/// Runs `m2msec demo`.
+pub fn run(a: DemoArgs) -> Result<ExitCode, CliError> {
+    if a.devices < 2 || a.devices > MAX_DEVICES {
+        return Err(CliError::arg(
+            "--devices",
+            format!("must be 2..{MAX_DEVICES} (two devices verify each other)"),
+        ));
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(CliError::other)?;
+    let (summary, all_ok) = rt.block_on(demo(a.devices))?;
+    if a.json {
+        println!("{summary}");
+    } else {
+        print_human(&summary);
+    }
+    Ok(if all_ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn print_human(s: &Value) {
+    println!(
+        "m2msec demo: {} devices on loopback",
+        s["devices"].as_array().map_or(0, Vec::len)
+    );
+    println!(
+        "  MEF  https://{} ({MEF_FQDN}, PKG in-process)",
+        s["mef"].as_str().unwrap_or("?")
+    );
+    println!(
+        "  CSE  https://{} ({CSE_ABS})",
+        s["cse"].as_str().unwrap_or("?")
+    );
+    for st in s["steps"].as_array().into_iter().flatten() {
+        println!(
+            "  {:<24} ok {:>6}  failed {:>4}  {:>9.1} ms",
+            st["step"].as_str().unwrap_or(""),
+            st["ok"],
+            st["failed"],
+            st["ms"].as_f64().unwrap_or(0.0)
+        );
+    }
+    if let Some(d) = s["devices"].as_array().and_then(|d| d.first()) {
+        println!("  first device: ae_id {} ke_id {}", d["ae_id"], d["ke_id"]);
+        println!("                ibc_id {}", d["ibc_id"]);
+    }
+    println!(
+        "  result: {}",
+        if s["ok"].as_bool() == Some(true) {
+            "every step succeeded"
+        } else {
+            "FAILED"
+        }
+    );
+}
+
+async fn demo(n: usize) -> Result<(Value, bool), CliError> {
+    let tmp = tempfile::tempdir().map_err(CliError::other)?;
+    let mef_dir = tmp.path().join("mef");
+    let cse_dir = tmp.path().join("cse");
+    let mut steps = Vec::new();
+
+    // 1. Services.
+    let t = Instant::now();
+    let mut cse_key = [0u8; 32];
+    OsRng.fill_bytes(&mut cse_key);
+    let cse_psk = Psk::new(&cse_key).map_err(CliError::other)?;
+    let cse_identity = PskIdentity::new(&format!("cse-in@{MEF_FQDN}")).map_err(CliError::other)?;
+    let pkg = {
+        let mut s = MefStore::open(&mef_dir).map_err(CliError::other)?;
+        LocalPkg::from_store(&mut s).map_err(CliError::other)?
+    };
+    let (mef_ep, mef_tls) = MefEndpoint::new(
+        MefConfig {
+            fqdn: MEF_FQDN.parse().map_err(CliError::other)?,
+            ibc: true,
+            retry_duration: "PT1H".parse().map_err(CliError::other)?,
+            suid_encoding: SuidEncoding::AsciiDecimal,
+            max_registration_secs: 86_400,
+        },
+        &mef_dir,
+        Arc::new(pkg),
+        vec![TargetClient {
+            psk_identity: cse_identity.clone(),
+            key: cse_psk.clone(),
+            client_id: CSE_ABS.into(),
+        }],
+    )
+    .map_err(CliError::other)?;
+    let listeners = || Listeners {
+        tls_addr: "127.0.0.1:0".parse().expect("literal address"),
+        plain_addr: None,
+        limits: Limits::default(),
+    };
+    let mef_server = Server::with_endpoint(listeners(), &mef_tls, mef_ep.clone())
+        .await
+        .map_err(CliError::other)?;
+    let mef_addr = mef_server
+        .tls_addr()
+        .ok_or_else(|| CliError::other("MEF address"))?;
+    tokio::spawn(mef_server.serve());
+
+    let cse = Cse::new(
+        CseConfig {
+            sp: SP.parse::<SpId>().map_err(CliError::other)?,
+            cse_id: "/cse-in".parse::<CseId>().map_err(CliError::other)?,
+            cb_rn: "cb".into(),
+            cse_type: CseType::In,
+            poa: vec![],
+        },
+        SqliteStore::open(&cse_dir).map_err(CliError::other)?,
+    )
+    .map_err(|e| CliError::other(e.detail))?;
+    let (cse_ep, cse_tls) = CseEndpoint::new(cse, &CseSecurity::default());
+    let source = MefKeySource::new(MefLink {
+        host: "127.0.0.1".into(),
+        port: mef_addr.port(),
+        fqdn: MEF_FQDN.parse().map_err(CliError::other)?,
+        psk_identity: cse_identity,
+        psk: cse_psk,
+        cse_id: CSE_ABS.into(),
+        suid: m2msec_mef::endpoint::TARGET_SUID,
+        timeout: Duration::from_secs(5),
+    })
+    .map_err(CliError::other)?;
+    cse_ep.set_remote_key_source(Arc::new(source));
+    let cse_server = Server::with_endpoint(listeners(), &cse_tls, cse_ep.clone())
+        .await
+        .map_err(CliError::other)?;
+    let cse_addr = cse_server
+        .tls_addr()
+        .ok_or_else(|| CliError::other("CSE address"))?;
+    tokio::spawn(cse_server.serve());
+    steps.push(Step {
+        name: "start MEF+PKG and IN-CSE",
+        ok: 2,
+        failed: 0,
+        elapsed: t.elapsed(),
+    });
+
+    // 2. Provision.
+    let t = Instant::now();
+    let mut kpms = Vec::with_capacity(n);
+    let mut rows = Vec::with_capacity(n);
+    for i in 0..n {
+        let mut k = [0u8; 32];
+        OsRng.fill_bytes(&mut k);
+        let kpm = Kpm::from_bytes(&k).map_err(CliError::other)?;
+        rows.push((
+            Device {
+                kpm_id: format!("dev{i:05}@{MEF_FQDN}"),
+                enrolee_id: format!("Cdemo{i:05}"),
+                targets: vec![CSE_ABS.into()],
+                enrolment_secs: 86_400,
+                created: 0,
+                revoked: None,
+            },
+            kpm.clone(),
+        ));
+        kpms.push(kpm);
+    }
+    let mut provisioned = 0;
+    for chunk in rows.chunks(1000) {
+        let out = mef_ep
+            .with_store(|s| s.add_devices(chunk))
+            .map_err(CliError::other)?;
+        provisioned += out.len();
+    }
+    steps.push(Step {
+        name: "provision devices",
+        ok: provisioned,
+        failed: n - provisioned,
+        elapsed: t.elapsed(),
+    });
+
+    // 3. Enrol.
+    let t = Instant::now();
+    let mut runs: Vec<DeviceRun> = Vec::with_capacity(n);
+    let ks_root = tmp.path().join("devices");
+    for (i, kpm) in kpms.iter().enumerate() {
+        let kpm_id = format!("dev{i:05}@{MEF_FQDN}");
+        let p = EnrolParams {
+            transport: Default::default(),
+            host: "127.0.0.1".into(),
+            port: mef_addr.port(),
+            kpm_id: kpm_id.parse().map_err(CliError::other)?,
+            kpm: kpm.clone(),
+            id1: format!("Cdemo{i:05}"),
+            targets: vec![CSE_ABS.into()],
+            admin_fqdn: format!("admin.{SP}"),
+            suid_encoding: SuidEncoding::AsciiDecimal,
+        };
+        let mut run = DeviceRun {
+            ae_id: None,
+            ke_id: None,
+            ibc_id: None,
+            registered: false,
+            wrote: false,
+            error: None,
+            secrets: None,
+        };
+        match enrol(&p).await {
+            Ok(s) => {
+                let saved = Keystore::open(&ks_root.join(format!("{i:05}")))
+                    .and_then(|ks| ks.save(&kpm_id, &mef_addr.to_string(), &s));
+                match saved {
+                    Ok(()) => {
+                        run.ke_id = Some(s.summary.ke_id.clone());
+                        run.ibc_id = s.summary.ibc_id.clone();
+                        run.secrets = Some(s);
+                    }
+                    Err(e) => run.error = Some(format!("keystore: {e}")),
+                }
+            }
+            Err(e) => run.error = Some(format!("enrol: {e}")),
+        }
+        runs.push(run);
+    }
+    let enrolled = runs.iter().filter(|r| r.secrets.is_some()).count();
+    steps.push(Step {
+        name: "enrol (TLS-PSK + IBC)",
+        ok: enrolled,
+        failed: n - enrolled,
+        elapsed: t.elapsed(),
+    });
+
+    // 4. Register at the CSE with psk_identity = KeID; 5. write a contentInstance.
+    let t_reg = Instant::now();
+    let mut write_time = Duration::ZERO;
+    for (i, run) in runs.iter_mut().enumerate() {
+        let Some(s) = &run.secrets else { continue };
+        let from = format!("Cdemo{i:05}");
+        let res: Result<(), String> = async {
+            let psk = target_psk(&s.ke, 22, CSE_ABS, SuidEncoding::AsciiDecimal)
+                .map_err(|e| e.to_string())?;
+            let id = PskIdentity::new(&s.summary.ke_id).map_err(|e| e.to_string())?;
+            let client = TlsClient::new(ClientConfig::psk(id, psk)).map_err(|e| e.to_string())?;
+            let ch = client
+                .connect("127.0.0.1", cse_addr.port(), None)
+                .await
+                .map_err(|e| format!("CSE handshake: {e}"))?;
+            let mut http = HttpClient::new(ch, "127.0.0.1").await.map_err(|e| e.to_string())?;
+            let mut req = RequestPrimitive::new(Operation::Create, "cb", Some(&from), "r1");
+            req.ty = Some(2);
+            req.pc = Some(json!({"m2m:ae": {"rn": format!("demo{i:05}"), "api": "Ndemo", "rr": false, "srv": ["3"]}}));
+            let r = http.send(&req).await.map_err(|e| e.to_string())?;
+            if r.rsc != Rsc::Created {
+                return Err(format!("AE CREATE: {}", err_detail(&r)));
+            }
+            let aei = r.pc.as_ref().and_then(|p| p["m2m:ae"]["aei"].as_str()).unwrap_or_default().to_string();
+            run.ae_id = Some(aei.clone());
+            run.registered = true;
+            let tw = Instant::now();
+            let mut req = RequestPrimitive::new(Operation::Create, format!("cb/demo{i:05}"), Some(&aei), "r2");
+            req.ty = Some(3);
+            req.pc = Some(json!({"m2m:cnt": {"rn": "data"}}));
+            let r = http.send(&req).await.map_err(|e| e.to_string())?;
+            if r.rsc != Rsc::Created {
+                return Err(format!("container CREATE: {}", err_detail(&r)));
+            }
+            let mut req = RequestPrimitive::new(Operation::Create, format!("cb/demo{i:05}/data"), Some(&aei), "r3");
+            req.ty = Some(4);
+            req.pc = Some(json!({"m2m:cin": {"cnf": "text/plain:0", "con": format!("{}", 20 + i % 10)}}));
+            let r = http.send(&req).await.map_err(|e| e.to_string())?;
+            write_time += tw.elapsed();
+            if r.rsc != Rsc::Created {
+                return Err(format!("contentInstance CREATE: {}", err_detail(&r)));
+            }
+            run.wrote = true;
+            Ok(())
+        }
+        .await;
+        if let Err(e) = res {
+            run.error = Some(e);
+        }
+    }
+    let registered = runs.iter().filter(|r| r.registered).count();
+    let wrote = runs.iter().filter(|r| r.wrote).count();
+    steps.push(Step {
+        name: "register AE (KeID via MEF)",
+        ok: registered,
+        failed: n - registered,
+        elapsed: t_reg.elapsed().saturating_sub(write_time),
+    });
+    steps.push(Step {
+        name: "write contentInstance",
+        ok: wrote,
+        failed: n - wrote,
+        elapsed: write_time,
+    });
+
+    // 6. Two devices verify each other's ECCSI signatures.
+    let t = Instant::now();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let creds: Vec<_> = runs
+        .iter()
+        .filter_map(|r| r.secrets.as_ref()?.ibc.clone())
+        .take(2)
+        .collect();
+    let mut verified = 0;
+    if creds.len() == 2 {
+        for (signer, verifier) in [(0usize, 1usize), (1, 0)] {
+            let ok = (|| -> Option<bool> {
+                let key = validate_ibc(&creds[signer], now).ok()?;
+                let msg = format!("reading from {}", creds[signer].id2);
+                let sig = key.sign(msg.as_bytes(), &mut OsRng);
+                // The verifier uses its own KPAK copy and checks the signer's ID2 expiry.
+                let kpak = Kpak::from_bytes(&hex::decode(&creds[verifier].kpak).ok()?).ok()?;
+                let exp = m2msec_mef::endpoint::id2_expiry(&creds[signer].id2)?;
+                Some(
+                    exp.to_unix() > now
+                        && verify(&kpak, creds[signer].id2.as_bytes(), msg.as_bytes(), &sig)
+                            .is_ok(),
+                )
+            })();
+            if ok == Some(true) {
+                verified += 1;
+            }
+        }
+    }
+    steps.push(Step {
+        name: "IBC mutual verification",
+        ok: verified,
+        failed: 2 - verified,
+        elapsed: t.elapsed(),
+    });
+
+    let fetched = mef_ep.with_store(|s| s.counts()).map_err(CliError::other)?;
+    let all_ok = steps.iter().all(|s| s.failed == 0);
+    let devices: Vec<Value> = runs
+        .iter()
+        .map(|r| {
+            let mut d = json!({"ae_id": r.ae_id, "ke_id": r.ke_id, "ibc_id": r.ibc_id, "registered": r.registered});
+            if let Some(e) = &r.error {
+                d["error"] = json!(e);
+            }
+            d
+        })
+        .collect();
+    let summary = json!({
+        "ok": all_ok,
+        "mef": mef_addr.to_string(),
+        "cse": cse_addr.to_string(),
+        "steps": steps.iter().map(Step::json).collect::<Vec<_>>(),
+        "mef_store": {"devices": fetched.0, "enrolments": fetched.1},
+        "devices": devices,
+    });
+    Ok((summary, all_ok))
+}

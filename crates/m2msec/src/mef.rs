@@ -1,0 +1,390 @@
+//! `m2msec mef serve --config FILE`: the M2M Enrolment Function with its PKG (TS-0003 §8.3,
+//! seed 001) over HTTP (TS-0009) on TLS 1.2 PSK; `m2msec mef device …`: operator tools on its
+//! store.
+//!
+//! The configuration is one TOML file (`examples/mef.toml` documents every option). Devices
+//! (KpmID → Kpm, Enrolee-ID, Enrolment Targets, Enrolment Expiry) live in the store and are
+//! added with `m2msec mef device add|import`; MEF clients that fetch keys (the registrar CSEs
+//! that are Enrolment Targets) are `[[target]]` entries with their own PSK (BRIEF A3).
+//!
+//! When the listener is bound, one line goes to stderr: `m2msec mef: listening on https://ADDR
+//! (TLS-PSK) for FQDN`.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Args, Subcommand};
+use serde::Deserialize;
+
+use m2msec_bindings::{CoapServer, Limits, Listeners, Server};
+use m2msec_core::duration::XsDuration;
+use m2msec_core::ids::Fqdn;
+use m2msec_core::kdf::SuidEncoding;
+use m2msec_mef::{LocalPkg, MefConfig, MefEndpoint, MefStore, TargetClient};
+use m2msec_tls::{DtlsOptions, Psk, PskIdentity};
+
+use crate::error::CliError;
+
+/// `m2msec mef` subcommands.
+#[derive(Subcommand)]
+pub enum MefCmd {
+    /// Run the MEF (with its PKG) until killed.
+    Serve(ServeArgs),
+    /// Provision, list and revoke devices in the MEF's store.
+    Device {
+        #[command(subcommand)]
+        cmd: crate::mef_admin::DeviceCmd,
+    },
+}
+
+/// `m2msec mef serve`.
+#[derive(Args)]
+pub struct ServeArgs {
+    /// The TOML configuration (see examples/mef.toml).
+    #[arg(long, value_name = "FILE")]
+    pub config: PathBuf,
+}
+
+fn loopback() -> IpAddr {
+    IpAddr::V4(Ipv4Addr::LOCALHOST)
+}
+fn default_port() -> u16 {
+    8444
+}
+fn default_true() -> bool {
+    true
+}
+fn default_retry() -> String {
+    "PT1H".into()
+}
+fn default_reg_secs() -> u64 {
+    30 * 86_400
+}
+fn default_enrolment_secs() -> u64 {
+    365 * 86_400
+}
+
+/// The configuration file.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The MEF's FQDN: KeID = hex@FQDN, the SNI it answers, the FQDN in ID2.
+    pub fqdn: String,
+    /// Store directory (mef.sqlite3 and the KEK file `kek`).
+    pub data_dir: PathBuf,
+    #[serde(default)]
+    tls: TlsSection,
+    #[serde(default)]
+    enrolment: EnrolmentSection,
+    #[serde(default)]
+    target: Vec<TargetEntry>,
+    #[serde(default)]
+    coap: CoapSection,
+    /// A PKG service instead of the in-process PKG.
+    #[serde(default)]
+    pkg: Option<crate::pkg::PkgSection>,
+}
+
+fn default_coap_port() -> u16 {
+    5685
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CoapSection {
+    #[serde(default)]
+    enabled: bool,
+    #[serde(default = "loopback")]
+    bind: IpAddr,
+    #[serde(default = "default_coap_port")]
+    port: u16,
+}
+
+impl Default for CoapSection {
+    fn default() -> Self {
+        CoapSection {
+            enabled: false,
+            bind: loopback(),
+            port: default_coap_port(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TlsSection {
+    #[serde(default = "loopback")]
+    bind: IpAddr,
+    #[serde(default = "default_port")]
+    port: u16,
+    /// The MEF's FQDN certificate chain (PEM, leaf first) for the Certificate-Based RSPF.
+    #[serde(default)]
+    certificate: Option<PathBuf>,
+    /// Its private key (PEM, P-256, mode 0600).
+    #[serde(default)]
+    private_key: Option<PathBuf>,
+    /// Trust anchors (PEM) for device certificates.
+    #[serde(default)]
+    client_ca: Option<PathBuf>,
+}
+
+impl Default for TlsSection {
+    fn default() -> Self {
+        TlsSection {
+            bind: loopback(),
+            port: default_port(),
+            certificate: None,
+            private_key: None,
+            client_ca: None,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EnrolmentSection {
+    #[serde(default = "default_true")]
+    ibc: bool,
+    #[serde(default = "default_retry")]
+    retry_duration: String,
+    #[serde(default)]
+    suid_encoding: Option<String>,
+    #[serde(default = "default_reg_secs")]
+    max_registration_secs: u64,
+    /// Default Enrolment Expiry (Ke lifetime) for devices added without one.
+    #[serde(default = "default_enrolment_secs")]
+    pub default_enrolment_secs: u64,
+}
+
+impl Default for EnrolmentSection {
+    fn default() -> Self {
+        EnrolmentSection {
+            ibc: true,
+            retry_duration: default_retry(),
+            suid_encoding: None,
+            max_registration_secs: default_reg_secs(),
+            default_enrolment_secs: default_enrolment_secs(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TargetEntry {
+    /// psk_identity of the target client.
+    identity: String,
+    /// Its PSK in hex, mode 0600.
+    key_file: PathBuf,
+    /// Its absolute ID (e.g. `//sp.example/cse-in`).
+    id: String,
+}
+
+fn cfg_err(msg: impl std::fmt::Display) -> CliError {
+    CliError::arg("--config", msg)
+}
+
+/// A validated configuration.
+pub struct Loaded {
+    /// Engine configuration.
+    pub mef: MefConfig,
+    /// Certificate-Based RSPF: the MEF's credential and the device trust anchors.
+    certificates: Option<(m2msec_tls::CertCredential, m2msec_tls::TrustAnchors)>,
+    /// Store directory.
+    pub data_dir: PathBuf,
+    /// Listener address.
+    pub addr: SocketAddr,
+    /// CoAP/DTLS listener address, if enabled.
+    pub coap_addr: Option<SocketAddr>,
+    /// Target clients.
+    pub targets: Vec<TargetClient>,
+    /// Default Enrolment Expiry, seconds.
+    pub default_enrolment_secs: u64,
+    /// The remote PKG, if configured.
+    pkg: Option<crate::pkg::PkgSection>,
+}
+
+/// Reads and validates the configuration at `path`.
+pub fn load(path: &Path) -> Result<Loaded, CliError> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| cfg_err(format!("{}: {e}", path.display())))?;
+    let c: Config =
+        toml::from_str(&text).map_err(|e| cfg_err(format!("{}: {e}", path.display())))?;
+    let fqdn: Fqdn = c.fqdn.parse().map_err(|e| cfg_err(format!("fqdn: {e}")))?;
+    let retry: XsDuration = c
+        .enrolment
+        .retry_duration
+        .parse()
+        .map_err(|e| cfg_err(format!("[enrolment] retry_duration: {e}")))?;
+    let suid_encoding = match c.enrolment.suid_encoding.as_deref() {
+        None | Some("ascii") => SuidEncoding::AsciiDecimal,
+        Some("octet") => SuidEncoding::SingleOctet,
+        Some(o) => {
+            return Err(cfg_err(format!(
+                "[enrolment] suid_encoding must be \"ascii\" or \"octet\", not {o:?}"
+            )))
+        }
+    };
+    if c.enrolment.max_registration_secs == 0 || c.enrolment.default_enrolment_secs == 0 {
+        return Err(cfg_err("[enrolment] lifetimes must be positive"));
+    }
+    let mut targets = Vec::new();
+    for t in &c.target {
+        let key_text = m2msec_keystore::read_secret_file(&t.key_file)
+            .map_err(|e| cfg_err(format!("target {}: {e}", t.identity)))?;
+        let key = Psk::from_hex(key_text.trim())
+            .map_err(|e| cfg_err(format!("target {}: key_file: {e}", t.identity)))?;
+        if !t.id.starts_with("//") {
+            return Err(cfg_err(format!(
+                "target {}: id must be an absolute CSE-ID or AE-ID (//SP/...)",
+                t.identity
+            )));
+        }
+        targets.push(TargetClient {
+            psk_identity: PskIdentity::new(&t.identity)
+                .map_err(|e| cfg_err(format!("target identity {:?}: {e}", t.identity)))?,
+            key,
+            client_id: t.id.clone(),
+        });
+    }
+    Ok(Loaded {
+        mef: MefConfig {
+            fqdn,
+            ibc: c.enrolment.ibc,
+            retry_duration: retry,
+            suid_encoding,
+            max_registration_secs: c.enrolment.max_registration_secs,
+        },
+        data_dir: c.data_dir,
+        addr: SocketAddr::new(c.tls.bind, c.tls.port),
+        coap_addr: c
+            .coap
+            .enabled
+            .then(|| SocketAddr::new(c.coap.bind, c.coap.port)),
+        targets,
+        default_enrolment_secs: c.enrolment.default_enrolment_secs,
+        pkg: c.pkg,
+        certificates: load_certificates(&c.tls)?,
+    })
+}
+
+/// Opens the store of a loaded configuration.
+pub fn open_store(l: &Loaded) -> Result<MefStore, CliError> {
+    MefStore::open(&l.data_dir)
+        .map_err(|e| cfg_err(format!("data_dir {}: {e}", l.data_dir.display())))
+}
+
+/// A started MEF: its HTTPS server, optional CoAP server, and endpoint.
+pub type Started = (
+    Server<MefEndpoint>,
+    Option<CoapServer<MefEndpoint>>,
+    Arc<MefEndpoint>,
+);
+
+/// Starts a MEF on a runtime that already runs.
+pub async fn start(l: Loaded) -> Result<Started, CliError> {
+    let pkg: Arc<dyn m2msec_mef::Pkg> = match &l.pkg {
+        Some(p) => {
+            // The first call blocks on the network: keep it off the reactor.
+            let remote = tokio::task::block_in_place(|| p.connect())?;
+            Arc::new(remote)
+        }
+        None => {
+            let mut store = open_store(&l)?;
+            Arc::new(LocalPkg::from_store(&mut store).map_err(|e| cfg_err(format!("PKG: {e}")))?)
+        }
+    };
+    let (ep, mut tls) = MefEndpoint::new(l.mef, &l.data_dir, pkg, l.targets)
+        .map_err(|e| cfg_err(format!("data_dir {}: {e}", l.data_dir.display())))?;
+    let limits = Limits::default();
+    tls.handshake_timeout = limits.handshake_timeout;
+    if let Some((cred, anchors)) = l.certificates {
+        // TS-0003 §8.3.2.2 with the §10.2.3 suites (BRIEF A28): devices whose verified
+        // certificate names a device provisioned as `cert:<identity>`.
+        let mut certs = m2msec_tls::ServerCertificates::new();
+        certs.set_default(cred);
+        tls.certificates = Some(certs);
+        tls.suites.ecdhe_ecdsa = true;
+        tls.client_auth = Some(m2msec_tls::ClientAuth {
+            anchors,
+            allowed: vec![],
+        });
+    }
+    let server = Server::with_endpoint(
+        Listeners {
+            tls_addr: l.addr,
+            plain_addr: None,
+            limits,
+        },
+        &tls,
+        ep.clone(),
+    )
+    .await
+    .map_err(cfg_err)?;
+    let coap = match l.coap_addr {
+        Some(addr) => Some(
+            CoapServer::bind(addr, &tls, DtlsOptions::default(), limits, ep.clone())
+                .await
+                .map_err(cfg_err)?,
+        ),
+        None => None,
+    };
+    Ok((server, coap, ep))
+}
+
+/// Runs a `mef` subcommand.
+pub fn run(cmd: MefCmd) -> Result<ExitCode, CliError> {
+    match cmd {
+        MefCmd::Serve(a) => serve(a),
+        MefCmd::Device { cmd } => crate::mef_admin::run(cmd),
+    }
+}
+
+fn serve(a: ServeArgs) -> Result<ExitCode, CliError> {
+    let loaded = load(&a.config)?;
+    let fqdn = loaded.mef.fqdn.clone();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(CliError::other)?;
+    rt.block_on(async move {
+        let (server, coap, _ep) = start(loaded).await?;
+        let mut line = String::from("m2msec mef: listening on ");
+        if let Some(t) = server.tls_addr() {
+            line.push_str(&format!("https://{t} (TLS-PSK)"));
+        }
+        if let Some(c) = &coap {
+            line.push_str(&format!(" and coaps://{} (DTLS-PSK)", c.local_addr()));
+        }
+        eprintln!("{line} for {fqdn}");
+        if let Some(c) = coap {
+            tokio::spawn(c.serve());
+        }
+        server.serve().await;
+        Err(CliError::other("the MEF service stopped"))
+    })
+}
+
+fn load_certificates(
+    t: &TlsSection,
+) -> Result<Option<(m2msec_tls::CertCredential, m2msec_tls::TrustAnchors)>, CliError> {
+    let (cert, key, ca) = match (&t.certificate, &t.private_key, &t.client_ca) {
+        (None, None, None) => return Ok(None),
+        (Some(c), Some(k), Some(a)) => (c, k, a),
+        _ => {
+            return Err(cfg_err(
+                "[tls] certificate, private_key and client_ca go together",
+            ))
+        }
+    };
+    let read =
+        |p: &Path| std::fs::read(p).map_err(|e| cfg_err(format!("[tls] {}: {e}", p.display())));
+    let key_pem = m2msec_keystore::read_secret_file(key)
+        .map_err(|e| cfg_err(format!("[tls] private_key: {e}")))?;
+    let cred = m2msec_tls::CertCredential::from_pem(&read(cert)?, key_pem.as_bytes())
+        .map_err(|e| cfg_err(format!("[tls] certificate: {e}")))?;
+    let anchors = m2msec_tls::TrustAnchors::from_pem(&read(ca)?)
+        .map_err(|e| cfg_err(format!("[tls] client_ca: {e}")))?;
+    Ok(Some((cred, anchors)))
+}

@@ -1,0 +1,174 @@
+//! `m2msec pkg serve --config FILE`: the PKG of seed 001 as a service of its own, for MEFs that
+//! keep the KMS secret on another host (BRIEF A32). It serves only the `[[client]]` MEFs, each
+//! authenticated by its own PSK over TLS 1.2 (both ends authenticated). The KSAK rests sealed in
+//! `data_dir` (`mef.sqlite3`'s `pkg` table under `data_dir/kek`). A MEF uses it through a `[pkg]`
+//! section in its own configuration.
+//!
+//! When bound, one line goes to stderr: `m2msec pkg: listening on https://ADDR (TLS-PSK) for FQDN`.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+use serde::Deserialize;
+
+use m2msec_bindings::{Limits, Listeners, Server};
+use m2msec_core::ids::Fqdn;
+use m2msec_mef::pkg_service::{PkgClient, PkgEndpoint, PkgLink, RemotePkg};
+use m2msec_mef::{LocalPkg, MefStore};
+use m2msec_tls::{Psk, PskIdentity};
+
+use crate::error::CliError;
+
+/// `m2msec pkg` subcommands.
+#[derive(Subcommand)]
+pub enum PkgCmd {
+    /// Run the PKG service until killed.
+    Serve(ServeArgs),
+}
+
+/// `m2msec pkg serve`.
+#[derive(Args)]
+pub struct ServeArgs {
+    /// The TOML configuration: fqdn, data_dir, [tls] bind/port, [[client]] identity/key_file.
+    #[arg(long, value_name = "FILE")]
+    config: PathBuf,
+}
+
+fn loopback() -> IpAddr {
+    IpAddr::V4(Ipv4Addr::LOCALHOST)
+}
+fn default_port() -> u16 {
+    8445
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Config {
+    fqdn: String,
+    data_dir: PathBuf,
+    #[serde(default = "loopback")]
+    bind: IpAddr,
+    #[serde(default = "default_port")]
+    port: u16,
+    #[serde(default)]
+    client: Vec<ClientEntry>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClientEntry {
+    identity: String,
+    key_file: PathBuf,
+}
+
+fn cfg_err(msg: impl std::fmt::Display) -> CliError {
+    CliError::arg("--config", msg)
+}
+
+fn read_psk(path: &std::path::Path, what: &str) -> Result<Psk, CliError> {
+    let text =
+        m2msec_keystore::read_secret_file(path).map_err(|e| cfg_err(format!("{what}: {e}")))?;
+    Psk::from_hex(text.trim()).map_err(|e| cfg_err(format!("{what}: key_file: {e}")))
+}
+
+/// Runs a `pkg` subcommand.
+pub fn run(cmd: PkgCmd) -> Result<ExitCode, CliError> {
+    match cmd {
+        PkgCmd::Serve(a) => serve(a),
+    }
+}
+
+fn serve(a: ServeArgs) -> Result<ExitCode, CliError> {
+    let text = std::fs::read_to_string(&a.config)
+        .map_err(|e| cfg_err(format!("{}: {e}", a.config.display())))?;
+    let c: Config =
+        toml::from_str(&text).map_err(|e| cfg_err(format!("{}: {e}", a.config.display())))?;
+    let fqdn: Fqdn = c.fqdn.parse().map_err(|e| cfg_err(format!("fqdn: {e}")))?;
+    if c.client.is_empty() {
+        return Err(cfg_err("no [[client]] MEF configured"));
+    }
+    let mut clients = Vec::new();
+    for e in &c.client {
+        clients.push(PkgClient {
+            psk_identity: PskIdentity::new(&e.identity)
+                .map_err(|err| cfg_err(format!("client {:?}: {err}", e.identity)))?,
+            key: read_psk(&e.key_file, &format!("client {}", e.identity))?,
+        });
+    }
+    let pkg = {
+        let mut s = MefStore::open(&c.data_dir)
+            .map_err(|e| cfg_err(format!("data_dir {}: {e}", c.data_dir.display())))?;
+        LocalPkg::from_store(&mut s).map_err(|e| cfg_err(format!("KMS: {e}")))?
+    };
+    let (ep, mut tls) = PkgEndpoint::new(Arc::new(pkg), fqdn.clone(), &clients);
+    let limits = Limits::default();
+    tls.handshake_timeout = limits.handshake_timeout;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(CliError::other)?;
+    rt.block_on(async move {
+        let server = Server::with_endpoint(
+            Listeners {
+                tls_addr: SocketAddr::new(c.bind, c.port),
+                plain_addr: None,
+                limits,
+            },
+            &tls,
+            ep,
+        )
+        .await
+        .map_err(cfg_err)?;
+        if let Some(t) = server.tls_addr() {
+            eprintln!("m2msec pkg: listening on https://{t} (TLS-PSK) for {fqdn}");
+        }
+        server.serve().await;
+        Err(CliError::other("the PKG service stopped"))
+    })
+}
+
+/// The `[pkg]` section of a MEF configuration: use a PKG service instead of the in-process one.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PkgSection {
+    /// `https://HOST:PORT` of the PKG service.
+    url: String,
+    /// The PKG's FQDN (SNI).
+    fqdn: String,
+    /// The MEF's psk_identity at the PKG.
+    identity: String,
+    /// The MEF's PSK at the PKG, hex, mode 0600.
+    key_file: PathBuf,
+    /// Deadline per call, seconds.
+    #[serde(default = "default_timeout")]
+    timeout_secs: u64,
+}
+
+fn default_timeout() -> u64 {
+    5
+}
+
+impl PkgSection {
+    /// Connects to the PKG service (learning its KPAK).
+    pub fn connect(&self) -> Result<RemotePkg, CliError> {
+        let err = |m: String| cfg_err(format!("[pkg] {m}"));
+        let (host, port) = crate::enrol::parse_mef_uri(&self.url).map_err(|e| err(e.msg))?;
+        if self.timeout_secs == 0 || self.timeout_secs > 60 {
+            return Err(err("timeout_secs must be 1..60".into()));
+        }
+        RemotePkg::connect(PkgLink {
+            host,
+            port,
+            fqdn: self.fqdn.parse().map_err(|e| err(format!("fqdn: {e}")))?,
+            psk_identity: PskIdentity::new(&self.identity)
+                .map_err(|e| err(format!("identity: {e}")))?,
+            psk: read_psk(&self.key_file, "[pkg]")?,
+            timeout: Duration::from_secs(self.timeout_secs),
+        })
+        .map_err(|e| err(e.to_string()))
+    }
+}

@@ -1,0 +1,1012 @@
+//! The MEF as an [`Endpoint`] of the bindings (HTTP over TLS, CoAP over DTLS): TS-0003 §8.3.2.1
+//! (bootstrap and the enrolment exchange), §8.3.4.6 and §8.3.9 (MEF Client Commands), §8.3.5
+//! (client and key registration procedures), seed 001 (IBC credential enrolment) and the legacy
+//! `/fetchCredentials/<KeID>/<SUID>` retrieval. Wire formats: [`crate::wire`].
+//!
+//! Two kinds of session:
+//! - **Enrolee** (psk_identity = a provisioned KpmID, psk = Kpm): at `open`, Ke, RelativeKeID
+//!   and KeID come from the session's `EXPORTER-oneM2M-Bootstrap` export (§10.3.1, §10.3.4).
+//!   The exchange runs Client Registration → Command Retrieve/Update for each Enrolment Target
+//!   (MO_NODE `[authenticationProfile]` with SUID 22, then NO_MORE_COMMANDS) → IBC enrolment
+//!   (ID1 → ID2, SSK, PVT, KPAK) → the Enrolee's success report. Only then is the enrolment
+//!   committed, in one transaction, and the MEF ends the exchange and closes the session
+//!   (§8.3.2.1 step 16). A session that dies earlier leaves nothing behind: the device simply
+//!   enrols again.
+//! - **Target** (a configured MEF client: a CSE that must fetch keys, authenticated by its own
+//!   PSK, BRIEF A3): `/fetchCredentials` and MEF Key Retrieval, authorised against the
+//!   Enrolment Targets / targetIDs with the authenticated client ID.
+
+use std::collections::{HashMap, VecDeque};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
+use rand_core::{OsRng, RngCore};
+use serde_json::Value;
+
+use m2msec_bindings::{AssociationInfo, CloseSignal, Endpoint, Handled, Opened};
+use m2msec_core::duration::XsDuration;
+use m2msec_core::eccsi::SigningKey;
+use m2msec_core::export::ExporterLabel;
+use m2msec_core::ids::{Fqdn, KeId};
+use m2msec_core::kdf::{enrolment_key, usage_constrained_key, KdfIdentifier, SuidEncoding};
+use m2msec_core::sec::{
+    AnyUri, CmdArgs, CmdDescription, CmdStatusCode, M2mId, MoNodeCmdArgs, NoMoreCmdArgs,
+};
+use m2msec_core::secret::{Ke, Kpm};
+use m2msec_core::suid::Suid;
+use m2msec_core::timestamp::Timestamp;
+use m2msec_cse::{CseError, Operation, RequestPrimitive, ResponsePrimitive, Rsc};
+use m2msec_tls::{Psk, PskIdentity, PskResolver, ResolvedPsk, ServerConfig};
+
+use crate::pkg::Pkg;
+use crate::store::{Enrolment, KeyRegRow, MefStore, StoreError};
+use crate::wire::{self, *};
+
+/// SUID of the keys the exchange configures for each Enrolment Target: 22, a symmetric key
+/// established by the RSPF for security association establishment (TS-0004 table
+/// 6.3.4.2.39-1; BRIEF §3(a) MO_NODE families).
+pub const TARGET_SUID: u8 = 22;
+
+/// Devices that bootstrap with a certificate (TS-0003 §8.3.2.2) are stored under
+/// `cert:<identity>`, the identity being the one their verified certificate binds (the SAN the
+/// TLS layer reports). Their stored Kpm is never used: PSK handshakes with such an identity are
+/// refused.
+pub const CERT_DEVICE_PREFIX: &str = "cert:";
+
+/// MEF configuration.
+#[derive(Debug, Clone)]
+pub struct MefConfig {
+    /// The MEF's FQDN (KeID = hex@FQDN, Key Identifiers, ID2).
+    pub fqdn: Fqdn,
+    /// Run seed 001's IBC credential enrolment in the exchange.
+    pub ibc: bool,
+    /// retryDuration of NO_MORE_COMMANDS.
+    pub retry_duration: XsDuration,
+    /// SUID encoding of the §10.3.7 derivation (BRIEF A7).
+    pub suid_encoding: SuidEncoding,
+    /// Longest MEF Client registration / key registration lifetime, in seconds.
+    pub max_registration_secs: u64,
+}
+
+/// A configured MEF client that retrieves keys (an Enrolment Target such as a registrar CSE).
+#[derive(Debug, Clone)]
+pub struct TargetClient {
+    /// Its psk_identity.
+    pub psk_identity: PskIdentity,
+    /// Its PSK.
+    pub key: Psk,
+    /// Its absolute ID (CSE-ID `//sp/cse-in`, AE-ID or MAF FQDN): what it is authorised as.
+    pub client_id: String,
+}
+
+/// Per-session state.
+#[derive(Debug)]
+pub enum MefSession {
+    /// An Enrolee in the enrolment exchange.
+    Enrolee(Box<Mutex<Exchange>>),
+    /// A configured target client.
+    Target {
+        /// Its authenticated ID.
+        client_id: String,
+    },
+}
+
+/// Where an exchange is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    Bootstrapped,
+    Registered,
+    Ended,
+}
+
+/// The Enrolee side of one session, as the MEF tracks it.
+pub struct Exchange {
+    kpm_id: String,
+    enrolee_id: String,
+    targets: Vec<String>,
+    enrolment_secs: u64,
+    ke: Ke,
+    ke_id: KeId,
+    kc: Option<(m2msec_core::secret::Kc, [u8; 16])>,
+    stage: Stage,
+    reg_id: String,
+    reg_expires: i64,
+    enrolment_expires: i64,
+    admin_fqdn: String,
+    labels: Option<Vec<String>>,
+    commands: VecDeque<(String, CmdDescription)>,
+    retrieved: bool,
+    id2: Option<String>,
+}
+
+impl std::fmt::Debug for Exchange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Exchange")
+            .field("kpm_id", &self.kpm_id)
+            .field("ke_id", &self.ke_id.to_string())
+            .field("stage", &self.stage)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Clock: unix seconds.
+pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
+
+fn system_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// The MEF endpoint.
+pub struct MefEndpoint {
+    cfg: MefConfig,
+    store: Mutex<MefStore>,
+    /// A second connection for lookups, so a session opening (on a tokio worker) or a
+    /// retrieval never waits behind another session's commit and its fsync (WAL readers do not
+    /// block on the writer).
+    reader: Mutex<MefStore>,
+    pkg: Arc<dyn Pkg>,
+    targets: HashMap<String, String>,
+    clock: Clock,
+}
+
+impl std::fmt::Debug for MefEndpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MefEndpoint")
+            .field("fqdn", &self.cfg.fqdn)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Resolves PSKs for the MEF's handshakes: configured target clients, then provisioned
+/// devices (KpmID → Kpm) from a read connection of its own.
+struct MefResolver {
+    targets: HashMap<String, Psk>,
+    devices: Mutex<MefStore>,
+}
+
+impl PskResolver for MefResolver {
+    fn resolve(&self, _sni: Option<&str>, identity: &PskIdentity) -> Option<ResolvedPsk> {
+        if identity.as_str().starts_with(CERT_DEVICE_PREFIX) {
+            return None;
+        }
+        if let Some(k) = self.targets.get(identity.as_str()) {
+            return Some(ResolvedPsk {
+                key: k.clone(),
+                bound: m2msec_tls::BoundIdentity::credential_id_psk(identity),
+            });
+        }
+        let store = self.devices.lock().unwrap_or_else(|p| p.into_inner());
+        let (d, kpm) = store.device(identity.as_str()).ok()??;
+        if d.revoked.is_some() {
+            return None;
+        }
+        Some(ResolvedPsk {
+            key: Psk::new(kpm.expose_secret()).ok()?,
+            bound: m2msec_tls::BoundIdentity::Configured(d.enrolee_id),
+        })
+    }
+}
+
+fn err(rsc: Rsc, rqi: &str, detail: impl Into<String>) -> Handled {
+    ResponsePrimitive::error(&CseError::new(rsc, detail), rqi).into()
+}
+
+fn ok(rsc: Rsc, rqi: &str, pc: Value) -> Handled {
+    let mut r = ResponsePrimitive::new(rsc, rqi);
+    r.pc = Some(pc);
+    r.into()
+}
+
+fn ts(secs: i64) -> Timestamp {
+    Timestamp::from_unix(secs).unwrap_or_else(|_| Timestamp::from_unix(0).expect("epoch"))
+}
+
+fn random_hex(n: usize) -> String {
+    let mut b = vec![0u8; n];
+    OsRng.fill_bytes(&mut b);
+    hex::encode(b)
+}
+
+fn store_err(rqi: &str, e: StoreError) -> Handled {
+    tracing::error!(error = %e, "MEF store");
+    err(Rsc::InternalServerError, rqi, "internal error")
+}
+
+impl MefEndpoint {
+    /// The endpoint and its TLS/DTLS server configuration. `data_dir` holds the store; the
+    /// resolver opens its own read connection to it.
+    pub fn new(
+        cfg: MefConfig,
+        data_dir: &Path,
+        pkg: Arc<dyn Pkg>,
+        targets: Vec<TargetClient>,
+    ) -> Result<(Arc<Self>, ServerConfig), StoreError> {
+        Self::with_clock(cfg, data_dir, pkg, targets, Arc::new(system_now))
+    }
+
+    /// As [`MefEndpoint::new`] with a clock (tests).
+    pub fn with_clock(
+        cfg: MefConfig,
+        data_dir: &Path,
+        pkg: Arc<dyn Pkg>,
+        targets: Vec<TargetClient>,
+        clock: Clock,
+    ) -> Result<(Arc<Self>, ServerConfig), StoreError> {
+        let store = MefStore::open(data_dir)?;
+        let lookups = MefStore::open(data_dir)?;
+        let reader = MefStore::open(data_dir)?;
+        let resolver = MefResolver {
+            targets: targets
+                .iter()
+                .map(|t| (t.psk_identity.as_str().to_string(), t.key.clone()))
+                .collect(),
+            devices: Mutex::new(reader),
+        };
+        let mut tls = ServerConfig::psk(Arc::new(resolver));
+        tls.authorities = Some(vec![cfg.fqdn.as_str().to_string()]);
+        let ep = MefEndpoint {
+            targets: targets
+                .into_iter()
+                .map(|t| (t.psk_identity.as_str().to_string(), t.client_id))
+                .collect(),
+            cfg,
+            store: Mutex::new(store),
+            reader: Mutex::new(lookups),
+            pkg,
+            clock,
+        };
+        Ok((Arc::new(ep), tls))
+    }
+
+    /// Runs `f` on the store (operator tools in the same process, tests).
+    pub fn with_store<T>(&self, f: impl FnOnce(&mut MefStore) -> T) -> T {
+        let mut s = self.store.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut s)
+    }
+
+    /// Runs a lookup on the read connection.
+    fn with_reader<T>(&self, f: impl FnOnce(&MefStore) -> T) -> T {
+        let s = self.reader.lock().unwrap_or_else(|p| p.into_inner());
+        f(&s)
+    }
+
+    fn now(&self) -> i64 {
+        (self.clock)()
+    }
+
+    fn open_enrolee(&self, info: &AssociationInfo<'_>, kpm_id: &str) -> Option<MefSession> {
+        let (device, _kpm): (_, Kpm) = self.with_reader(|s| s.device(kpm_id)).ok()??;
+        if device.revoked.is_some() {
+            return None;
+        }
+        let export = (info.exporter)(ExporterLabel::Bootstrap)?;
+        let ek = enrolment_key(&export, &self.cfg.fqdn);
+        let kc = (info.exporter)(ExporterLabel::Connection).map(|e| e.split_connection());
+        tracing::info!(kpm_id, ke_id = %ek.ke_id, "bootstrap handshake: enrolment key generated");
+        Some(MefSession::Enrolee(Box::new(Mutex::new(Exchange {
+            kpm_id: kpm_id.to_string(),
+            enrolee_id: device.enrolee_id,
+            targets: device.targets,
+            enrolment_secs: device.enrolment_secs,
+            ke: ek.ke,
+            ke_id: ek.ke_id,
+            kc,
+            stage: Stage::Bootstrapped,
+            reg_id: String::new(),
+            reg_expires: 0,
+            enrolment_expires: 0,
+            admin_fqdn: String::new(),
+            labels: None,
+            commands: VecDeque::new(),
+            retrieved: false,
+            id2: None,
+        }))))
+    }
+
+    fn queue_commands(&self, x: &mut Exchange) {
+        x.commands.clear();
+        for (i, t) in x.targets.iter().enumerate() {
+            let (Ok(path), Ok(suid), Ok(target)) = (
+                format!("./authenticationProfile/{i}").parse::<AnyUri>(),
+                Suid::new(TARGET_SUID),
+                t.parse::<M2mId>(),
+            ) else {
+                continue;
+            };
+            let d = CmdDescription::new(
+                CmdArgs::MoNode(MoNodeCmdArgs::authentication_profile(path, suid)),
+                Some(target),
+            );
+            x.commands.push_back((random_hex(8), d));
+        }
+        let d = CmdDescription::new(
+            CmdArgs::NoMore(NoMoreCmdArgs {
+                retry_duration: self.cfg.retry_duration,
+            }),
+            None,
+        );
+        x.commands.push_back((random_hex(8), d));
+    }
+
+    fn cmd_value(x: &Exchange, status: CmdStatusCode) -> Value {
+        match x.commands.front() {
+            Some((id, d)) => wire::wrap(
+                "mefClientCmd",
+                &ClientCmd {
+                    cmd_id: id.clone(),
+                    description: serde_json::to_value(d).ok(),
+                    status: status as u16,
+                },
+            ),
+            None => Value::Null,
+        }
+    }
+
+    fn handle_enrolee(&self, x: &mut Exchange, prim: RequestPrimitive) -> Handled {
+        let rqi = prim.rqi.clone();
+        if let Some(fr) = &prim.fr {
+            if fr != &x.enrolee_id {
+                return err(
+                    Rsc::OriginatorNotAuthenticated,
+                    &rqi,
+                    "From is not the Enrolee-ID provisioned for this KpmID",
+                );
+            }
+        }
+        if x.stage == Stage::Ended {
+            return err(
+                Rsc::OperationNotAllowed,
+                &rqi,
+                "the enrolment exchange has ended",
+            );
+        }
+        let to = prim.to.trim_start_matches('/');
+        let reg_prefix = format!("{MEF_BASE}/{}", x.reg_id);
+        match (prim.op, to) {
+            (Operation::Create, MEF_BASE) if prim.ty == Some(TY_MEF_CLIENT_REG) => {
+                self.client_registration(x, &prim)
+            }
+            (Operation::Create, MEF_BASE) if prim.ty == Some(TY_MEF_KEY_REG) => {
+                self.key_registration(x, &prim)
+            }
+            (Operation::Create, MEF_BASE) => err(
+                Rsc::BadRequest,
+                &rqi,
+                "ty must be mefClientReg or mefKeyReg",
+            ),
+            _ if x.stage != Stage::Registered || !to.starts_with(&reg_prefix) => {
+                if let Some(rel) = to.strip_prefix("mef/keys/") {
+                    return self.key_reg_by_source(&x.enrolee_id, rel, &prim);
+                }
+                err(Rsc::NotFound, &rqi, "no such MEF resource in this session")
+            }
+            (Operation::Retrieve, t) if t == format!("{reg_prefix}/cmd") => {
+                let status = if x.retrieved {
+                    CmdStatusCode::Reissued
+                } else {
+                    CmdStatusCode::Issued
+                };
+                x.retrieved = true;
+                ok(Rsc::Ok, &rqi, Self::cmd_value(x, status))
+            }
+            (Operation::Update, t) if t == format!("{reg_prefix}/cmd") => {
+                let upd: ClientCmd = match wire::unwrap("mefClientCmd", prim.pc.as_ref()) {
+                    Ok(u) => u,
+                    // TS-0003 §8.3.9.6 step 2a: BAD_REQUEST on a parse failure.
+                    Err(e) => return err(Rsc::BadRequest, &rqi, e),
+                };
+                let current = x.commands.front().map(|(id, _)| id.clone());
+                if current.as_deref() == Some(upd.cmd_id.as_str()) {
+                    tracing::debug!(cmd_id = %upd.cmd_id, status = upd.status, "MEF client command update");
+                    x.commands.pop_front();
+                    x.retrieved = true;
+                }
+                // A cmdID mismatch is silently discarded (§8.3.9.6 step 2b): the response
+                // carries the command still current.
+                ok(
+                    Rsc::Updated,
+                    &rqi,
+                    Self::cmd_value(x, CmdStatusCode::Issued),
+                )
+            }
+            (Operation::Create, t)
+                if t == format!("{reg_prefix}/ibc") && prim.ty == Some(TY_IBC_ENROL) =>
+            {
+                self.ibc_enrol(x, &prim)
+            }
+            (Operation::Update, t) if t == format!("{reg_prefix}/ibc") => {
+                self.end_exchange(x, &prim)
+            }
+            (Operation::Delete, t) if t == reg_prefix => {
+                // De-registration inside the exchange abandons it: nothing was committed.
+                x.stage = Stage::Ended;
+                Handled {
+                    response: ResponsePrimitive::new(Rsc::Deleted, rqi.as_str()),
+                    close: true,
+                }
+            }
+            _ => err(Rsc::NotFound, &rqi, "no such MEF resource or operation"),
+        }
+    }
+
+    fn client_registration(&self, x: &mut Exchange, prim: &RequestPrimitive) -> Handled {
+        let rqi = &prim.rqi;
+        if x.stage != Stage::Bootstrapped {
+            return err(
+                Rsc::OriginatorHasAlreadyRegistered,
+                rqi,
+                "this session already has a MEF client registration",
+            );
+        }
+        let req: ClientRegRequest = match wire::unwrap("mefClientReg", prim.pc.as_ref()) {
+            Ok(r) => r,
+            Err(e) => return err(Rsc::BadRequest, rqi, e),
+        };
+        if req.admin_fqdn.parse::<Fqdn>().is_err() {
+            return err(Rsc::BadRequest, rqi, "adminFQDN is not a host name");
+        }
+        if let Some(id) = &req.enrolee_id {
+            if id != &x.enrolee_id {
+                return err(
+                    Rsc::OriginatorHasNoPrivilege,
+                    rqi,
+                    "enroleeID is not the Enrolee-ID provisioned for this KpmID",
+                );
+            }
+        }
+        let now = self.now();
+        x.enrolment_expires = now.saturating_add(x.enrolment_secs as i64);
+        let max = now
+            .saturating_add(self.cfg.max_registration_secs as i64)
+            .min(x.enrolment_expires);
+        x.reg_expires = req
+            .expiration_time
+            .map(|t| t.to_unix().clamp(now, max))
+            .unwrap_or(max);
+        x.reg_id = format!("mcr-{}", random_hex(8));
+        x.admin_fqdn = req.admin_fqdn;
+        x.labels = req.labels;
+        x.stage = Stage::Registered;
+        x.retrieved = false;
+        self.queue_commands(x);
+        let reg = ClientReg {
+            reg_id: x.reg_id.clone(),
+            expiration_time: ts(x.reg_expires),
+            labels: x.labels.clone(),
+            client_id: x.enrolee_id.clone(),
+            admin_fqdn: x.admin_fqdn.clone(),
+            ke_id: x.ke_id.to_string(),
+            enrolment_expiry: ts(x.enrolment_expires),
+            ibc_enrolment: self.cfg.ibc,
+            children: vec![ChildRef {
+                nm: "cmd".into(),
+                typ: TY_MEF_CLIENT_CMD,
+                val: format!("{MEF_BASE}/{}/cmd", x.reg_id),
+            }],
+        };
+        ok(Rsc::Created, rqi, wire::wrap("mefClientReg", &reg))
+    }
+
+    fn ibc_enrol(&self, x: &mut Exchange, prim: &RequestPrimitive) -> Handled {
+        let rqi = &prim.rqi;
+        if !self.cfg.ibc {
+            return err(
+                Rsc::OperationNotAllowed,
+                rqi,
+                "IBC enrolment is not enabled",
+            );
+        }
+        let req: IbcEnrolRequest = match wire::unwrap("ibcEnrol", prim.pc.as_ref()) {
+            Ok(r) => r,
+            Err(e) => return err(Rsc::BadRequest, rqi, e),
+        };
+        if req.id1 != x.enrolee_id {
+            return err(
+                Rsc::OriginatorHasNoPrivilege,
+                rqi,
+                "ID1 is not the Enrolee-ID provisioned for this KpmID",
+            );
+        }
+        let expiry = ts(x.enrolment_expires);
+        let id2 = match KdfIdentifier::new(&format!("{}|{}|{}", self.cfg.fqdn, expiry, req.id1)) {
+            Ok(i) => i.as_str().to_string(),
+            Err(e) => return err(Rsc::BadRequest, rqi, format!("ID2: {e}")),
+        };
+        let keys = match self.pkg.extract(id2.as_bytes()) {
+            Ok(k) => k,
+            Err(e) => {
+                tracing::error!(error = %e, "PKG extraction failed");
+                return err(Rsc::InternalServerError, rqi, "PKG extraction failed");
+            }
+        };
+        let cred = IbcCredential {
+            id2: id2.clone(),
+            ssk: hex::encode(&keys.ssk.to_bytes()[..]),
+            pvt: keys.pvt.to_hex(),
+            kpak: self.pkg.kpak().to_hex(),
+            expiry,
+        };
+        x.id2 = Some(id2);
+        ok(Rsc::Created, rqi, wire::wrap("ibcCred", &cred))
+    }
+
+    fn end_exchange(&self, x: &mut Exchange, prim: &RequestPrimitive) -> Handled {
+        let rqi = &prim.rqi;
+        let rep: IbcReport = match wire::unwrap("ibcEnrol", prim.pc.as_ref()) {
+            Ok(r) => r,
+            Err(e) => return err(Rsc::BadRequest, rqi, e),
+        };
+        if self.cfg.ibc && x.id2.is_none() && rep.success {
+            return err(
+                Rsc::OperationNotAllowed,
+                rqi,
+                "no IBC credential was issued",
+            );
+        }
+        x.stage = Stage::Ended;
+        if !rep.success {
+            tracing::warn!(kpm_id = %x.kpm_id, "Enrolee reported failure: nothing committed");
+            return Handled {
+                response: ResponsePrimitive::new(Rsc::Updated, rqi.as_str()),
+                close: true,
+            };
+        }
+        let e = Enrolment {
+            kpm_id: x.kpm_id.clone(),
+            ke_id: x.ke_id.to_string(),
+            enrolee_id: x.enrolee_id.clone(),
+            reg_id: x.reg_id.clone(),
+            id2: x.id2.clone(),
+            expires: x.enrolment_expires,
+        };
+        let now = self.now();
+        let r = self.with_store(|s| {
+            s.commit_enrolment(
+                &e,
+                &x.ke,
+                &x.admin_fqdn,
+                x.labels.as_deref(),
+                x.reg_expires,
+                now,
+            )
+        });
+        if let Err(e) = r {
+            return store_err(rqi, e);
+        }
+        tracing::info!(kpm_id = %x.kpm_id, ke_id = %x.ke_id, "enrolment committed");
+        let end = EndOfExchange {
+            end_of_enrolment_exchange: true,
+            ke_id: x.ke_id.to_string(),
+            enrolment_expiry: ts(x.enrolment_expires),
+        };
+        let mut h = ok(Rsc::Updated, rqi, wire::wrap("endOfExchange", &end));
+        h.close = true;
+        h
+    }
+
+    fn key_registration(&self, x: &mut Exchange, prim: &RequestPrimitive) -> Handled {
+        let rqi = &prim.rqi;
+        let req: KeyRegRequest = match wire::unwrap("mefKeyReg", prim.pc.as_ref()) {
+            Ok(r) => r,
+            Err(e) => return err(Rsc::BadRequest, rqi, e),
+        };
+        let Ok(suid) = Suid::new(req.suid) else {
+            return err(Rsc::BadRequest, rqi, "SUID is not a defined m2m:suid");
+        };
+        let targets = req.target_ids.clone().unwrap_or_default();
+        // BRIEF check 29: SAEF and ESPrim keys have exactly one target; ESData at least one.
+        let (min, max) = match suid.value() % 10 {
+            2 | 3 => (1, 1),
+            4 | 5 => (1, usize::MAX),
+            _ => (0, usize::MAX),
+        };
+        if targets.len() < min || targets.len() > max {
+            return err(
+                Rsc::BadRequest,
+                rqi,
+                format!("SUID {} needs {min}..{max} targetIDs", suid.value()),
+            );
+        }
+        if targets
+            .iter()
+            .any(|t| !t.starts_with("//") && t.parse::<Fqdn>().is_err())
+        {
+            return err(
+                Rsc::BadRequest,
+                rqi,
+                "targetIDs must be absolute AE-IDs/CSE-IDs or FQDNs",
+            );
+        }
+        let (rel, key): (String, zeroize::Zeroizing<Vec<u8>>) = match &req.key_value {
+            Some(b) => match B64.decode(b) {
+                Ok(k) if (16..=64).contains(&k.len()) => {
+                    (random_hex(16), zeroize::Zeroizing::new(k))
+                }
+                _ => {
+                    return err(
+                        Rsc::BadRequest,
+                        rqi,
+                        "keyValue must be 16..64 bytes of base64",
+                    )
+                }
+            },
+            // BRIEF A10/A11: Kc from EXPORTER-oneM2M-Connection, RelativeKeyID = hex(KcID).
+            None => match &x.kc {
+                Some((kc, id)) => (
+                    hex::encode(id),
+                    zeroize::Zeroizing::new(kc.expose_secret().to_vec()),
+                ),
+                None => return err(Rsc::InternalServerError, rqi, "no connection key"),
+            },
+        };
+        let now = self.now();
+        let max = now.saturating_add(self.cfg.max_registration_secs as i64);
+        let expires = req
+            .expiration_time
+            .map(|t| t.to_unix().clamp(now, max))
+            .unwrap_or(max);
+        let row = KeyRegRow {
+            rel_key_id: rel.clone(),
+            source_client: x.enrolee_id.clone(),
+            kpm_id: Some(x.kpm_id.clone()),
+            suid: suid.value(),
+            target_ids: targets,
+            labels: req.labels,
+            admin_fqdn: req.admin_fqdn,
+            expires,
+        };
+        match self.with_store(|s| s.insert_key_reg(&row, &key)) {
+            Ok(true) => {}
+            Ok(false) => return err(Rsc::Conflict, rqi, "this key is already registered"),
+            Err(e) => return store_err(rqi, e),
+        }
+        ok(
+            Rsc::Created,
+            rqi,
+            wire::wrap("mefKeyReg", &self.key_reg_view(&row, None)),
+        )
+    }
+
+    fn key_reg_view(&self, k: &KeyRegRow, key: Option<&[u8]>) -> KeyReg {
+        KeyReg {
+            relative_key_id: k.rel_key_id.clone(),
+            key_id: format!("{}@{}", k.rel_key_id, self.cfg.fqdn),
+            expiration_time: ts(k.expires),
+            source_client_id: k.source_client.clone(),
+            labels: k.labels.clone(),
+            admin_fqdn: k.admin_fqdn.clone(),
+            suid: k.suid,
+            target_ids: k.target_ids.clone(),
+            key_value: key.map(|k| B64.encode(k)),
+        }
+    }
+
+    /// Key Retrieval by a target, or Update/De-registration/Retrieve by the source client.
+    fn key_reg_by_source(&self, source: &str, rel: &str, prim: &RequestPrimitive) -> Handled {
+        let rqi = &prim.rqi;
+        let found = match self.with_reader(|s| s.key_reg(rel)) {
+            Ok(f) => f,
+            Err(e) => return store_err(rqi, e),
+        };
+        let Some((mut row, _key)) = found else {
+            return err(Rsc::NotFound, rqi, "no such key registration");
+        };
+        if row.source_client != source {
+            return err(
+                Rsc::OriginatorHasNoPrivilege,
+                rqi,
+                "only the source MEF client may manage this key registration",
+            );
+        }
+        match prim.op {
+            Operation::Retrieve => ok(
+                Rsc::Ok,
+                rqi,
+                wire::wrap("mefKeyReg", &self.key_reg_view(&row, None)),
+            ),
+            Operation::Delete => match self.with_store(|s| s.delete_key_reg(rel)) {
+                Ok(_) => ResponsePrimitive::new(Rsc::Deleted, rqi.as_str()).into(),
+                Err(e) => store_err(rqi, e),
+            },
+            Operation::Update => {
+                let v = match prim.pc.as_ref().and_then(|p| p.get("mefKeyReg")) {
+                    Some(Value::Object(m)) => m.clone(),
+                    _ => {
+                        return err(
+                            Rsc::BadRequest,
+                            rqi,
+                            "content must be {\"mefKeyReg\": {...}}",
+                        )
+                    }
+                };
+                let now = self.now();
+                for (k, val) in &v {
+                    match k.as_str() {
+                        "expirationTime" => {
+                            match serde_json::from_value::<Timestamp>(val.clone()) {
+                                Ok(t) => {
+                                    row.expires = t
+                                        .to_unix()
+                                        .clamp(now, now + self.cfg.max_registration_secs as i64)
+                                }
+                                Err(e) => {
+                                    return err(
+                                        Rsc::BadRequest,
+                                        rqi,
+                                        format!("expirationTime: {e}"),
+                                    )
+                                }
+                            }
+                        }
+                        "labels" => match serde_json::from_value::<Vec<String>>(val.clone()) {
+                            Ok(l) => row.labels = Some(l),
+                            Err(e) => return err(Rsc::BadRequest, rqi, format!("labels: {e}")),
+                        },
+                        "targetIDs" => match serde_json::from_value::<Vec<String>>(val.clone()) {
+                            Ok(t) if !t.is_empty() => row.target_ids = t,
+                            _ => {
+                                return err(
+                                    Rsc::BadRequest,
+                                    rqi,
+                                    "targetIDs must be a non-empty list",
+                                )
+                            }
+                        },
+                        other => {
+                            return err(Rsc::BadRequest, rqi, format!("{other} cannot be updated"))
+                        }
+                    }
+                }
+                if v.is_empty() {
+                    return err(
+                        Rsc::BadRequest,
+                        rqi,
+                        "at least one of expirationTime, labels, targetIDs",
+                    );
+                }
+                match self.with_store(|s| s.update_key_reg(&row)) {
+                    Ok(_) => ok(
+                        Rsc::Updated,
+                        rqi,
+                        wire::wrap("mefKeyReg", &self.key_reg_view(&row, None)),
+                    ),
+                    Err(e) => store_err(rqi, e),
+                }
+            }
+            Operation::Create | Operation::Notify => err(
+                Rsc::OperationNotAllowed,
+                rqi,
+                "CREATE on a key registration",
+            ),
+        }
+    }
+
+    fn handle_target(&self, client_id: &str, prim: RequestPrimitive) -> Handled {
+        let rqi = prim.rqi.clone();
+        if prim.fr.as_deref() != Some(client_id) {
+            return err(
+                Rsc::OriginatorNotAuthenticated,
+                &rqi,
+                "From must be the ID this security association authenticated",
+            );
+        }
+        let to = prim.to.trim_start_matches('/');
+        if let Some(rest) = to.strip_prefix(&format!("{FETCH_CREDENTIALS}/")) {
+            if prim.op != Operation::Retrieve {
+                return err(
+                    Rsc::OperationNotAllowed,
+                    &rqi,
+                    "fetchCredentials is RETRIEVE only",
+                );
+            }
+            return self.fetch_credentials(client_id, rest, &rqi);
+        }
+        if let Some(rel) = to.strip_prefix("mef/keys/") {
+            if prim.op != Operation::Retrieve {
+                return err(
+                    Rsc::OriginatorHasNoPrivilege,
+                    &rqi,
+                    "only the source client manages a key registration",
+                );
+            }
+            let found = match self.with_reader(|s| s.key_reg(rel)) {
+                Ok(f) => f,
+                Err(e) => return store_err(&rqi, e),
+            };
+            let Some((row, key)) = found else {
+                return err(Rsc::NotFound, &rqi, "no such key registration");
+            };
+            if row.expires <= self.now() {
+                return err(Rsc::NotFound, &rqi, "the key registration has expired");
+            }
+            // BRIEF check 30: the key only to an authenticated requester named in targetIDs.
+            if !row.target_ids.iter().any(|t| t == client_id) {
+                return err(
+                    Rsc::OriginatorHasNoPrivilege,
+                    &rqi,
+                    "requester is not in targetIDs",
+                );
+            }
+            return ok(
+                Rsc::Ok,
+                &rqi,
+                wire::wrap("mefKeyReg", &self.key_reg_view(&row, Some(&key))),
+            );
+        }
+        err(Rsc::NotFound, &rqi, "no such MEF resource")
+    }
+
+    /// `/fetchCredentials/<KeID>/<SUID>` (TS-0003 §8.3.2.1 step 6, BRIEF check 33).
+    fn fetch_credentials(&self, client_id: &str, rest: &str, rqi: &str) -> Handled {
+        let refuse = |rsc: Rsc, why: &str| -> Handled {
+            let body = FetchCredentialsResponse {
+                status: false,
+                credential: None,
+                enrolee_id: None,
+                lifetime: None,
+                error_string: Some(why.to_string()),
+            };
+            let mut r = ResponsePrimitive::new(rsc, rqi);
+            r.pc = Some(serde_json::to_value(body).unwrap_or(Value::Null));
+            r.into()
+        };
+        let Some((ke_id, suid)) = rest.rsplit_once('/') else {
+            return refuse(
+                Rsc::BadRequest,
+                "target must be fetchCredentials/<KeID>/<SUID>",
+            );
+        };
+        let Ok(ke_id) = ke_id.parse::<KeId>() else {
+            return refuse(Rsc::BadRequest, "KeID is malformed");
+        };
+        let Some(suid) = suid.parse::<u8>().ok().and_then(|s| Suid::new(s).ok()) else {
+            return refuse(Rsc::BadRequest, "SUID is not a defined m2m:suid");
+        };
+        if suid.value() / 10 != 2 {
+            return refuse(
+                Rsc::BadRequest,
+                "only RSPF-established symmetric SUIDs (2x) are served",
+            );
+        }
+        let found = match self.with_reader(|s| {
+            let e = s.enrolment_by_ke_id(&ke_id.to_string())?;
+            match e {
+                Some((e, ke)) => Ok(s.device(&e.kpm_id)?.map(|(d, _)| (e, ke, d))),
+                None => Ok(None),
+            }
+        }) {
+            Ok(f) => f,
+            Err(e) => return store_err(rqi, e),
+        };
+        let Some((enrolment, ke, device)) = found else {
+            return refuse(Rsc::NotFound, "unknown KeID");
+        };
+        if enrolment.expires <= self.now() {
+            return refuse(Rsc::OriginatorHasNoPrivilege, "the enrolment has expired");
+        }
+        if device.revoked.is_some() || !device.targets.iter().any(|t| t == client_id) {
+            return refuse(
+                Rsc::OriginatorHasNoPrivilege,
+                "requester is not an Enrolment Target of this Enrolee",
+            );
+        }
+        let Ok(target) = KdfIdentifier::new(client_id) else {
+            return refuse(
+                Rsc::BadRequest,
+                "requester ID is not a valid KDF identifier",
+            );
+        };
+        let key = usage_constrained_key(&ke, suid, &target, self.cfg.suid_encoding);
+        let body = FetchCredentialsResponse {
+            status: true,
+            credential: Some(B64.encode(key.expose_secret())),
+            enrolee_id: Some(enrolment.enrolee_id),
+            lifetime: Some(ts(enrolment.expires)),
+            error_string: None,
+        };
+        ok(
+            Rsc::Ok,
+            rqi,
+            serde_json::to_value(body).unwrap_or(Value::Null),
+        )
+    }
+}
+
+impl Endpoint for MefEndpoint {
+    type Session = MefSession;
+
+    fn responder_id(&self) -> String {
+        self.cfg.fqdn.to_string()
+    }
+
+    fn open(&self, assoc: Option<&AssociationInfo<'_>>) -> Option<Opened<MefSession>> {
+        // No plaintext sessions: every MEF procedure needs an authenticated association.
+        let a = assoc?;
+        if a.peer.credential == m2msec_tls::CredentialKind::Certificate {
+            // Certificate-Based RSPF (TS-0003 §8.3.2.2): the Enrolee is the device provisioned
+            // under the identity its verified certificate carries; the exchange is the same.
+            let id = format!(
+                "{CERT_DEVICE_PREFIX}{}",
+                a.peer.bound_identity.as_ref()?.as_str()
+            );
+            return Some(Opened {
+                session: self.open_enrolee(a, &id)?,
+                close: CloseSignal::new(),
+            });
+        }
+        if a.peer.credential != m2msec_tls::CredentialKind::Psk {
+            return None;
+        }
+        let id = a.peer.psk_identity.as_ref()?.as_str();
+        if id.starts_with(CERT_DEVICE_PREFIX) {
+            return None;
+        }
+        let session = match self.targets.get(id) {
+            Some(client_id) => MefSession::Target {
+                client_id: client_id.clone(),
+            },
+            None => self.open_enrolee(a, id)?,
+        };
+        Some(Opened {
+            session,
+            close: CloseSignal::new(),
+        })
+    }
+
+    /// Two workers: one request may wait on a commit's fsync or a remote PKG while the other
+    /// serves (the store connection is still one lock).
+    fn workers(&self) -> usize {
+        2
+    }
+
+    fn handle(&self, session: &MefSession, prim: RequestPrimitive) -> Handled {
+        let rqi = prim.rqi.clone();
+        let mut h = match session {
+            MefSession::Enrolee(x) => {
+                let mut x = x.lock().unwrap_or_else(|p| p.into_inner());
+                self.handle_enrolee(&mut x, prim)
+            }
+            MefSession::Target { client_id } => self.handle_target(client_id, prim),
+        };
+        if h.response.rqi.is_empty() {
+            h.response.rqi = rqi;
+        }
+        if h.response.fr.is_none() {
+            h.response.fr = Some(self.cfg.fqdn.to_string());
+        }
+        h
+    }
+}
+
+/// Validates an IBC credential as the Enrolee does (RFC 6507 §5.1.2) and checks its expiry
+/// against `now` (BRIEF A32: verifiers refuse an ID2 whose expiry has passed).
+pub fn validate_ibc(cred: &IbcCredential, now: i64) -> Result<SigningKey, String> {
+    use m2msec_core::eccsi::{Kpak, Pvt, Ssk};
+    if cred.expiry.to_unix() <= now {
+        return Err("the IBC credential has expired".into());
+    }
+    let expiry_in_id = id2_expiry(&cred.id2).ok_or("ID2 does not embed an expiry")?;
+    if expiry_in_id != cred.expiry {
+        return Err("ID2's embedded expiry differs from the credential's".into());
+    }
+    let b = |s: &str| hex::decode(s).map_err(|e| e.to_string());
+    let kpak = Kpak::from_bytes(&b(&cred.kpak)?).map_err(|e| e.to_string())?;
+    let pvt = Pvt::from_bytes(&b(&cred.pvt)?).map_err(|e| e.to_string())?;
+    let ssk =
+        Ssk::from_bytes(&zeroize::Zeroizing::new(b(&cred.ssk)?)).map_err(|e| e.to_string())?;
+    SigningKey::new(&kpak, cred.id2.as_bytes(), ssk, pvt).map_err(|e| e.to_string())
+}
+
+/// The expiry embedded in an ID2 `<MEF-FQDN>|<expiry>|<ID1>` (BRIEF A32).
+pub fn id2_expiry(id2: &str) -> Option<Timestamp> {
+    let mut parts = id2.splitn(3, '|');
+    let _fqdn = parts.next()?;
+    let exp = parts.next()?;
+    parts.next()?;
+    exp.parse().ok()
+}

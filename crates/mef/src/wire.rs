@@ -1,0 +1,276 @@
+//! The MEF's primitives on the wire (JSON content of oneM2M request and response primitives).
+//!
+//! TS-0003 gives the information elements of each procedure (tables 8.3.5.2.x, §8.3.9, §12.4)
+//! but leaves resources and their JSON form to TS-0032, which is not part of our references
+//! (BRIEF §3(a) step 7: mapping **[I]**). The choices, one place for all of them:
+//!
+//! | Procedure (TS-0003) | Primitive | Target (`to`) | Content root |
+//! |---|---|---|---|
+//! | MEF Client Registration (§8.3.5.2.3) | CREATE, `ty` = [`TY_MEF_CLIENT_REG`] | [`MEF_BASE`] | `mefClientReg` |
+//! | Registration Update / De-registration (§8.3.5.2.5–6) | UPDATE / DELETE | `mef/<MEFClientRegID>` | `mefClientReg` |
+//! | Command Retrieve / Update (§8.3.4.6, §8.3.9) | RETRIEVE / UPDATE | `mef/<MEFClientRegID>/cmd` | `mefClientCmd` |
+//! | IBC credential enrolment (seed 001, BRIEF A32) | CREATE (`ty` = [`TY_IBC_ENROL`]) then UPDATE | `mef/<MEFClientRegID>/ibc` | `ibcEnrol` / `ibcCred` |
+//! | MEF Key Registration (§8.3.5.2.7) | CREATE, `ty` = [`TY_MEF_KEY_REG`] | [`MEF_BASE`] | `mefKeyReg` |
+//! | Key Retrieval / Update / De-registration (§8.3.5.2.8–10) | RETRIEVE / UPDATE / DELETE | `mef/keys/<RelativeKeyID>` | `mefKeyReg` |
+//! | Legacy retrieval (§8.3.2.1 step 6) | RETRIEVE | `fetchCredentials/<KeID>/<SUID>` | [`FetchCredentialsResponse`] (A30) |
+//!
+//! The resource type numbers are **project-defined** until TS-0032's are checked; they are
+//! only used in `ty` of CREATE. Element names are TS-0003's information element names in
+//! lowerCamelCase (`expirationTime`, `labels`, `adminFQDN`, `SUID`, `targetIDs`), and clause 12
+//! types where TS-0003 defines one (`sec:cmdDescription`, `m2m:timestamp`, `m2m:suid`).
+
+use serde::{Deserialize, Serialize};
+
+use m2msec_core::sec::CmdDescription;
+use m2msec_core::timestamp::Timestamp;
+
+/// Resource type of `<mefClientReg>` (project-defined, see the module docs).
+pub const TY_MEF_CLIENT_REG: u64 = 10_001;
+/// Resource type of `<mefKeyReg>` (project-defined).
+pub const TY_MEF_KEY_REG: u64 = 10_002;
+/// Resource type of `<mefClientCmd>` (project-defined).
+pub const TY_MEF_CLIENT_CMD: u64 = 10_003;
+/// Resource type of the IBC enrolment request (project-defined; a POST without `ty` would be a
+/// NOTIFY in TS-0009).
+pub const TY_IBC_ENROL: u64 = 10_004;
+/// The MEF's base resource: CSE-relative `mef`, HTTP path `/mef`.
+pub const MEF_BASE: &str = "mef";
+/// The legacy retrieval path prefix (TS-0003 §8.3.2.1 step 6).
+pub const FETCH_CREDENTIALS: &str = "fetchCredentials";
+
+/// MEF Client Registration request (TS-0003 table 8.3.5.2.3-1).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ClientRegRequest {
+    /// Proposed expiry of the registration; the MEF may shorten it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expiration_time: Option<Timestamp>,
+    /// Labels (0..1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<Vec<String>>,
+    /// The administrating stakeholder's FQDN.
+    #[serde(rename = "adminFQDN")]
+    pub admin_fqdn: String,
+    /// The Enrolee's own ID (its AE-ID or CSE-ID, seed 001's ID1 when IBC enrolment follows).
+    #[serde(rename = "enroleeID", default, skip_serializing_if = "Option::is_none")]
+    pub enrolee_id: Option<String>,
+}
+
+/// A child resource reference (TS-0004 `m2m:childResourceRef`: `nm`, `typ`, `val`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChildRef {
+    /// Resource name.
+    pub nm: String,
+    /// Resource type.
+    pub typ: u64,
+    /// Resource identifier (the `to` for it).
+    pub val: String,
+}
+
+/// `<mefClientReg>` representation (TS-0003 table 8.3.5.2.3-2).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ClientReg {
+    /// MEFClientRegID (the resource identifier).
+    #[serde(rename = "MEFClientRegID")]
+    pub reg_id: String,
+    /// Accepted expiry.
+    pub expiration_time: Timestamp,
+    /// Labels.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<Vec<String>>,
+    /// MEF Client ID: the Enrolee-ID the MEF assigned (its AE-ID or CSE-ID).
+    #[serde(rename = "MEFClientID")]
+    pub client_id: String,
+    /// adminFQDN.
+    #[serde(rename = "adminFQDN")]
+    pub admin_fqdn: String,
+    /// KeID of the enrolment key this session established (TS-0003 §10.3.4).
+    #[serde(rename = "keID")]
+    pub ke_id: String,
+    /// Enrolment Expiry: the end of Ke's lifetime (TS-0003 §10.7).
+    pub enrolment_expiry: Timestamp,
+    /// IBC credential enrolment indication (seed 001 step 2): the MEF will run it.
+    pub ibc_enrolment: bool,
+    /// childResource: the `<mefClientCmd>` when the MEF has a command (TS-0003 §8.3.4.6).
+    #[serde(rename = "ch", default, skip_serializing_if = "Vec::is_empty")]
+    pub children: Vec<ChildRef>,
+}
+
+/// `<mefClientCmd>` representation (TS-0003 §8.3.9.4, table 8.3.9.4-2).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientCmd {
+    /// cmdID.
+    #[serde(rename = "cmdID")]
+    pub cmd_id: String,
+    /// cmdDescription (`sec:cmdDescription`), present on retrieve responses.
+    #[serde(
+        rename = "cmdDescription",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub description: Option<serde_json::Value>,
+    /// cmdStatusCode (`sec:cmdStatusCode`, a number).
+    #[serde(rename = "cmdStatusCode")]
+    pub status: u16,
+}
+
+impl ClientCmd {
+    /// The parsed command description, as a MEF Client parses it (§8.3.9.5).
+    pub fn parsed(&self) -> Option<CmdDescription> {
+        self.description
+            .as_ref()
+            .and_then(|d| CmdDescription::parse_for_client(d).ok())
+    }
+}
+
+/// IBC enrolment request (seed 001 step 3; BRIEF A32): the Enrolee's ID1.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IbcEnrolRequest {
+    /// ID1: the Enrolee's CSE-ID or AE-ID.
+    pub id1: String,
+}
+
+/// IBC credential (seed 001 step 6): (ID2, Sk = (SSK, PVT), MPK = KPAK), hex.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IbcCredential {
+    /// ID2 = `<MEF-FQDN>|<expiry m2m:timestamp>|<ID1>` (A32).
+    pub id2: String,
+    /// SSK, 32 bytes hex.
+    pub ssk: String,
+    /// PVT, uncompressed point hex.
+    pub pvt: String,
+    /// KPAK, uncompressed point hex.
+    pub kpak: String,
+    /// The expiry embedded in ID2.
+    pub expiry: Timestamp,
+}
+
+/// IBC enrolment result report (seed 001 step 6: "the Enrolee stores them and sends success").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IbcReport {
+    /// True when the credential validated (RFC 6507 §5.1.2) and is stored.
+    pub success: bool,
+}
+
+/// The MEF's last response of an exchange (TS-0003 §8.3.2.1 step 16).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct EndOfExchange {
+    /// Always true.
+    pub end_of_enrolment_exchange: bool,
+    /// KeID committed.
+    #[serde(rename = "keID")]
+    pub ke_id: String,
+    /// Enrolment Expiry.
+    pub enrolment_expiry: Timestamp,
+}
+
+/// MEF Key Registration request (TS-0003 table 8.3.5.2.7-1).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct KeyRegRequest {
+    /// Proposed expiry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expiration_time: Option<Timestamp>,
+    /// Labels.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<Vec<String>>,
+    /// adminFQDN.
+    #[serde(rename = "adminFQDN")]
+    pub admin_fqdn: String,
+    /// SUID (`m2m:suid`, a number).
+    #[serde(rename = "SUID")]
+    pub suid: u8,
+    /// targetIDs: who may retrieve the key.
+    #[serde(rename = "targetIDs", default, skip_serializing_if = "Option::is_none")]
+    pub target_ids: Option<Vec<String>>,
+    /// Key Value (base64), when self-generated; absent: Kc from the session's
+    /// `EXPORTER-oneM2M-Connection` export (BRIEF A10).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_value: Option<String>,
+}
+
+/// `<mefKeyReg>` representation (TS-0003 tables 8.3.5.2.7-2, 8.3.5.2.8-2).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct KeyReg {
+    /// RelativeKeyID.
+    #[serde(rename = "relativeKeyID")]
+    pub relative_key_id: String,
+    /// Key Identifier = RelativeKeyID@MEF-FQDN.
+    #[serde(rename = "keyID")]
+    pub key_id: String,
+    /// Accepted expiry.
+    pub expiration_time: Timestamp,
+    /// Source MEF Client ID.
+    #[serde(rename = "sourceMEFClientID")]
+    pub source_client_id: String,
+    /// Labels.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<Vec<String>>,
+    /// adminFQDN.
+    #[serde(rename = "adminFQDN")]
+    pub admin_fqdn: String,
+    /// SUID.
+    #[serde(rename = "SUID")]
+    pub suid: u8,
+    /// targetIDs.
+    #[serde(rename = "targetIDs")]
+    pub target_ids: Vec<String>,
+    /// Key Value (base64): only in Key Retrieval responses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_value: Option<String>,
+}
+
+/// Legacy `/fetchCredentials` response (TS-0003 tables 8.3.2.1-5 and -6; field names are
+/// project-defined, BRIEF A30).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct FetchCredentialsResponse {
+    /// Status.
+    pub status: bool,
+    /// Credential (base64), when status is true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential: Option<String>,
+    /// EnroleeID, when status is true.
+    #[serde(rename = "enroleeID", default, skip_serializing_if = "Option::is_none")]
+    pub enrolee_id: Option<String>,
+    /// Lifetime: the credential's expiry (never after Ke's, TS-0003 §10.7).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lifetime: Option<Timestamp>,
+    /// ErrorString, when status is false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_string: Option<String>,
+}
+
+/// Wraps `value` under its content root, e.g. `{"mefClientReg": {...}}`.
+pub fn wrap<T: Serialize>(root: &str, value: &T) -> serde_json::Value {
+    let mut m = serde_json::Map::new();
+    m.insert(
+        root.to_string(),
+        serde_json::to_value(value).unwrap_or(serde_json::Value::Null),
+    );
+    serde_json::Value::Object(m)
+}
+
+/// Unwraps the content root `root` of `pc` into `T`.
+pub fn unwrap<T: for<'de> Deserialize<'de>>(
+    root: &str,
+    pc: Option<&serde_json::Value>,
+) -> Result<T, String> {
+    let pc = pc.ok_or_else(|| format!("content {root} is required"))?;
+    let obj = pc
+        .as_object()
+        .filter(|o| o.len() == 1)
+        .ok_or_else(|| format!("content must be one object {{\"{root}\": ...}}"))?;
+    let inner = obj
+        .get(root)
+        .ok_or_else(|| format!("content root must be {root}"))?;
+    serde_json::from_value(inner.clone()).map_err(|e| format!("{root}: {e}"))
+}

@@ -1,0 +1,420 @@
+//! The enrolment exchange end to end on loopback: TLS-PSK bootstrap with Kpm, Client
+//! Registration, MEF Client Commands, IBC enrolment, commit and close; then an Enrolment
+//! Target fetching the device's key with `/fetchCredentials`, MEF Key Registration and
+//! Retrieval with targetIDs authorisation.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use m2msec_bindings::client::HttpClient;
+use m2msec_bindings::{Limits, Listeners, Server};
+use m2msec_core::duration::XsDuration;
+use m2msec_core::eccsi::{verify, Kpak, Signature};
+use m2msec_core::export::ExporterLabel;
+use m2msec_core::kdf::SuidEncoding;
+use m2msec_core::secret::Kpm;
+use m2msec_core::secret::UsageConstrainedKey;
+use m2msec_cse::{Operation, RequestPrimitive, Rsc};
+use m2msec_mef::endpoint::validate_ibc;
+use m2msec_mef::enrolee::{enrol, target_key, EnrolParams, Keystore};
+use m2msec_mef::store::Device;
+use m2msec_mef::wire::{self, FetchCredentialsResponse, KeyReg, KeyRegRequest};
+use m2msec_mef::{LocalPkg, MefConfig, MefEndpoint, TargetClient};
+use m2msec_tls::{ClientConfig, Psk, PskIdentity, TlsClient};
+
+const FQDN: &str = "mef.sp.example";
+const CSE: &str = "//sp.example/cse-in";
+const OTHER: &str = "//sp.example/cse-other";
+
+struct Mef {
+    addr: SocketAddr,
+    coap: SocketAddr,
+    ep: Arc<MefEndpoint>,
+    _dir: tempfile::TempDir,
+}
+
+async fn start_mef() -> Mef {
+    start_mef_with_clock(Arc::new(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64
+    }))
+    .await
+}
+
+async fn start_mef_with_clock(clock: m2msec_mef::endpoint::Clock) -> Mef {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = MefConfig {
+        fqdn: FQDN.parse().unwrap(),
+        ibc: true,
+        retry_duration: "PT1H".parse::<XsDuration>().unwrap(),
+        suid_encoding: SuidEncoding::AsciiDecimal,
+        max_registration_secs: 86_400,
+    };
+    let targets = vec![
+        TargetClient {
+            psk_identity: PskIdentity::new("cse-in@mef.sp.example").unwrap(),
+            key: Psk::new(&[0x11; 32]).unwrap(),
+            client_id: CSE.into(),
+        },
+        TargetClient {
+            psk_identity: PskIdentity::new("cse-other@mef.sp.example").unwrap(),
+            key: Psk::new(&[0x22; 32]).unwrap(),
+            client_id: OTHER.into(),
+        },
+    ];
+    let (ep, tls) = MefEndpoint::with_clock(
+        cfg,
+        dir.path(),
+        Arc::new(LocalPkg::generate()),
+        targets,
+        clock,
+    )
+    .unwrap();
+    for i in 0..3 {
+        let d = Device {
+            kpm_id: format!("dev{i}@{FQDN}"),
+            enrolee_id: format!("Cdev{i}"),
+            targets: vec![CSE.into()],
+            enrolment_secs: 3600,
+            created: 0,
+            revoked: None,
+        };
+        ep.with_store(|s| s.add_device(&d, &Kpm::from_bytes(&[i as u8 + 1; 32]).unwrap()))
+            .unwrap();
+    }
+    let server = Server::with_endpoint(
+        Listeners {
+            tls_addr: "127.0.0.1:0".parse().unwrap(),
+            plain_addr: None,
+            limits: Limits::default(),
+        },
+        &tls,
+        ep.clone(),
+    )
+    .await
+    .unwrap();
+    let addr = server.tls_addr().unwrap();
+    tokio::spawn(server.serve());
+    let coap = m2msec_bindings::CoapServer::bind(
+        "127.0.0.1:0".parse().unwrap(),
+        &tls,
+        m2msec_tls::DtlsOptions::default(),
+        Limits::default(),
+        ep.clone(),
+    )
+    .await
+    .unwrap();
+    let coap_addr = coap.local_addr();
+    tokio::spawn(coap.serve());
+    Mef {
+        addr,
+        coap: coap_addr,
+        ep,
+        _dir: dir,
+    }
+}
+
+fn params(addr: SocketAddr, i: u8) -> EnrolParams {
+    EnrolParams {
+        transport: Default::default(),
+        host: "127.0.0.1".into(),
+        port: addr.port(),
+        kpm_id: format!("dev{i}@{FQDN}").parse().unwrap(),
+        kpm: Kpm::from_bytes(&[i + 1; 32]).unwrap(),
+        id1: format!("Cdev{i}"),
+        targets: vec![CSE.into()],
+        admin_fqdn: "admin.sp.example".into(),
+        suid_encoding: SuidEncoding::AsciiDecimal,
+    }
+}
+
+async fn target_client(addr: SocketAddr, identity: &str, key: u8) -> HttpClient {
+    let c = TlsClient::new(ClientConfig::psk(
+        PskIdentity::new(identity).unwrap(),
+        Psk::new(&[key; 32]).unwrap(),
+    ))
+    .unwrap();
+    let ch = c
+        .connect("127.0.0.1", addr.port(), Some(FQDN))
+        .await
+        .unwrap();
+    HttpClient::new(ch, FQDN).await.unwrap()
+}
+
+fn get(to: &str, from: &str) -> RequestPrimitive {
+    RequestPrimitive::new(Operation::Retrieve, to, Some(from), "t1")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enrol_then_target_fetches_the_same_key() {
+    let mef = start_mef().await;
+    let out = enrol(&params(mef.addr, 0)).await.unwrap();
+    let s = &out.summary;
+    assert!(s.ke_id.ends_with("@mef.sp.example"));
+    assert_eq!(s.ke_id.split('@').next().unwrap().len(), 32);
+    assert_eq!(s.enrolee_id, "Cdev0");
+    assert_eq!(s.targets.len(), 1);
+    assert_eq!(s.targets[0].target_id, CSE);
+    assert_eq!(s.targets[0].suid, 22);
+    // One MO_NODE (class 3, OK 20) and NO_MORE_COMMANDS (class 0).
+    assert_eq!(
+        s.commands.iter().map(|c| (c.1, c.2)).collect::<Vec<_>>(),
+        vec![(3, 20), (0, 20)]
+    );
+    let id2 = s.ibc_id.clone().unwrap();
+    assert!(id2.starts_with("mef.sp.example|"));
+    assert!(id2.ends_with("|Cdev0"));
+    let e = mef
+        .ep
+        .with_store(|st| st.enrolment_of("dev0@mef.sp.example"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(e.ke_id, s.ke_id);
+    assert_eq!(e.id2.as_deref(), Some(id2.as_str()));
+
+    // The Enrolment Target fetches the key (§8.3.2.1 step 6) and it equals the device's.
+    let mut cse = target_client(mef.addr, "cse-in@mef.sp.example", 0x11).await;
+    let r = cse
+        .send(&get(&format!("fetchCredentials/{}/22", s.ke_id), CSE))
+        .await
+        .unwrap();
+    assert_eq!(r.rsc, Rsc::Ok);
+    let f: FetchCredentialsResponse = serde_json::from_value(r.pc.unwrap()).unwrap();
+    assert!(f.status);
+    assert_eq!(f.enrolee_id.as_deref(), Some("Cdev0"));
+    assert_eq!(f.lifetime, Some(s.enrolment_expiry));
+    let key = base64::engine::general_purpose::STANDARD
+        .decode(f.credential.unwrap())
+        .unwrap();
+    let mine = target_key(&out.ke, 22, CSE, SuidEncoding::AsciiDecimal).unwrap();
+    assert_eq!(UsageConstrainedKey::from_bytes(&key).unwrap(), mine);
+
+    // Another CSE is not an Enrolment Target: Status=False and no key (BRIEF check 33).
+    let mut other = target_client(mef.addr, "cse-other@mef.sp.example", 0x22).await;
+    let r = other
+        .send(&get(&format!("fetchCredentials/{}/22", s.ke_id), OTHER))
+        .await
+        .unwrap();
+    assert_eq!(r.rsc, Rsc::OriginatorHasNoPrivilege);
+    let f: FetchCredentialsResponse = serde_json::from_value(r.pc.unwrap()).unwrap();
+    assert!(!f.status && f.credential.is_none() && f.error_string.is_some());
+    // A target claiming another ID is refused (originator verification).
+    let r = other
+        .send(&get(&format!("fetchCredentials/{}/22", s.ke_id), CSE))
+        .await
+        .unwrap();
+    assert_eq!(r.rsc, Rsc::OriginatorNotAuthenticated);
+    // Unknown KeID.
+    let r = cse
+        .send(&get(
+            &format!("fetchCredentials/{}@{FQDN}/22", "00".repeat(16)),
+            CSE,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(r.rsc, Rsc::NotFound);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ibc_credentials_of_two_devices_verify_each_other() {
+    let mef = start_mef().await;
+    let a = enrol(&params(mef.addr, 1)).await.unwrap();
+    let b = enrol(&params(mef.addr, 2)).await.unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let ca = a.ibc.as_ref().unwrap();
+    let cb = b.ibc.as_ref().unwrap();
+    let ka = validate_ibc(ca, now).unwrap();
+    let msg = b"temperature=21.5";
+    let sig = ka.sign(msg, &mut rand_core::OsRng);
+    let kpak = Kpak::from_bytes(&hex::decode(&cb.kpak).unwrap()).unwrap();
+    assert!(verify(
+        &kpak,
+        ca.id2.as_bytes(),
+        msg,
+        &Signature::from_bytes(&sig.to_bytes()).unwrap()
+    )
+    .is_ok());
+    assert!(verify(&kpak, cb.id2.as_bytes(), msg, &sig).is_err());
+    // An expired ID2 is refused.
+    assert!(validate_ibc(ca, ca.expiry.to_unix() + 1).is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_kpm_unknown_device_and_id_mismatch_are_refused() {
+    let mef = start_mef().await;
+    let mut p = params(mef.addr, 0);
+    p.kpm = Kpm::from_bytes(&[0x99; 32]).unwrap();
+    assert!(enrol(&p).await.is_err());
+    let mut p = params(mef.addr, 0);
+    p.kpm_id = format!("nobody@{FQDN}").parse().unwrap();
+    assert!(enrol(&p).await.is_err());
+    let mut p = params(mef.addr, 0);
+    p.id1 = "Cmallory".into();
+    let e = enrol(&p).await.unwrap_err().to_string();
+    assert!(e.contains("4106"), "{e}");
+    assert!(mef
+        .ep
+        .with_store(|s| s.enrolment_of("dev0@mef.sp.example"))
+        .unwrap()
+        .is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn re_enrolment_replaces_and_keystore_round_trips() {
+    let mef = start_mef().await;
+    let first = enrol(&params(mef.addr, 0)).await.unwrap();
+    let second = enrol(&params(mef.addr, 0)).await.unwrap();
+    assert_ne!(first.summary.ke_id, second.summary.ke_id);
+    let (devices, enrolments, _) = mef.ep.with_store(|s| s.counts()).unwrap();
+    assert_eq!((devices, enrolments), (3, 1));
+    // The old KeID is gone at the MEF.
+    let mut cse = target_client(mef.addr, "cse-in@mef.sp.example", 0x11).await;
+    let r = cse
+        .send(&get(
+            &format!("fetchCredentials/{}/22", first.summary.ke_id),
+            CSE,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(r.rsc, Rsc::NotFound);
+
+    let dir = tempfile::tempdir().unwrap();
+    let ks = Keystore::open(&dir.path().join("ks")).unwrap();
+    ks.save("dev0@mef.sp.example", "127.0.0.1", &second)
+        .unwrap();
+    let (summary, ke, ibc) = ks.load().unwrap();
+    assert_eq!(summary.ke_id, second.summary.ke_id);
+    assert_eq!(ke, second.ke);
+    assert_eq!(ibc.unwrap().ssk, second.ibc.as_ref().unwrap().ssk);
+    let text = std::fs::read_to_string(dir.path().join("ks/keystore.json")).unwrap();
+    assert!(!text.contains(&hex::encode(second.ke.expose_secret())));
+    assert!(!text.contains(&second.ibc.as_ref().unwrap().ssk));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_registration_and_retrieval_with_target_ids() {
+    let mef = start_mef().await;
+    // A device session (Kpm) registers a key exported from its connection (BRIEF A10).
+    let c = TlsClient::new(ClientConfig::psk(
+        PskIdentity::new("dev1@mef.sp.example").unwrap(),
+        Psk::new(&[2; 32]).unwrap(),
+    ))
+    .unwrap();
+    let ch = c
+        .connect("127.0.0.1", mef.addr.port(), Some(FQDN))
+        .await
+        .unwrap();
+    let (kc, kc_id) = ch
+        .export(ExporterLabel::Connection)
+        .unwrap()
+        .split_connection();
+    let mut dev = HttpClient::new(ch, FQDN).await.unwrap();
+    let mut req = RequestPrimitive::new(Operation::Create, "mef", Some("Cdev1"), "k1");
+    req.ty = Some(wire::TY_MEF_KEY_REG);
+    let mut body = KeyRegRequest {
+        expiration_time: None,
+        labels: None,
+        admin_fqdn: "admin.sp.example".into(),
+        suid: 22,
+        target_ids: Some(vec![CSE.into(), OTHER.into()]),
+        key_value: None,
+    };
+    req.pc = Some(wire::wrap("mefKeyReg", &body));
+    // SAEF keys take exactly one target (BRIEF check 29).
+    assert_eq!(dev.send(&req).await.unwrap().rsc, Rsc::BadRequest);
+    body.target_ids = Some(vec![CSE.into()]);
+    req.pc = Some(wire::wrap("mefKeyReg", &body));
+    let r = dev.send(&req).await.unwrap();
+    assert_eq!(r.rsc, Rsc::Created, "{:?}", r.pc);
+    let reg: KeyReg = wire::unwrap("mefKeyReg", r.pc.as_ref()).unwrap();
+    assert_eq!(reg.relative_key_id, hex::encode(kc_id));
+    assert_eq!(reg.key_id, format!("{}@{FQDN}", hex::encode(kc_id)));
+    assert!(reg.key_value.is_none());
+
+    let to = format!("mef/keys/{}", reg.relative_key_id);
+    let mut cse = target_client(mef.addr, "cse-in@mef.sp.example", 0x11).await;
+    let r = cse.send(&get(&to, CSE)).await.unwrap();
+    assert_eq!(r.rsc, Rsc::Ok);
+    let got: KeyReg = wire::unwrap("mefKeyReg", r.pc.as_ref()).unwrap();
+    let key = base64::engine::general_purpose::STANDARD
+        .decode(got.key_value.unwrap())
+        .unwrap();
+    assert_eq!(&key[..], kc.expose_secret());
+    // Not in targetIDs: no key (BRIEF check 30).
+    let mut other = target_client(mef.addr, "cse-other@mef.sp.example", 0x22).await;
+    let r = other.send(&get(&to, OTHER)).await.unwrap();
+    assert_eq!(r.rsc, Rsc::OriginatorHasNoPrivilege);
+    assert!(r.pc.unwrap().get("mefKeyReg").is_none());
+    // The source de-registers it; then it is gone.
+    let del = RequestPrimitive::new(Operation::Delete, &to, Some("Cdev1"), "k2");
+    assert_eq!(dev.send(&del).await.unwrap().rsc, Rsc::Deleted);
+    let r = cse.send(&get(&to, CSE)).await.unwrap();
+    assert_eq!(r.rsc, Rsc::NotFound);
+    drop(tokio::time::sleep(Duration::from_millis(1)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_enrolment_is_refused_and_re_enrolment_works() {
+    use std::sync::atomic::{AtomicI64, Ordering};
+    let base = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let offset = Arc::new(AtomicI64::new(0));
+    let o = offset.clone();
+    let mef = start_mef_with_clock(Arc::new(move || base + o.load(Ordering::SeqCst))).await;
+    let first = enrol(&params(mef.addr, 0)).await.unwrap();
+    let to = format!("fetchCredentials/{}/22", first.summary.ke_id);
+    let mut cse = target_client(mef.addr, "cse-in@mef.sp.example", 0x11).await;
+    assert_eq!(cse.send(&get(&to, CSE)).await.unwrap().rsc, Rsc::Ok);
+    // One second past the Enrolment Expiry (3600 s): Ke and every key derived from it are
+    // refused (TS-0003 §10.7).
+    offset.store(3601, Ordering::SeqCst);
+    let r = cse.send(&get(&to, CSE)).await.unwrap();
+    assert_eq!(r.rsc, Rsc::OriginatorHasNoPrivilege);
+    let f: FetchCredentialsResponse = serde_json::from_value(r.pc.unwrap()).unwrap();
+    assert!(!f.status && f.credential.is_none());
+    // The Enrolee re-runs the RSPF: a new Ke with a new expiry, served again. (Its IBC credential
+    // carries the MEF clock's expiry, in the future of the real clock here.)
+    let second = enrol(&params(mef.addr, 0)).await.unwrap();
+    assert!(second.summary.enrolment_expiry.to_unix() > base + 3600);
+    let to = format!("fetchCredentials/{}/22", second.summary.ke_id);
+    assert_eq!(cse.send(&get(&to, CSE)).await.unwrap().rsc, Rsc::Ok);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enrolment_over_coap_on_dtls() {
+    let mef = start_mef().await;
+    let mut p = params(mef.coap, 1);
+    p.transport = m2msec_mef::enrolee::MefTransport::Coaps;
+    let out = enrol(&p).await.unwrap();
+    assert!(out.summary.ibc_id.as_deref().unwrap().ends_with("|Cdev1"));
+    let e = mef
+        .ep
+        .with_store(|s| s.enrolment_of("dev1@mef.sp.example"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(e.ke_id, out.summary.ke_id);
+    // The key the Target fetches over HTTP equals the one derived from the DTLS export.
+    let mut cse = target_client(mef.addr, "cse-in@mef.sp.example", 0x11).await;
+    let r = cse
+        .send(&get(
+            &format!("fetchCredentials/{}/22", out.summary.ke_id),
+            CSE,
+        ))
+        .await
+        .unwrap();
+    let f: FetchCredentialsResponse = serde_json::from_value(r.pc.unwrap()).unwrap();
+    let key = base64::engine::general_purpose::STANDARD
+        .decode(f.credential.unwrap())
+        .unwrap();
+    let mine = target_key(&out.ke, 22, CSE, SuidEncoding::AsciiDecimal).unwrap();
+    assert_eq!(UsageConstrainedKey::from_bytes(&key).unwrap(), mine);
+}
