@@ -280,6 +280,7 @@ fn fixture(n_reg: usize) -> Fixture {
             authority: None,
             require_sni: false,
             credentials,
+            raw_keys: Vec::new(),
         },
     );
     let (tls_port, plain) = server_rt.block_on(async {

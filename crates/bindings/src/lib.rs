@@ -8,7 +8,6 @@
 //!   listener), hyper HTTP/1.1 per connection, the channel's authenticated peer as the engine's
 //!   [`m2msec_cse::SecurityContext`], timeouts and size limits.
 //!
-//! The CoAP binding (TS-0008) over DTLS is not implemented yet.
 #![forbid(unsafe_code)]
 #![deny(missing_debug_implementations)]
 #![warn(missing_docs)]
@@ -28,5 +27,5 @@ pub use coap_server::CoapServer;
 pub use server::{Limits, Listeners, Server, ServerError, ServerOptions};
 pub use service::{
     AssociationInfo, CloseSignal, CseEndpoint, CseSecurity, Endpoint, Handled, Opened,
-    PskCredential,
+    PskCredential, RawKeyCredential,
 };

@@ -162,6 +162,7 @@ impl<S: Store + Send + 'static> Server<CseEndpoint<S>> {
                 authority: opts.authority.clone(),
                 require_sni: opts.require_sni,
                 credentials: opts.credentials.clone(),
+                raw_keys: Vec::new(),
             },
         );
         cfg.handshake_timeout = opts.limits.handshake_timeout;

@@ -110,6 +110,18 @@ pub struct PskCredential {
     pub bound: Option<BoundIdentity>,
 }
 
+/// A client raw public key (RFC 7250; TS-0003 §8.2.2.2 with the §10.2.3 suites): the
+/// association binds to Credential-ID `30-<pkID>` (TS-0003 §10.4; BRIEF A6).
+#[derive(Debug, Clone)]
+pub struct RawKeyCredential {
+    /// The key's RFC 6920 identifier, `ni:///sha-256;…` (the full SHA-256 form, which is the
+    /// form the TLS layer binds).
+    pub pk_id: m2msec_tls::PkId,
+    /// The configured IdA, if any; without one the first `<AE>` CREATE binds its AE-ID
+    /// (TS-0003 §8.2.1), as for a PSK without IdA.
+    pub bound: Option<BoundIdentity>,
+}
+
 /// TLS-side settings of the registrar CSE.
 #[derive(Debug, Clone, Default)]
 pub struct CseSecurity {
@@ -119,6 +131,8 @@ pub struct CseSecurity {
     pub require_sni: bool,
     /// PSK credentials.
     pub credentials: Vec<PskCredential>,
+    /// Client raw public keys (need a server certificate credential in the TLS configuration).
+    pub raw_keys: Vec<RawKeyCredential>,
 }
 
 /// A key a [`RemoteKeySource`] supplies for a `psk_identity` the CSE does not hold (e.g. a
@@ -329,6 +343,8 @@ pub struct CseEndpoint<S: Store> {
     /// session's signal is a child token, so it leaves the parent when the session ends.
     sessions: Mutex<HashMap<String, CloseSignal>>,
     store: Mutex<Option<Watched>>,
+    /// `30-<pkID>` → configured IdA of the client raw keys.
+    raw_keys: HashMap<String, Option<BoundIdentity>>,
 }
 
 impl<S: Store> std::fmt::Debug for CseEndpoint<S> {
@@ -366,6 +382,12 @@ impl<S: Store + Send + 'static> CseEndpoint<S> {
         let mut cfg = ServerConfig::psk(Arc::new(Resolver(creds.clone())));
         cfg.authorities = sec.authority.clone().map(|a| vec![a]);
         cfg.require_sni = sec.require_sni;
+        cfg.client_raw_keys = sec.raw_keys.iter().map(|r| r.pk_id.clone()).collect();
+        let raw_keys = sec
+            .raw_keys
+            .iter()
+            .map(|r| (format!("30-{}", r.pk_id), r.bound.clone()))
+            .collect();
         let cse_id = cse.cse_id();
         (
             Arc::new(CseEndpoint {
@@ -374,6 +396,7 @@ impl<S: Store + Send + 'static> CseEndpoint<S> {
                 creds,
                 sessions: Mutex::new(HashMap::new()),
                 store: Mutex::new(None),
+                raw_keys,
             }),
             cfg,
         )
@@ -545,7 +568,7 @@ impl<S: Store + Send + 'static> CseEndpoint<S> {
         match peer.credential {
             m2msec_tls::CredentialKind::Psk => {}
             m2msec_tls::CredentialKind::Certificate => return certificate_context(peer),
-            m2msec_tls::CredentialKind::RawPublicKey => return None,
+            m2msec_tls::CredentialKind::RawPublicKey => return self.raw_key_context(peer),
         }
         let id = peer.psk_identity.as_ref()?;
         let e = self.creds.lookup(id.as_str(), unix_now(), false)?;
@@ -554,6 +577,25 @@ impl<S: Store + Send + 'static> CseEndpoint<S> {
             credential_kind: CredentialKind::Psk,
             credential_id: e.credential_id,
             bound: e.bound,
+        }))
+    }
+}
+
+impl<S: Store> CseEndpoint<S> {
+    /// The security context of a peer authenticated by a configured raw public key.
+    fn raw_key_context(&self, peer: &Peer) -> Option<SecurityContext> {
+        let Some(m2msec_tls::BoundIdentity::CredentialId(id)) = peer.bound_identity.as_ref() else {
+            return None;
+        };
+        let bound = self.raw_keys.get(id)?.clone();
+        let (type_id, uri) = id.split_once('-')?;
+        let credential_id = CredentialId::new(m2msec_core::ids::CredIdTypeId::TlsRawPublicKey, uri)
+            .ok()
+            .filter(|_| type_id == "30")?;
+        Some(SecurityContext::Association(CseAssociation {
+            credential_kind: CredentialKind::RawPublicKey,
+            credential_id,
+            bound,
         }))
     }
 }

@@ -66,6 +66,7 @@ async fn start_cse() -> SocketAddr {
             authority: None,
             require_sni: false,
             credentials: vec![cred(AE1), cred(AE2)],
+            raw_keys: Vec::new(),
         },
     );
     tls.handshake_timeout = Duration::from_secs(5);

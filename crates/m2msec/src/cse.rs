@@ -87,6 +87,22 @@ struct Config {
     /// The CSE as an Enrolment Target of a MEF (keys for KeIDs fetched from it).
     #[serde(default)]
     mef: Option<crate::cse_mef::MefSection>,
+    /// Client raw public keys (RFC 7250).
+    #[serde(default)]
+    raw_key: Vec<RawKeyEntry>,
+}
+
+/// `[[raw_key]]`: a client raw public key (TS-0003 §8.2.2.2, RFC 7250), bound to Credential-ID
+/// `30-<pk_id>` and optionally to a configured IdA.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawKeyEntry {
+    /// RFC 6920 identifier of the client's SubjectPublicKeyInfo, `ni:///sha-256;<base64url>`.
+    pk_id: String,
+    #[serde(default)]
+    ida: Option<String>,
+    #[serde(default)]
+    registree: Option<String>,
 }
 
 fn default_cb() -> String {
@@ -318,6 +334,8 @@ struct Loaded {
     certificates: Option<crate::credential::CertificateAssociation>,
     /// Keys for KeIDs of this MEF are fetched from it (`[mef]`).
     mef: Option<m2msec_mef::target::MefKeySource>,
+    /// Client raw public keys (`[[raw_key]]`).
+    raw_keys: Vec<m2msec_bindings::RawKeyCredential>,
 }
 
 fn load(path: &Path) -> Result<Loaded, CliError> {
@@ -411,6 +429,7 @@ fn load(path: &Path) -> Result<Loaded, CliError> {
             .enabled
             .then(|| SocketAddr::new(c.coap.bind, c.coap.port)),
         mef: c.mef.as_ref().map(|m| m.key_source()).transpose()?,
+        raw_keys: raw_keys(&c)?,
         certificates: crate::credential::certificates(
             c.tls.certificate.as_deref(),
             c.tls.private_key.as_deref(),
@@ -463,6 +482,7 @@ fn serve(a: ServeArgs) -> Result<ExitCode, CliError> {
                 authority: opts.authority.clone(),
                 require_sni: opts.require_sni,
                 credentials: opts.credentials.clone(),
+                raw_keys: loaded.raw_keys.clone(),
             },
         );
         tls.handshake_timeout = opts.limits.handshake_timeout;
@@ -526,4 +546,34 @@ fn serve(a: ServeArgs) -> Result<ExitCode, CliError> {
         }
         Err(CliError::other("the CSE service stopped"))
     })
+}
+
+fn raw_keys(c: &Config) -> Result<Vec<m2msec_bindings::RawKeyCredential>, CliError> {
+    if !c.raw_key.is_empty() && c.tls.certificate.is_none() {
+        return Err(cfg_err(
+            "[[raw_key]] needs the CSE's own [tls] certificate and private_key (ECDHE-ECDSA suites)",
+        ));
+    }
+    let mut out = Vec::new();
+    for r in &c.raw_key {
+        let pk_id = m2msec_tls::PkId::parse(&r.pk_id)
+            .map_err(|e| cfg_err(format!("raw_key {:?}: {e}", r.pk_id)))?;
+        if !r.pk_id.starts_with("ni:///sha-256;") {
+            return Err(cfg_err(format!(
+                "raw_key {:?}: use the full ni:///sha-256; identifier",
+                r.pk_id
+            )));
+        }
+        let entry = PskEntry {
+            identity: r.pk_id.clone(),
+            key_file: PathBuf::new(),
+            ida: r.ida.clone(),
+            registree: r.registree.clone(),
+        };
+        out.push(m2msec_bindings::RawKeyCredential {
+            pk_id,
+            bound: bound_identity(&entry)?,
+        });
+    }
+    Ok(out)
 }
