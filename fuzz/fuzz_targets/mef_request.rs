@@ -31,6 +31,7 @@ fn fixture() -> &'static Fixture {
                 retry_duration: "PT1H".parse().expect("duration"),
                 suid_encoding: SuidEncoding::AsciiDecimal,
                 max_registration_secs: 3600,
+                legacy_derivation: false,
             },
             &dir,
             Arc::new(LocalPkg::generate()),

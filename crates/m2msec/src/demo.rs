@@ -172,6 +172,7 @@ async fn demo(n: usize) -> Result<(Value, bool), CliError> {
             retry_duration: "PT1H".parse().map_err(CliError::other)?,
             suid_encoding: SuidEncoding::AsciiDecimal,
             max_registration_secs: 86_400,
+            legacy_derivation: false,
         },
         &mef_dir,
         Arc::new(pkg),

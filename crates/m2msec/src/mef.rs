@@ -151,6 +151,9 @@ struct EnrolmentSection {
     retry_duration: String,
     #[serde(default)]
     suid_encoding: Option<String>,
+    /// "10.3.7" (default) or "legacy" (§10.3.2/§10.3.3, BRIEF A9).
+    #[serde(default)]
+    derivation: Option<String>,
     #[serde(default = "default_reg_secs")]
     max_registration_secs: u64,
     /// Default Enrolment Expiry (Ke lifetime) for devices added without one.
@@ -164,6 +167,7 @@ impl Default for EnrolmentSection {
             ibc: true,
             retry_duration: default_retry(),
             suid_encoding: None,
+            derivation: None,
             max_registration_secs: default_reg_secs(),
             default_enrolment_secs: default_enrolment_secs(),
         }
@@ -255,6 +259,15 @@ pub fn load(path: &Path) -> Result<Loaded, CliError> {
             retry_duration: retry,
             suid_encoding,
             max_registration_secs: c.enrolment.max_registration_secs,
+            legacy_derivation: match c.enrolment.derivation.as_deref() {
+                None | Some("10.3.7") => false,
+                Some("legacy") => true,
+                Some(o) => {
+                    return Err(cfg_err(format!(
+                        "[enrolment] derivation must be \"10.3.7\" or \"legacy\", not {o:?}"
+                    )))
+                }
+            },
         },
         data_dir: c.data_dir,
         addr: SocketAddr::new(c.tls.bind, c.tls.port),

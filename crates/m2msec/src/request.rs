@@ -462,7 +462,7 @@ where
 
 /// psk_identity and PSK from an Enrolee keystore (TS-0003 §8.3.2.1 step 6, §10.3.7).
 fn keystore_credential(a: &RequestArgs) -> Result<(PskIdentity, Psk), CliError> {
-    use m2msec_mef::enrolee::{target_psk, Keystore};
+    use m2msec_mef::enrolee::{enrolled_target_psk, Keystore};
     let dir = a.keystore.as_deref().unwrap_or(std::path::Path::new("."));
     let ks = Keystore::open(dir).map_err(|e| CliError::arg("--keystore", e))?;
     let (summary, ke, _) = ks.load().map_err(|e| CliError::arg("--keystore", e))?;
@@ -502,12 +502,6 @@ fn keystore_credential(a: &RequestArgs) -> Result<(PskIdentity, Psk), CliError> 
         },
     };
     let identity = PskIdentity::new(&t.key_id).map_err(|e| CliError::arg("--keystore", e))?;
-    let psk = target_psk(
-        &ke,
-        t.suid,
-        &t.target_id,
-        m2msec_core::kdf::SuidEncoding::AsciiDecimal,
-    )
-    .map_err(|e| CliError::arg("--keystore", e))?;
+    let psk = enrolled_target_psk(&summary, &ke, t).map_err(|e| CliError::arg("--keystore", e))?;
     Ok((identity, psk))
 }

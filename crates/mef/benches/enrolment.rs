@@ -88,6 +88,7 @@ fn start_mef(dir: tempfile::TempDir) -> Mef {
         retry_duration: "PT1H".parse::<XsDuration>().unwrap(),
         suid_encoding: SuidEncoding::AsciiDecimal,
         max_registration_secs: 86_400,
+        legacy_derivation: false,
     };
     let targets = vec![TargetClient {
         psk_identity: PskIdentity::new(CSE_IDENTITY).unwrap(),

@@ -30,7 +30,7 @@ use m2msec_core::duration::XsDuration;
 use m2msec_core::eccsi::SigningKey;
 use m2msec_core::export::ExporterLabel;
 use m2msec_core::ids::{Fqdn, KeId};
-use m2msec_core::kdf::{enrolment_key, usage_constrained_key, KdfIdentifier, SuidEncoding};
+use m2msec_core::kdf::{enrolment_key, KdfIdentifier, SuidEncoding};
 use m2msec_core::sec::{
     AnyUri, CmdArgs, CmdDescription, CmdStatusCode, M2mId, MoNodeCmdArgs, NoMoreCmdArgs,
 };
@@ -68,6 +68,20 @@ pub struct MefConfig {
     pub suid_encoding: SuidEncoding,
     /// Longest MEF Client registration / key registration lifetime, in seconds.
     pub max_registration_secs: u64,
+    /// Serve target keys by the legacy §10.3.2/§10.3.3 derivations instead of §10.3.7 (BRIEF
+    /// A9: a non-default option).
+    pub legacy_derivation: bool,
+}
+
+impl MefConfig {
+    /// The derivation of target keys this MEF serves and announces.
+    pub fn key_derivation(&self) -> KeyDerivation {
+        match (self.legacy_derivation, self.suid_encoding) {
+            (true, _) => KeyDerivation::Legacy,
+            (false, SuidEncoding::SingleOctet) => KeyDerivation::UsageOctet,
+            (false, SuidEncoding::AsciiDecimal) => KeyDerivation::UsageAscii,
+        }
+    }
 }
 
 /// A configured MEF client that retrieves keys (an Enrolment Target such as a registrar CSE).
@@ -379,6 +393,39 @@ impl MefEndpoint {
                 &rqi,
                 "ty must be mefClientReg or mefKeyReg",
             ),
+            (op, t)
+                if t.strip_prefix("mef/")
+                    .is_some_and(|id| !id.contains('/') && id != "keys")
+                    && (x.stage != Stage::Registered || t != reg_prefix)
+                    && matches!(
+                        op,
+                        Operation::Retrieve | Operation::Update | Operation::Delete
+                    ) =>
+            {
+                self.committed_registration(x, &prim, &t["mef/".len()..])
+            }
+            (Operation::Retrieve, t) if x.stage == Stage::Registered && t == reg_prefix => {
+                // Configuration Retrieval (TS-0003 §8.3.5.2.4) of this session's registration.
+                ok(Rsc::Ok, &rqi, wire::wrap("mefClientReg", &self.reg_view(x)))
+            }
+            (Operation::Update, t) if x.stage == Stage::Registered && t == reg_prefix => {
+                let now = self.now();
+                let max = now
+                    .saturating_add(self.cfg.max_registration_secs as i64)
+                    .min(x.enrolment_expires);
+                match parse_reg_update(prim.pc.as_ref(), now, max) {
+                    Ok((expires, labels, echo)) => {
+                        if let Some(e) = expires {
+                            x.reg_expires = e;
+                        }
+                        if labels.is_some() {
+                            x.labels = labels;
+                        }
+                        ok(Rsc::Updated, &rqi, echo)
+                    }
+                    Err(e) => err(Rsc::BadRequest, &rqi, e),
+                }
+            }
             _ if x.stage != Stage::Registered || !to.starts_with(&reg_prefix) => {
                 if let Some(rel) = to.strip_prefix("mef/keys/") {
                     return self.key_reg_by_source(&x.enrolee_id, rel, &prim);
@@ -474,7 +521,12 @@ impl MefEndpoint {
         x.stage = Stage::Registered;
         x.retrieved = false;
         self.queue_commands(x);
-        let reg = ClientReg {
+        let reg = self.reg_view(x);
+        ok(Rsc::Created, rqi, wire::wrap("mefClientReg", &reg))
+    }
+
+    fn reg_view(&self, x: &Exchange) -> ClientReg {
+        ClientReg {
             reg_id: x.reg_id.clone(),
             expiration_time: ts(x.reg_expires),
             labels: x.labels.clone(),
@@ -483,13 +535,84 @@ impl MefEndpoint {
             ke_id: x.ke_id.to_string(),
             enrolment_expiry: ts(x.enrolment_expires),
             ibc_enrolment: self.cfg.ibc,
+            key_derivation: self.cfg.key_derivation(),
             children: vec![ChildRef {
                 nm: "cmd".into(),
                 typ: TY_MEF_CLIENT_CMD,
                 val: format!("{MEF_BASE}/{}/cmd", x.reg_id),
             }],
+        }
+    }
+
+    /// Configuration Retrieval, Registration Update and De-registration (TS-0003 §8.3.5.2.4–6)
+    /// of the device's committed registration, from a later session authenticated with its
+    /// Kpm (or certificate).
+    fn committed_registration(&self, x: &Exchange, prim: &RequestPrimitive, id: &str) -> Handled {
+        let rqi = &prim.rqi;
+        let found = match self.with_reader(|s| {
+            Ok::<_, StoreError>((s.registration(&x.kpm_id)?, s.enrolment_of(&x.kpm_id)?))
+        }) {
+            Ok(f) => f,
+            Err(e) => return store_err(rqi, e),
         };
-        ok(Rsc::Created, rqi, wire::wrap("mefClientReg", &reg))
+        let (Some(reg), Some(enrolment)) = found else {
+            return err(Rsc::NotFound, rqi, "no such MEF client registration");
+        };
+        if reg.reg_id != id {
+            return err(Rsc::NotFound, rqi, "no such MEF client registration");
+        }
+        let now = self.now();
+        match prim.op {
+            Operation::Retrieve => {
+                let view = ClientReg {
+                    reg_id: reg.reg_id.clone(),
+                    expiration_time: ts(reg.expires),
+                    labels: reg.labels.clone(),
+                    client_id: enrolment.enrolee_id.clone(),
+                    admin_fqdn: reg.admin_fqdn.clone(),
+                    ke_id: enrolment.ke_id.clone(),
+                    enrolment_expiry: ts(enrolment.expires),
+                    ibc_enrolment: enrolment.id2.is_some(),
+                    key_derivation: self.cfg.key_derivation(),
+                    children: vec![],
+                };
+                ok(Rsc::Ok, rqi, wire::wrap("mefClientReg", &view))
+            }
+            Operation::Update => {
+                let max = now
+                    .saturating_add(self.cfg.max_registration_secs as i64)
+                    .min(enrolment.expires);
+                match parse_reg_update(prim.pc.as_ref(), now, max) {
+                    Ok((expires, labels, echo)) => {
+                        let labels = labels.or(reg.labels);
+                        let r = self.with_store(|s| {
+                            s.update_registration(
+                                &x.kpm_id,
+                                expires.unwrap_or(reg.expires),
+                                labels.as_deref(),
+                            )
+                        });
+                        match r {
+                            Ok(_) => ok(Rsc::Updated, rqi, echo),
+                            Err(e) => store_err(rqi, e),
+                        }
+                    }
+                    Err(e) => err(Rsc::BadRequest, rqi, e),
+                }
+            }
+            Operation::Delete => match self.with_store(|s| s.deregister(&x.kpm_id)) {
+                Ok(_) => {
+                    tracing::info!(kpm_id = %x.kpm_id, reg_id = %reg.reg_id, "MEF client de-registered");
+                    ResponsePrimitive::new(Rsc::Deleted, rqi.as_str()).into()
+                }
+                Err(e) => store_err(rqi, e),
+            },
+            Operation::Create | Operation::Notify => err(
+                Rsc::OperationNotAllowed,
+                rqi,
+                "not an operation on a registration",
+            ),
+        }
     }
 
     fn ibc_enrol(&self, x: &mut Exchange, prim: &RequestPrimitive) -> Handled {
@@ -901,10 +1024,10 @@ impl MefEndpoint {
                 "requester ID is not a valid KDF identifier",
             );
         };
-        let key = usage_constrained_key(&ke, suid, &target, self.cfg.suid_encoding);
+        let key = self.cfg.key_derivation().derive(&ke, suid, &target);
         let body = FetchCredentialsResponse {
             status: true,
-            credential: Some(B64.encode(key.expose_secret())),
+            credential: Some(B64.encode(&key[..])),
             enrolee_id: Some(enrolment.enrolee_id),
             lifetime: Some(ts(enrolment.expires)),
             error_string: None,
@@ -981,6 +1104,52 @@ impl Endpoint for MefEndpoint {
         }
         h
     }
+}
+
+/// A Registration Update body (TS-0003 table 8.3.5.2.5-1): at least one of `expirationTime`
+/// and `labels`; the expiry is clamped to `now..=max`. Returns the new values and the response
+/// content, which carries only the fields sent (table 8.3.5.2.5-2).
+fn parse_reg_update(
+    pc: Option<&Value>,
+    now: i64,
+    max: i64,
+) -> Result<(Option<i64>, Option<Vec<String>>, Value), String> {
+    let m = match pc.and_then(|p| p.get("mefClientReg")) {
+        Some(Value::Object(m)) if pc.and_then(Value::as_object).map(|o| o.len()) == Some(1) => m,
+        _ => return Err("content must be {\"mefClientReg\": {...}}".into()),
+    };
+    let mut expires = None;
+    let mut labels = None;
+    let mut echo = serde_json::Map::new();
+    for (k, v) in m {
+        match k.as_str() {
+            "expirationTime" => {
+                let t: Timestamp = serde_json::from_value(v.clone())
+                    .map_err(|e| format!("expirationTime: {e}"))?;
+                let e = t.to_unix().clamp(now, max);
+                echo.insert(
+                    k.clone(),
+                    serde_json::to_value(ts(e)).unwrap_or(Value::Null),
+                );
+                expires = Some(e);
+            }
+            "labels" => {
+                let l: Vec<String> =
+                    serde_json::from_value(v.clone()).map_err(|e| format!("labels: {e}"))?;
+                echo.insert(k.clone(), v.clone());
+                labels = Some(l);
+            }
+            other => return Err(format!("{other} cannot be updated")),
+        }
+    }
+    if expires.is_none() && labels.is_none() {
+        return Err("at least one of expirationTime, labels".into());
+    }
+    Ok((
+        expires,
+        labels,
+        wire::wrap("mefClientReg", &Value::Object(echo)),
+    ))
 }
 
 /// Validates an IBC credential as the Enrolee does (RFC 6507 §5.1.2) and checks its expiry

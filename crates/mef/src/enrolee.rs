@@ -123,6 +123,9 @@ pub struct Enrolled {
     pub ibc_expiry: Option<Timestamp>,
     /// MEF Client Commands executed (cmdID, class, status).
     pub commands: Vec<(String, u8, u16)>,
+    /// How the target keys derive from Ke, as the MEF announced.
+    #[serde(default)]
+    pub key_derivation: KeyDerivation,
 }
 
 /// What the exchange produced, secrets included (written to the keystore, never printed).
@@ -285,6 +288,7 @@ pub async fn enrol_with(
         ibc_id: None,
         ibc_expiry: None,
         commands: Vec::new(),
+        key_derivation: reg.key_derivation,
     };
 
     // MEF Client Commands (§8.3.4.6, §8.3.9): Retrieve, execute, Update, until NO_MORE.
@@ -577,4 +581,17 @@ pub fn target_psk(
 ) -> Result<Psk, EnrolError> {
     let k = target_key(ke, suid, target_id, encoding)?;
     Psk::new(k.expose_secret()).map_err(|e| EnrolError::Protocol(e.to_string()))
+}
+
+/// The PSK for `target` by the derivation the MEF announced at enrolment (BRIEF A9, A7).
+pub fn enrolled_target_psk(
+    enrolled: &Enrolled,
+    ke: &Ke,
+    target: &TargetKey,
+) -> Result<Psk, EnrolError> {
+    let suid = Suid::new(target.suid).map_err(|e| EnrolError::Protocol(e.to_string()))?;
+    let id =
+        KdfIdentifier::new(&target.target_id).map_err(|e| EnrolError::Protocol(e.to_string()))?;
+    let k = enrolled.key_derivation.derive(ke, suid, &id);
+    Psk::new(&k[..]).map_err(|e| EnrolError::Protocol(e.to_string()))
 }

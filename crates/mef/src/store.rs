@@ -121,6 +121,19 @@ pub struct Enrolment {
     pub expires: i64,
 }
 
+/// A committed MEF Client registration (TS-0003 §8.3.5.2.3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Registration {
+    /// MEFClientRegID.
+    pub reg_id: String,
+    /// adminFQDN.
+    pub admin_fqdn: String,
+    /// Labels.
+    pub labels: Option<Vec<String>>,
+    /// Registration expiry (unix seconds).
+    pub expires: i64,
+}
+
 /// A key registration (TS-0003 §8.3.5.2.7).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyRegRow {
@@ -509,6 +522,52 @@ impl MefStore {
             Some(k) => Ok(self.enrolment_by_ke_id(&k)?.map(|(e, _)| e)),
             None => Ok(None),
         }
+    }
+
+    /// The committed MEF Client registration of a device: (MEFClientRegID, adminFQDN, labels,
+    /// registration expiry).
+    pub fn registration(&self, kpm_id: &str) -> Result<Option<Registration>, StoreError> {
+        let row: Option<(String, String, Option<String>, i64)> = self
+            .conn
+            .query_row(
+                "SELECT reg_id, admin_fqdn, labels, reg_expires FROM enrolments WHERE kpm_id = ?1",
+                [kpm_id],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .optional()?;
+        Ok(
+            row.map(|(reg_id, admin_fqdn, labels, expires)| Registration {
+                reg_id,
+                admin_fqdn,
+                labels: labels.and_then(|l| serde_json::from_str(&l).ok()),
+                expires,
+            }),
+        )
+    }
+
+    /// MEF Client Registration Update (TS-0003 §8.3.5.2.5) of a committed registration.
+    pub fn update_registration(
+        &mut self,
+        kpm_id: &str,
+        expires: i64,
+        labels: Option<&[String]>,
+    ) -> Result<bool, StoreError> {
+        Ok(self.conn.execute(
+            "UPDATE enrolments SET reg_expires = ?2, labels = ?3 WHERE kpm_id = ?1",
+            params![kpm_id, expires, labels.map(json)],
+        )? == 1)
+    }
+
+    /// MEF Client De-registration (TS-0003 §8.3.5.2.6): the device's enrolment and its key
+    /// registrations go, in one transaction; the device stays provisioned and may enrol again.
+    pub fn deregister(&mut self, kpm_id: &str) -> Result<bool, StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let n = tx.execute("DELETE FROM enrolments WHERE kpm_id = ?1", [kpm_id])?;
+        tx.execute("DELETE FROM key_regs WHERE kpm_id = ?1", [kpm_id])?;
+        tx.commit()?;
+        Ok(n == 1)
     }
 
     // ----- key registrations ---------------------------------------------------------------

@@ -68,6 +68,55 @@ pub struct ChildRef {
     pub val: String,
 }
 
+/// The derivation of target keys from Ke (BRIEF A9): TS-0003 §10.3.7 (SUID-bound, with the SUID
+/// as ASCII decimal or as one octet, A7), or the legacy §10.3.2 (Km, MAF targets named by FQDN) /
+/// §10.3.3 (Kpsa, CSE/AE targets) derivations, which ignore the SUID.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum KeyDerivation {
+    /// §10.3.7, SUID as ASCII decimal (the default, A7).
+    #[default]
+    #[serde(rename = "10.3.7-ascii")]
+    UsageAscii,
+    /// §10.3.7, SUID as one octet.
+    #[serde(rename = "10.3.7-octet")]
+    UsageOctet,
+    /// §10.3.2 / §10.3.3.
+    #[serde(rename = "legacy")]
+    Legacy,
+}
+
+impl KeyDerivation {
+    /// The target key for `target_id` (a MAF/MEF FQDN or an absolute CSE-ID/AE-ID, A8).
+    pub fn derive(
+        self,
+        ke: &m2msec_core::secret::Ke,
+        suid: m2msec_core::suid::Suid,
+        target_id: &m2msec_core::kdf::KdfIdentifier,
+    ) -> zeroize::Zeroizing<[u8; 32]> {
+        use m2msec_core::kdf::{km, kpsa, usage_constrained_key, SuidEncoding};
+        let mut out = zeroize::Zeroizing::new([0u8; 32]);
+        match self {
+            KeyDerivation::UsageAscii | KeyDerivation::UsageOctet => {
+                let enc = if self == KeyDerivation::UsageOctet {
+                    SuidEncoding::SingleOctet
+                } else {
+                    SuidEncoding::AsciiDecimal
+                };
+                out.copy_from_slice(
+                    usage_constrained_key(ke, suid, target_id, enc).expose_secret(),
+                );
+            }
+            KeyDerivation::Legacy if !target_id.as_str().starts_with('/') => {
+                out.copy_from_slice(km(ke, target_id).expose_secret());
+            }
+            KeyDerivation::Legacy => {
+                out.copy_from_slice(kpsa(ke, target_id).expose_secret());
+            }
+        }
+        out
+    }
+}
+
 /// `<mefClientReg>` representation (TS-0003 table 8.3.5.2.3-2).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -93,6 +142,10 @@ pub struct ClientReg {
     pub enrolment_expiry: Timestamp,
     /// IBC credential enrolment indication (seed 001 step 2): the MEF will run it.
     pub ibc_enrolment: bool,
+    /// How the keys of the Enrolment Targets derive from Ke (project-defined, BRIEF A9/A7), so
+    /// the Enrolee derives what the MEF serves.
+    #[serde(default)]
+    pub key_derivation: KeyDerivation,
     /// childResource: the `<mefClientCmd>` when the MEF has a command (TS-0003 §8.3.4.6).
     #[serde(rename = "ch", default, skip_serializing_if = "Vec::is_empty")]
     pub children: Vec<ChildRef>,

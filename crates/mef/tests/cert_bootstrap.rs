@@ -39,6 +39,7 @@ async fn certificate_bootstrap_enrols_the_device_its_certificate_names() {
             retry_duration: "PT1H".parse().unwrap(),
             suid_encoding: SuidEncoding::AsciiDecimal,
             max_registration_secs: 3600,
+            legacy_derivation: false,
         },
         dir.path(),
         Arc::new(LocalPkg::generate()),

@@ -46,6 +46,10 @@ async fn start_mef() -> Mef {
 }
 
 async fn start_mef_with_clock(clock: m2msec_mef::endpoint::Clock) -> Mef {
+    start_mef_full(clock, false).await
+}
+
+async fn start_mef_full(clock: m2msec_mef::endpoint::Clock, legacy: bool) -> Mef {
     let dir = tempfile::tempdir().unwrap();
     let cfg = MefConfig {
         fqdn: FQDN.parse().unwrap(),
@@ -53,6 +57,7 @@ async fn start_mef_with_clock(clock: m2msec_mef::endpoint::Clock) -> Mef {
         retry_duration: "PT1H".parse::<XsDuration>().unwrap(),
         suid_encoding: SuidEncoding::AsciiDecimal,
         max_registration_secs: 86_400,
+        legacy_derivation: legacy,
     };
     let targets = vec![
         TargetClient {
@@ -417,4 +422,107 @@ async fn enrolment_over_coap_on_dtls() {
         .unwrap();
     let mine = target_key(&out.ke, 22, CSE, SuidEncoding::AsciiDecimal).unwrap();
     assert_eq!(UsageConstrainedKey::from_bytes(&key).unwrap(), mine);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn committed_registration_retrieve_update_and_deregister() {
+    let mef = start_mef().await;
+    let out = enrol(&params(mef.addr, 2)).await.unwrap();
+    let reg_to = format!("mef/{}", out.summary.reg_id);
+    // A later session authenticated with the same Kpm manages the committed registration.
+    let c = TlsClient::new(ClientConfig::psk(
+        PskIdentity::new("dev2@mef.sp.example").unwrap(),
+        Psk::new(&[3; 32]).unwrap(),
+    ))
+    .unwrap();
+    let ch = c
+        .connect("127.0.0.1", mef.addr.port(), Some(FQDN))
+        .await
+        .unwrap();
+    let mut dev = HttpClient::new(ch, FQDN).await.unwrap();
+    // Configuration Retrieval (§8.3.5.2.4).
+    let r = dev.send(&get(&reg_to, "Cdev2")).await.unwrap();
+    assert_eq!(r.rsc, Rsc::Ok, "{:?}", r.pc);
+    let v = r.pc.unwrap();
+    assert_eq!(v["mefClientReg"]["keID"], out.summary.ke_id.as_str());
+    assert_eq!(v["mefClientReg"]["MEFClientID"], "Cdev2");
+    // Registration Update (§8.3.5.2.5): the response carries only the fields sent.
+    let mut upd = RequestPrimitive::new(Operation::Update, &reg_to, Some("Cdev2"), "u1");
+    upd.pc = Some(serde_json::json!({"mefClientReg": {"labels": ["floor-3"]}}));
+    let r = dev.send(&upd).await.unwrap();
+    assert_eq!(r.rsc, Rsc::Updated, "{:?}", r.pc);
+    assert_eq!(
+        r.pc.unwrap(),
+        serde_json::json!({"mefClientReg": {"labels": ["floor-3"]}})
+    );
+    let r = dev.send(&get(&reg_to, "Cdev2")).await.unwrap();
+    assert_eq!(r.pc.unwrap()["mefClientReg"]["labels"][0], "floor-3");
+    // Nothing to update, or an element that cannot be updated: BAD_REQUEST.
+    upd.pc = Some(serde_json::json!({"mefClientReg": {"adminFQDN": "x.example"}}));
+    assert_eq!(dev.send(&upd).await.unwrap().rsc, Rsc::BadRequest);
+    // Another registration ID is not this device's.
+    let r = dev
+        .send(&get("mef/mcr-0000000000000000", "Cdev2"))
+        .await
+        .unwrap();
+    assert_eq!(r.rsc, Rsc::NotFound);
+    // De-registration (§8.3.5.2.6): the enrolment is gone, its keys with it.
+    let del = RequestPrimitive::new(Operation::Delete, &reg_to, Some("Cdev2"), "d1");
+    assert_eq!(dev.send(&del).await.unwrap().rsc, Rsc::Deleted);
+    assert!(mef
+        .ep
+        .with_store(|s| s.enrolment_of("dev2@mef.sp.example"))
+        .unwrap()
+        .is_none());
+    let mut cse = target_client(mef.addr, "cse-in@mef.sp.example", 0x11).await;
+    let r = cse
+        .send(&get(
+            &format!("fetchCredentials/{}/22", out.summary.ke_id),
+            CSE,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(r.rsc, Rsc::NotFound);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn legacy_derivation_serves_kpsa_of_10_3_3() {
+    let mef = start_mef_full(
+        Arc::new(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs() as i64
+        }),
+        true,
+    )
+    .await;
+    let out = enrol(&params(mef.addr, 0)).await.unwrap();
+    assert_eq!(
+        out.summary.key_derivation,
+        m2msec_mef::wire::KeyDerivation::Legacy
+    );
+    let mut cse = target_client(mef.addr, "cse-in@mef.sp.example", 0x11).await;
+    let r = cse
+        .send(&get(
+            &format!("fetchCredentials/{}/22", out.summary.ke_id),
+            CSE,
+        ))
+        .await
+        .unwrap();
+    let f: FetchCredentialsResponse = serde_json::from_value(r.pc.unwrap()).unwrap();
+    let key = base64::engine::general_purpose::STANDARD
+        .decode(f.credential.unwrap())
+        .unwrap();
+    // Kpsa = HMAC-SHA-256(Ke, "oneM2M Enrolment Key to Provisioned Secure Connection Key
+    // derivation" || Enrolee-B-ID), with the target's absolute CSE-ID (BRIEF A8).
+    let kpsa = m2msec_core::kdf::kpsa(&out.ke, &m2msec_core::kdf::KdfIdentifier::new(CSE).unwrap());
+    assert_eq!(&key[..], kpsa.expose_secret());
+    // The Enrolee derives the same key from the announced derivation.
+    let mine = out.summary.key_derivation.derive(
+        &out.ke,
+        m2msec_core::suid::Suid::new(22).unwrap(),
+        &m2msec_core::kdf::KdfIdentifier::new(CSE).unwrap(),
+    );
+    assert_eq!(&mine[..], kpsa.expose_secret());
 }

@@ -70,6 +70,7 @@ async fn enrolment_with_a_remote_pkg() {
             retry_duration: "PT1H".parse().unwrap(),
             suid_encoding: SuidEncoding::AsciiDecimal,
             max_registration_secs: 3600,
+            legacy_derivation: false,
         },
         dir.path(),
         Arc::new(remote),
