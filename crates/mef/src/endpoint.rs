@@ -1106,14 +1106,13 @@ impl Endpoint for MefEndpoint {
     }
 }
 
+/// New expiry, new labels, and the response content of a Registration Update.
+type RegUpdate = (Option<i64>, Option<Vec<String>>, Value);
+
 /// A Registration Update body (TS-0003 table 8.3.5.2.5-1): at least one of `expirationTime`
 /// and `labels`; the expiry is clamped to `now..=max`. Returns the new values and the response
 /// content, which carries only the fields sent (table 8.3.5.2.5-2).
-fn parse_reg_update(
-    pc: Option<&Value>,
-    now: i64,
-    max: i64,
-) -> Result<(Option<i64>, Option<Vec<String>>, Value), String> {
+fn parse_reg_update(pc: Option<&Value>, now: i64, max: i64) -> Result<RegUpdate, String> {
     let m = match pc.and_then(|p| p.get("mefClientReg")) {
         Some(Value::Object(m)) if pc.and_then(Value::as_object).map(|o| o.len()) == Some(1) => m,
         _ => return Err("content must be {\"mefClientReg\": {...}}".into()),
