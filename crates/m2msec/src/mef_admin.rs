@@ -79,16 +79,21 @@ pub struct AddArgs {
     #[arg(long, value_name = "FILE")]
     config: PathBuf,
     /// The KpmID, relKeyID@MEF-FQDN (the device's psk_identity).
-    #[arg(long, value_name = "KPMID")]
-    kpm_id: String,
+    #[arg(long, value_name = "KPMID", required_unless_present = "cert_identity")]
+    kpm_id: Option<String>,
     /// File holding the Kpm in hex, 16 to 64 bytes (mode 0600).
     #[arg(
         long,
         value_name = "FILE",
         conflicts_with = "generate",
-        required_unless_present = "generate"
+        required_unless_present_any = ["generate", "cert_identity"]
     )]
     kpm_file: Option<PathBuf>,
+    /// Certificate-Based RSPF (TS-0003 §8.3.2.2) instead of a Kpm: the identity the device's
+    /// certificate carries (its URI, dNSName or Node-ID SubjectAltName). The device is stored as
+    /// KpmID `cert:<identity>`; PSK handshakes under that name are refused.
+    #[arg(long, value_name = "SAN", conflicts_with_all = ["kpm_id", "kpm_file", "generate"])]
+    cert_identity: Option<String>,
     /// Generate a random 32-byte Kpm and write it to --kpm-out for the device.
     #[arg(long, requires = "kpm_out")]
     generate: bool,
@@ -315,12 +320,32 @@ fn add(a: AddArgs) -> CliResult<ExitCode> {
         Field::Secs => "--enrolment-secs",
     };
     let inv = |(f, m): (Field, String)| CliError::arg(arg_of(f), m);
-    let kpm_id = check_kpm_id(&a.kpm_id, &loaded.mef.fqdn).map_err(inv)?;
+    let kpm_id = match &a.cert_identity {
+        Some(san) => {
+            if san.is_empty() || san.len() > 255 || san.chars().any(|c| c.is_control() || c == ' ')
+            {
+                return Err(CliError::arg(
+                    "--cert-identity",
+                    "a SubjectAltName value: 1..255 characters, no spaces or controls",
+                ));
+            }
+            format!("{}{san}", m2msec_mef::endpoint::CERT_DEVICE_PREFIX)
+        }
+        None => {
+            check_kpm_id(a.kpm_id.as_deref().unwrap_or_default(), &loaded.mef.fqdn).map_err(inv)?
+        }
+    };
     let enrolee_id = check_enrolee(&a.enrolee_id).map_err(inv)?;
     let targets = check_targets(a.targets.iter().map(String::as_str)).map_err(inv)?;
     let enrolment_secs =
         check_secs(a.enrolment_secs.unwrap_or(loaded.default_enrolment_secs)).map_err(inv)?;
     let (kpm, written) = match (&a.kpm_file, &a.kpm_out) {
+        // A certificate device: a random placeholder Kpm that nothing ever uses.
+        _ if a.cert_identity.is_some() => {
+            let mut raw = Zeroizing::new([0u8; 32]);
+            OsRng.fill_bytes(&mut raw[..]);
+            (Kpm::from_bytes(&raw[..]).map_err(CliError::other)?, None)
+        }
         (Some(f), _) => {
             let text =
                 m2msec_keystore::read_secret_file(f).map_err(|e| CliError::arg("--kpm-file", e))?;

@@ -303,3 +303,171 @@ fn a_mef_with_a_separate_pkg_service() {
     let line = pkg.stderr.try_iter().collect::<Vec<_>>().join("\n");
     drop(line);
 }
+
+/// Runs the openssl CLI in `dir`, panicking with its stderr on failure.
+fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let out = std::process::Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("openssl CLI (apt install openssl)");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A P-256 key and a certificate signed by ca.crt/ca.key with the given SAN.
+fn issue(dir: &std::path::Path, name: &str, san: &str) {
+    openssl(
+        dir,
+        &[
+            "ecparam",
+            "-name",
+            "prime256v1",
+            "-genkey",
+            "-noout",
+            "-out",
+            &format!("{name}.key"),
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "req",
+            "-new",
+            "-key",
+            &format!("{name}.key"),
+            "-subj",
+            &format!("/CN={name}"),
+            "-out",
+            &format!("{name}.csr"),
+        ],
+    );
+    std::fs::write(
+        dir.join(format!("{name}.ext")),
+        format!("subjectAltName={san}\nkeyUsage=critical,digitalSignature\n"),
+    )
+    .unwrap();
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &format!("{name}.csr"),
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-out",
+            &format!("{name}.crt"),
+            "-extfile",
+            &format!("{name}.ext"),
+        ],
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(
+            dir.join(format!("{name}.key")),
+            std::fs::Permissions::from_mode(0o600),
+        )
+        .unwrap();
+    }
+}
+
+#[test]
+fn certificate_based_enrolment_through_the_binaries() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    openssl(
+        d,
+        &[
+            "ecparam",
+            "-name",
+            "prime256v1",
+            "-genkey",
+            "-noout",
+            "-out",
+            "ca.key",
+        ],
+    );
+    openssl(
+        d,
+        &[
+            "req",
+            "-x509",
+            "-new",
+            "-key",
+            "ca.key",
+            "-subj",
+            "/CN=m2m bootstrap CA",
+            "-days",
+            "2",
+            "-out",
+            "ca.crt",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign",
+        ],
+    );
+    issue(d, "mef", &format!("DNS:{FQDN}"));
+    issue(d, "dev", "URI:urn:dev:ops:meter-7");
+    std::fs::write(
+        d.join("mef.toml"),
+        format!(
+            "fqdn = \"{FQDN}\"\ndata_dir = \"{}\"\n[tls]\nport = 0\ncertificate = \"{}\"\n\
+             private_key = \"{}\"\nclient_ca = \"{}\"\n",
+            d.join("data").display(),
+            d.join("mef.crt").display(),
+            d.join("mef.key").display(),
+            d.join("ca.crt").display()
+        ),
+    )
+    .unwrap();
+    let (code, out, err) = run(m2msec()
+        .args(["mef", "device", "add", "--config"])
+        .arg(d.join("mef.toml"))
+        .args([
+            "--cert-identity",
+            "urn:dev:ops:meter-7",
+            "--enrolee-id",
+            "Cmeter7",
+        ])
+        .args(["--target", CSE_ABS]));
+    assert_eq!(code, Some(0), "{out} {err}");
+    let mef = Proc::spawn(
+        m2msec()
+            .args(["mef", "serve", "--config"])
+            .arg(d.join("mef.toml")),
+    );
+    let port = mef.https_port();
+    let enrol = |cert: &str| {
+        run(m2msec()
+            .args(["enrol", "--mef", &format!("https://127.0.0.1:{port}")])
+            .args(["--cert"])
+            .arg(d.join(format!("{cert}.crt")))
+            .arg("--key")
+            .arg(d.join(format!("{cert}.key")))
+            .arg("--ca")
+            .arg(d.join("ca.crt"))
+            .args(["--mef-fqdn", FQDN, "--id", "Cmeter7", "--keystore"])
+            .arg(d.join(format!("{cert}-ks"))))
+    };
+    let (code, out, err) = enrol("dev");
+    assert_eq!(code, Some(0), "{out} {err}");
+    let v = json_line(&out);
+    assert!(v["ke_id"].as_str().unwrap().ends_with(&format!("@{FQDN}")));
+    assert!(v["ibc_id"].as_str().unwrap().ends_with("|Cmeter7"));
+    assert_eq!(v["targets"][0]["target_id"], CSE_ABS);
+    // A certificate from the same CA for a device the MEF was not provisioned for: refused.
+    issue(d, "other", "URI:urn:dev:ops:stranger");
+    let (code, _, err) = enrol("other");
+    assert_eq!(code, Some(1), "{err}");
+}
