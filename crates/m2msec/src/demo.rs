@@ -128,7 +128,7 @@ fn print_human(s: &Value) {
     );
     for st in s["steps"].as_array().into_iter().flatten() {
         println!(
-            "  {:<24} ok {:>6}  failed {:>4}  {:>9.1} ms",
+            "  {:<28} ok {:>6}  failed {:>4}  {:>9.1} ms",
             st["step"].as_str().unwrap_or(""),
             st["ok"],
             st["failed"],
