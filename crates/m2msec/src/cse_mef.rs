@@ -5,12 +5,10 @@
 //! lifetime the MEF gives, and bind the association to the Enrolee-ID the MEF returns.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use serde::Deserialize;
 
 use m2msec_mef::target::{MefKeySource, MefLink};
-use m2msec_tls::{Psk, PskIdentity};
 
 use crate::error::CliError;
 
@@ -50,25 +48,26 @@ fn err(msg: impl std::fmt::Display) -> CliError {
 impl MefSection {
     /// The key source this section configures.
     pub fn key_source(&self) -> Result<MefKeySource, CliError> {
-        let (host, port) = crate::enrol::parse_mef_uri(&self.url).map_err(|e| err(e.msg))?;
-        let text = m2msec_keystore::read_secret_file(&self.key_file).map_err(err)?;
-        let psk = Psk::from_hex(text.trim()).map_err(|e| err(format!("key_file: {e}")))?;
+        let l = crate::link::resolve(
+            "[mef]",
+            &self.url,
+            &self.fqdn,
+            &self.identity,
+            &self.key_file,
+            self.timeout_secs,
+        )?;
         if !self.cse_id.starts_with("//") {
             return Err(err("cse_id must be absolute (//SP-ID/CSE-ID)"));
         }
-        if self.timeout_secs == 0 || self.timeout_secs > 60 {
-            return Err(err("timeout_secs must be 1..60"));
-        }
         MefKeySource::new(MefLink {
-            host,
-            port,
-            fqdn: self.fqdn.parse().map_err(|e| err(format!("fqdn: {e}")))?,
-            psk_identity: PskIdentity::new(&self.identity)
-                .map_err(|e| err(format!("identity: {e}")))?,
-            psk,
+            host: l.host,
+            port: l.port,
+            fqdn: l.fqdn,
+            psk_identity: l.identity,
+            psk: l.psk,
             cse_id: self.cse_id.clone(),
             suid: self.suid,
-            timeout: Duration::from_secs(self.timeout_secs),
+            timeout: l.timeout,
         })
         .map_err(err)
     }

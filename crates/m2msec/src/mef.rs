@@ -23,7 +23,7 @@ use m2msec_core::duration::XsDuration;
 use m2msec_core::ids::Fqdn;
 use m2msec_core::kdf::SuidEncoding;
 use m2msec_mef::{LocalPkg, MefConfig, MefEndpoint, MefStore, TargetClient};
-use m2msec_tls::{DtlsOptions, Psk, PskIdentity};
+use m2msec_tls::{DtlsOptions, PskIdentity};
 
 use crate::error::CliError;
 
@@ -127,7 +127,7 @@ struct TlsSection {
     private_key: Option<PathBuf>,
     /// Trust anchors (PEM) for device certificates.
     #[serde(default)]
-    client_ca: Option<PathBuf>,
+    trust_anchors: Option<PathBuf>,
 }
 
 impl Default for TlsSection {
@@ -137,7 +137,7 @@ impl Default for TlsSection {
             port: default_port(),
             certificate: None,
             private_key: None,
-            client_ca: None,
+            trust_anchors: None,
         }
     }
 }
@@ -194,7 +194,7 @@ pub struct Loaded {
     /// Engine configuration.
     pub mef: MefConfig,
     /// Certificate-Based RSPF: the MEF's credential and the device trust anchors.
-    certificates: Option<(m2msec_tls::CertCredential, m2msec_tls::TrustAnchors)>,
+    certificates: Option<crate::credential::CertificateAssociation>,
     /// Store directory.
     pub data_dir: PathBuf,
     /// Listener address.
@@ -235,10 +235,7 @@ pub fn load(path: &Path) -> Result<Loaded, CliError> {
     }
     let mut targets = Vec::new();
     for t in &c.target {
-        let key_text = m2msec_keystore::read_secret_file(&t.key_file)
-            .map_err(|e| cfg_err(format!("target {}: {e}", t.identity)))?;
-        let key = Psk::from_hex(key_text.trim())
-            .map_err(|e| cfg_err(format!("target {}: key_file: {e}", t.identity)))?;
+        let key = crate::link::read_psk_file(&t.key_file, &format!("target {}", t.identity))?;
         if !t.id.starts_with("//") {
             return Err(cfg_err(format!(
                 "target {}: id must be an absolute CSE-ID or AE-ID (//SP/...)",
@@ -278,7 +275,11 @@ pub fn load(path: &Path) -> Result<Loaded, CliError> {
         targets,
         default_enrolment_secs: c.enrolment.default_enrolment_secs,
         pkg: c.pkg,
-        certificates: load_certificates(&c.tls)?,
+        certificates: crate::credential::certificates(
+            c.tls.certificate.as_deref(),
+            c.tls.private_key.as_deref(),
+            c.tls.trust_anchors.as_deref(),
+        )?,
     })
 }
 
@@ -312,17 +313,10 @@ pub async fn start(l: Loaded) -> Result<Started, CliError> {
         .map_err(|e| cfg_err(format!("data_dir {}: {e}", l.data_dir.display())))?;
     let limits = Limits::default();
     tls.handshake_timeout = limits.handshake_timeout;
-    if let Some((cred, anchors)) = l.certificates {
+    if let Some(c) = l.certificates {
         // TS-0003 §8.3.2.2 with the §10.2.3 suites (BRIEF A28): devices whose verified
         // certificate names a device provisioned as `cert:<identity>`.
-        let mut certs = m2msec_tls::ServerCertificates::new();
-        certs.set_default(cred);
-        tls.certificates = Some(certs);
-        tls.suites.ecdhe_ecdsa = true;
-        tls.client_auth = Some(m2msec_tls::ClientAuth {
-            anchors,
-            allowed: vec![],
-        });
+        c.apply(&mut tls);
     }
     let server = Server::with_endpoint(
         Listeners {
@@ -377,27 +371,4 @@ fn serve(a: ServeArgs) -> Result<ExitCode, CliError> {
         server.serve().await;
         Err(CliError::other("the MEF service stopped"))
     })
-}
-
-fn load_certificates(
-    t: &TlsSection,
-) -> Result<Option<(m2msec_tls::CertCredential, m2msec_tls::TrustAnchors)>, CliError> {
-    let (cert, key, ca) = match (&t.certificate, &t.private_key, &t.client_ca) {
-        (None, None, None) => return Ok(None),
-        (Some(c), Some(k), Some(a)) => (c, k, a),
-        _ => {
-            return Err(cfg_err(
-                "[tls] certificate, private_key and client_ca go together",
-            ))
-        }
-    };
-    let read =
-        |p: &Path| std::fs::read(p).map_err(|e| cfg_err(format!("[tls] {}: {e}", p.display())));
-    let key_pem = m2msec_keystore::read_secret_file(key)
-        .map_err(|e| cfg_err(format!("[tls] private_key: {e}")))?;
-    let cred = m2msec_tls::CertCredential::from_pem(&read(cert)?, key_pem.as_bytes())
-        .map_err(|e| cfg_err(format!("[tls] certificate: {e}")))?;
-    let anchors = m2msec_tls::TrustAnchors::from_pem(&read(ca)?)
-        .map_err(|e| cfg_err(format!("[tls] client_ca: {e}")))?;
-    Ok(Some((cred, anchors)))
 }

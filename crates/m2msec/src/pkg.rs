@@ -10,7 +10,6 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
 
 use clap::{Args, Subcommand};
 use serde::Deserialize;
@@ -19,7 +18,7 @@ use m2msec_bindings::{Limits, Listeners, Server};
 use m2msec_core::ids::Fqdn;
 use m2msec_mef::pkg_service::{PkgClient, PkgEndpoint, PkgLink, RemotePkg};
 use m2msec_mef::{LocalPkg, MefStore};
-use m2msec_tls::{Psk, PskIdentity};
+use m2msec_tls::PskIdentity;
 
 use crate::error::CliError;
 
@@ -69,12 +68,6 @@ fn cfg_err(msg: impl std::fmt::Display) -> CliError {
     CliError::arg("--config", msg)
 }
 
-fn read_psk(path: &std::path::Path, what: &str) -> Result<Psk, CliError> {
-    let text =
-        m2msec_keystore::read_secret_file(path).map_err(|e| cfg_err(format!("{what}: {e}")))?;
-    Psk::from_hex(text.trim()).map_err(|e| cfg_err(format!("{what}: key_file: {e}")))
-}
-
 /// Runs a `pkg` subcommand.
 pub fn run(cmd: PkgCmd) -> Result<ExitCode, CliError> {
     match cmd {
@@ -96,7 +89,7 @@ fn serve(a: ServeArgs) -> Result<ExitCode, CliError> {
         clients.push(PkgClient {
             psk_identity: PskIdentity::new(&e.identity)
                 .map_err(|err| cfg_err(format!("client {:?}: {err}", e.identity)))?,
-            key: read_psk(&e.key_file, &format!("client {}", e.identity))?,
+            key: crate::link::read_psk_file(&e.key_file, &format!("client {}", e.identity))?,
         });
     }
     let pkg = {
@@ -155,20 +148,22 @@ fn default_timeout() -> u64 {
 impl PkgSection {
     /// Connects to the PKG service (learning its KPAK).
     pub fn connect(&self) -> Result<RemotePkg, CliError> {
-        let err = |m: String| cfg_err(format!("[pkg] {m}"));
-        let (host, port) = crate::enrol::parse_mef_uri(&self.url).map_err(|e| err(e.msg))?;
-        if self.timeout_secs == 0 || self.timeout_secs > 60 {
-            return Err(err("timeout_secs must be 1..60".into()));
-        }
+        let l = crate::link::resolve(
+            "[pkg]",
+            &self.url,
+            &self.fqdn,
+            &self.identity,
+            &self.key_file,
+            self.timeout_secs,
+        )?;
         RemotePkg::connect(PkgLink {
-            host,
-            port,
-            fqdn: self.fqdn.parse().map_err(|e| err(format!("fqdn: {e}")))?,
-            psk_identity: PskIdentity::new(&self.identity)
-                .map_err(|e| err(format!("identity: {e}")))?,
-            psk: read_psk(&self.key_file, "[pkg]")?,
-            timeout: Duration::from_secs(self.timeout_secs),
+            host: l.host,
+            port: l.port,
+            fqdn: l.fqdn,
+            psk_identity: l.identity,
+            psk: l.psk,
+            timeout: l.timeout,
         })
-        .map_err(|e| err(e.to_string()))
+        .map_err(|e| cfg_err(format!("[pkg] {e}")))
     }
 }

@@ -423,7 +423,7 @@ fn certificate_based_enrolment_through_the_binaries() {
         d.join("mef.toml"),
         format!(
             "fqdn = \"{FQDN}\"\ndata_dir = \"{}\"\n[tls]\nport = 0\ncertificate = \"{}\"\n\
-             private_key = \"{}\"\nclient_ca = \"{}\"\n",
+             private_key = \"{}\"\ntrust_anchors = \"{}\"\n",
             d.join("data").display(),
             d.join("mef.crt").display(),
             d.join("mef.key").display(),

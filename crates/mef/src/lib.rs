@@ -11,6 +11,7 @@
 #![deny(missing_debug_implementations)]
 #![warn(missing_docs)]
 
+mod blocking;
 pub mod endpoint;
 pub mod enrolee;
 pub mod pkg;

@@ -241,25 +241,7 @@ fn blocking<T: Send + 'static>(
     timeout: Duration,
     f: impl std::future::Future<Output = Result<T, RemotePkgError>> + Send + 'static,
 ) -> Result<T, RemotePkgError> {
-    let run = move || {
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(|e| RemotePkgError::Transport(e.to_string()))?;
-            rt.block_on(async {
-                tokio::time::timeout(timeout, f)
-                    .await
-                    .map_err(|_| RemotePkgError::Transport("timed out".into()))?
-            })
-        })
-        .join()
-        .unwrap_or_else(|_| Err(RemotePkgError::Transport("PKG thread failed".into())))
-    };
-    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
-        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(run),
-        _ => run(),
-    }
+    crate::blocking::run(timeout, f).map_err(|e| RemotePkgError::Transport(e.to_string()))?
 }
 
 impl RemotePkg {

@@ -169,27 +169,8 @@ impl MefKeySource {
     pub fn fetch_blocking(&self, ke_id: &KeId) -> Result<Fetched, FetchError> {
         let me = self.clone();
         let id = ke_id.clone();
-        let timeout = self.link.timeout;
-        let run = move || {
-            std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .map_err(|e| FetchError::Transport(e.to_string()))?;
-                rt.block_on(async {
-                    tokio::time::timeout(timeout, me.fetch_async(&id))
-                        .await
-                        .map_err(|_| FetchError::Transport("timed out".into()))?
-                })
-            })
-            .join()
-            .unwrap_or_else(|_| Err(FetchError::Transport("fetch thread failed".into())))
-        };
-        // On a multi-thread runtime, let the worker's other tasks move elsewhere meanwhile.
-        match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
-            Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(run),
-            _ => run(),
-        }
+        crate::blocking::run(self.link.timeout, async move { me.fetch_async(&id).await })
+            .map_err(|e| FetchError::Transport(e.to_string()))?
     }
 }
 
