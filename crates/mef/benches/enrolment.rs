@@ -202,13 +202,18 @@ impl Enrolees {
 
     /// `n` enrolments with CONCURRENCY in flight (distinct devices); enrolments per second.
     fn concurrent(&self, mef: &Mef, n: usize) -> f64 {
+        self.concurrent_with(mef, n, CONCURRENCY)
+    }
+
+    /// `n` enrolments with `lanes` in flight (distinct devices, at most DEVICES / 2).
+    fn concurrent_with(&self, mef: &Mef, n: usize, lanes_n: usize) -> f64 {
         let first = self.take(n);
         let params: Vec<EnrolParams> = (0..n).map(|k| mef.params(first + k)).collect();
         let t = Instant::now();
         self.rt.block_on(async {
-            let mut lanes: Vec<Vec<EnrolParams>> = vec![Vec::new(); CONCURRENCY];
+            let mut lanes: Vec<Vec<EnrolParams>> = vec![Vec::new(); lanes_n];
             for (k, p) in params.into_iter().enumerate() {
-                lanes[k % CONCURRENCY].push(p);
+                lanes[k % lanes_n].push(p);
             }
             let mut set = tokio::task::JoinSet::new();
             for lane in lanes {
@@ -531,6 +536,17 @@ fn main() {
         "enrolment_c8_vs_bare_handshake",
         ("enrolments (8 in flight)", "bare TLS-PSK handshakes"),
         conc,
+    );
+
+    let c32 = alternate(
+        ROUNDS,
+        || enrolees.concurrent_with(&mef, 96, 32),
+        || b.rate(200),
+    );
+    ratio(
+        "enrolment_c32_vs_bare_handshake",
+        ("enrolments (32 in flight)", "bare TLS-PSK handshakes"),
+        c32,
     );
 
     // (c) IBC extraction vs ECDSA P-256 sign.
