@@ -5,12 +5,12 @@
 //! Ports are chosen by the OS (port 0) and read from the server's stderr announcement; every
 //! wait is bounded; child processes are killed on drop.
 
-use std::io::{BufRead, BufReader};
+mod support;
+
+use support::*;
+
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
 
 use serde_json::{json, Value};
 
@@ -20,97 +20,10 @@ use m2msec_bindings::CoapClient;
 use m2msec_cse::{Operation, RequestPrimitive, Rsc};
 use m2msec_tls::{ClientConfig, DtlsClient, DtlsOptions, Psk, PskIdentity};
 
-const WAIT: Duration = Duration::from_secs(30);
 const AE1_ID: &str = "ae-light@mef.sp.example";
 const AE1_KEY: &str = "000102030405060708090a0b0c0d0e0f";
 const AE2_ID: &str = "ae-other@mef.sp.example";
 const AE2_KEY: &str = "f0f1f2f3f4f5f6f7f8f9fafbfcfdfeff";
-
-/// A child whose output lines arrive on channels. Killed on drop.
-struct Proc {
-    child: Child,
-    stdout: mpsc::Receiver<String>,
-    stderr: mpsc::Receiver<String>,
-}
-
-impl Proc {
-    fn spawn(cmd: &mut Command) -> Proc {
-        let mut child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
-        let (otx, stdout) = mpsc::channel();
-        let (etx, stderr) = mpsc::channel();
-        let out = child.stdout.take().unwrap();
-        let err = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for l in BufReader::new(out).lines().map_while(Result::ok) {
-                let _ = otx.send(l);
-            }
-        });
-        std::thread::spawn(move || {
-            for l in BufReader::new(err).lines().map_while(Result::ok) {
-                let _ = etx.send(l);
-            }
-        });
-        Proc {
-            child,
-            stdout,
-            stderr,
-        }
-    }
-
-    fn stderr_line_with(&self, needle: &str) -> String {
-        let end = Instant::now() + WAIT;
-        let mut seen = Vec::new();
-        loop {
-            let left = end.saturating_duration_since(Instant::now());
-            match self.stderr.recv_timeout(left) {
-                Ok(l) if l.contains(needle) => return l,
-                Ok(l) => seen.push(l),
-                Err(_) => panic!("no stderr line with {needle:?} within {WAIT:?}: {seen:?}"),
-            }
-        }
-    }
-
-    /// Wait for exit; (status code, stdout lines, stderr lines).
-    fn finish(mut self) -> (Option<i32>, Vec<String>, Vec<String>) {
-        let end = Instant::now() + WAIT;
-        let status = loop {
-            if let Ok(Some(st)) = self.child.try_wait() {
-                break st;
-            }
-            assert!(Instant::now() < end, "process still running after {WAIT:?}");
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        std::thread::sleep(Duration::from_millis(50));
-        let out: Vec<String> = self.stdout.try_iter().collect();
-        let err: Vec<String> = self.stderr.try_iter().collect();
-        (status.code(), out, err)
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn m2msec() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_m2msec"))
-}
-
-fn write_key(path: &Path, hex: &str) {
-    std::fs::write(path, format!("{hex}\n")).unwrap();
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
-    }
-}
 
 /// A CSE deployment with HTTPS and CoAP/DTLS listeners, in a temporary directory.
 struct Deployment {
@@ -121,8 +34,8 @@ impl Deployment {
     fn new() -> Deployment {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
-        write_key(&d.join("ae1.key"), AE1_KEY);
-        write_key(&d.join("ae2.key"), AE2_KEY);
+        write_key(&d.join("ae1.key"), AE1_KEY, 0o600);
+        write_key(&d.join("ae2.key"), AE2_KEY, 0o600);
         let cfg = format!(
             r#"cse_id = "/cse-in"
 sp_id = "sp.example"

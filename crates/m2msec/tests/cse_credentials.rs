@@ -6,128 +6,19 @@
 //! restart; bad inputs exit 2 with one line. Ports come from the server's stderr announcement;
 //! every wait is bounded; child processes are killed on drop.
 
-use std::io::{BufRead, BufReader, Write};
+mod support;
+
+use support::*;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-const WAIT: Duration = Duration::from_secs(30);
 const SNI: &str = "cse.sp.example";
 const CFG_ID: &str = "ae-cfg@mef.sp.example";
 const CFG_KEY: &str = "c0c1c2c3c4c5c6c7c8c9cacbcccdcecf";
-
-/// A child whose output lines arrive on channels. Killed on drop.
-struct Proc {
-    child: Child,
-    stdout: mpsc::Receiver<String>,
-    stderr: mpsc::Receiver<String>,
-}
-
-impl Proc {
-    fn spawn(cmd: &mut Command, stdin: Option<Vec<u8>>) -> Proc {
-        let mut child = cmd
-            .stdin(if stdin.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
-        if let (Some(data), Some(mut pipe)) = (stdin, child.stdin.take()) {
-            // Keep stdin open: the server is the side that closes.
-            std::thread::spawn(move || {
-                let _ = pipe.write_all(&data);
-                let _ = pipe.flush();
-                std::thread::sleep(WAIT);
-            });
-        }
-        let (otx, stdout) = mpsc::channel();
-        let (etx, stderr) = mpsc::channel();
-        let out = child.stdout.take().unwrap();
-        let err = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for l in BufReader::new(out).lines().map_while(Result::ok) {
-                let _ = otx.send(l);
-            }
-        });
-        std::thread::spawn(move || {
-            for l in BufReader::new(err).lines().map_while(Result::ok) {
-                let _ = etx.send(l);
-            }
-        });
-        Proc {
-            child,
-            stdout,
-            stderr,
-        }
-    }
-
-    fn line_with(rx: &mpsc::Receiver<String>, needle: &str) -> String {
-        let end = Instant::now() + WAIT;
-        let mut seen = Vec::new();
-        loop {
-            let left = end.saturating_duration_since(Instant::now());
-            match rx.recv_timeout(left) {
-                Ok(l) if l.to_ascii_lowercase().contains(needle) => return l,
-                Ok(l) => seen.push(l),
-                Err(_) => panic!("no line with {needle:?} within {WAIT:?}: {seen:?}"),
-            }
-        }
-    }
-
-    /// Time until the process exits, polled every 10 ms, at most `limit`.
-    fn exits_within(&mut self, limit: Duration) -> Option<Duration> {
-        let start = Instant::now();
-        while start.elapsed() < limit {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return Some(start.elapsed());
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        None
-    }
-
-    /// Wait for exit; (status code, stdout lines, stderr lines).
-    fn finish(mut self) -> (Option<i32>, Vec<String>, Vec<String>) {
-        let end = Instant::now() + WAIT;
-        let status = loop {
-            if let Ok(Some(st)) = self.child.try_wait() {
-                break st;
-            }
-            assert!(Instant::now() < end, "process still running after {WAIT:?}");
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        std::thread::sleep(Duration::from_millis(50));
-        let out: Vec<String> = self.stdout.try_iter().collect();
-        let err: Vec<String> = self.stderr.try_iter().collect();
-        (status.code(), out, err)
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn m2msec() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_m2msec"))
-}
-
-fn write_key(path: &Path, hex: &str, mode: u32) {
-    std::fs::write(path, format!("{hex}\n")).unwrap();
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
-    }
-}
 
 /// A CSE deployment in a temporary directory; `with_config_psk` adds one `[[psk]]` entry, else
 /// the configuration has none (every credential comes from the store).
@@ -166,7 +57,7 @@ impl Deployment {
     }
 
     fn start(&self) -> (Proc, u16) {
-        let p = Proc::spawn(
+        let p = Proc::spawn_with_stdin(
             m2msec()
                 .args(["cse", "serve", "--config"])
                 .arg(self.config()),
@@ -188,7 +79,7 @@ impl Deployment {
             .args(args)
             .arg("--config")
             .arg(self.config());
-        Proc::spawn(&mut cmd, None).finish()
+        Proc::spawn_with_stdin(&mut cmd, None).finish()
     }
 
     /// Every byte of the SQLite database and its WAL.
@@ -238,7 +129,7 @@ fn request(
     if let Some(b) = body {
         cmd.args(["--body", &b.to_string()]);
     }
-    Proc::spawn(&mut cmd, None).finish()
+    Proc::spawn_with_stdin(&mut cmd, None).finish()
 }
 
 fn json_line(out: &[String]) -> Value {
@@ -373,7 +264,7 @@ fn credential_added_while_serving_is_used_and_revocation_closes_live_sessions() 
         "GET /cb/gen HTTP/1.1\r\nHost: {SNI}\r\nX-M2M-Origin: {aei}\r\nX-M2M-RI: rq-keep\r\n\
          X-M2M-RVI: 3\r\nAccept: application/json\r\n\r\n"
     );
-    let mut client = Proc::spawn(
+    let mut client = Proc::spawn_with_stdin(
         Command::new("openssl").args([
             "s_client",
             "-tls1_2",
@@ -718,89 +609,9 @@ fn bad_inputs_exit_2_with_one_line() {
     assert!(!out.join("").contains(CFG_KEY));
 }
 
-/// Runs `openssl ARGS` in `dir`, panicking on failure.
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A P-256 key and a certificate with `san`, signed by the test CA in `dir`.
-fn issue(dir: &Path, name: &str, san: &str) {
-    openssl(
-        dir,
-        &[
-            "ecparam",
-            "-name",
-            "prime256v1",
-            "-genkey",
-            "-noout",
-            "-out",
-            &format!("{name}.key"),
-        ],
-    );
-    openssl(
-        dir,
-        &[
-            "req",
-            "-new",
-            "-key",
-            &format!("{name}.key"),
-            "-subj",
-            &format!("/CN={name}"),
-            "-out",
-            &format!("{name}.csr"),
-        ],
-    );
-    std::fs::write(
-        dir.join(format!("{name}.ext")),
-        format!(
-            "subjectAltName={san}\nkeyUsage=critical,digitalSignature\nbasicConstraints=CA:FALSE\n"
-        ),
-    )
-    .unwrap();
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            &format!("{name}.csr"),
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-days",
-            "30",
-            "-sha256",
-            "-extfile",
-            &format!("{name}.ext"),
-            "-out",
-            &format!("{name}.pem"),
-        ],
-    );
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(
-            dir.join(format!("{name}.key")),
-            std::fs::Permissions::from_mode(0o600),
-        )
-        .unwrap();
-    }
-}
-
 /// `openssl s_client` with a client certificate sending one raw HTTP/1.1 request; stdout lines.
 fn s_client_cert(dir: &Path, port: u16, client: &str, raw: String) -> Vec<String> {
-    let (_, out, err) = Proc::spawn(
+    let (_, out, err) = Proc::spawn_with_stdin(
         Command::new("openssl").current_dir(dir).args([
             "s_client",
             "-tls1_2",
@@ -829,39 +640,7 @@ fn certificate_association_binds_the_ae_id_with_credential_id_33() {
     openssl_present();
     let dep = Deployment::new(true);
     let d = dep.dir.path();
-    openssl(
-        d,
-        &[
-            "ecparam",
-            "-name",
-            "prime256v1",
-            "-genkey",
-            "-noout",
-            "-out",
-            "ca.key",
-        ],
-    );
-    openssl(
-        d,
-        &[
-            "req",
-            "-x509",
-            "-new",
-            "-key",
-            "ca.key",
-            "-subj",
-            "/CN=test-ca",
-            "-days",
-            "30",
-            "-sha256",
-            "-addext",
-            "basicConstraints=critical,CA:TRUE",
-            "-addext",
-            "keyUsage=critical,keyCertSign,cRLSign",
-            "-out",
-            "ca.pem",
-        ],
-    );
+    make_ca(d, "test-ca");
     issue(d, "cse", &format!("DNS:{SNI}"));
     issue(d, "sensor", "URI://sp.example/cse-in/Csensor");
     let mut cfg = std::fs::read_to_string(dep.config()).unwrap();
@@ -923,7 +702,7 @@ fn certificate_association_binds_the_ae_id_with_credential_id_33() {
         .map(|l| format!("{l}\n"))
         .collect();
     std::fs::write(dep.config(), cfg).unwrap();
-    let (code, _, err) = Proc::spawn(
+    let (code, _, err) = Proc::spawn_with_stdin(
         m2msec()
             .args(["cse", "serve", "--config"])
             .arg(dep.config()),

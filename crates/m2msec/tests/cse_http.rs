@@ -5,15 +5,15 @@
 //! independent client. Ports are chosen by the OS (port 0) and read from the server's stderr
 //! announcement; every wait is bounded; child processes are killed on drop.
 
-use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+mod support;
+
+use support::*;
+
+use std::path::PathBuf;
+use std::process::Command;
 
 use serde_json::{json, Value};
 
-const WAIT: Duration = Duration::from_secs(30);
 const AE1_ID: &str = "ae-light@mef.sp.example";
 const AE1_KEY: &str = "000102030405060708090a0b0c0d0e0f";
 const AE2_ID: &str = "ae-other@mef.sp.example";
@@ -23,104 +23,6 @@ const AE3_KEY: &str = "a0a1a2a3a4a5a6a7a8a9aaabacadaeaf";
 const AE4_ID: &str = "ae-bound@mef.sp.example";
 const AE4_KEY: &str = "b0b1b2b3b4b5b6b7b8b9babbbcbdbebf";
 const SNI: &str = "cse.sp.example";
-
-/// A child whose output lines arrive on channels. Killed on drop.
-struct Proc {
-    child: Child,
-    stdout: mpsc::Receiver<String>,
-    stderr: mpsc::Receiver<String>,
-}
-
-impl Proc {
-    fn spawn(cmd: &mut Command, stdin: Option<Vec<u8>>) -> Proc {
-        let mut child = cmd
-            .stdin(if stdin.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
-        if let (Some(data), Some(mut pipe)) = (stdin, child.stdin.take()) {
-            // Keep stdin open (s_client -quiet ignores EOF anyway); the server closes.
-            std::thread::spawn(move || {
-                let _ = pipe.write_all(&data);
-                let _ = pipe.flush();
-                std::thread::sleep(WAIT);
-            });
-        }
-        let (otx, stdout) = mpsc::channel();
-        let (etx, stderr) = mpsc::channel();
-        let out = child.stdout.take().unwrap();
-        let err = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for l in BufReader::new(out).lines().map_while(Result::ok) {
-                let _ = otx.send(l);
-            }
-        });
-        std::thread::spawn(move || {
-            for l in BufReader::new(err).lines().map_while(Result::ok) {
-                let _ = etx.send(l);
-            }
-        });
-        Proc {
-            child,
-            stdout,
-            stderr,
-        }
-    }
-
-    fn stderr_line_with(&self, needle: &str) -> String {
-        let end = Instant::now() + WAIT;
-        let mut seen = Vec::new();
-        loop {
-            let left = end.saturating_duration_since(Instant::now());
-            match self.stderr.recv_timeout(left) {
-                Ok(l) if l.contains(needle) => return l,
-                Ok(l) => seen.push(l),
-                Err(_) => panic!("no stderr line with {needle:?} within {WAIT:?}: {seen:?}"),
-            }
-        }
-    }
-
-    /// Wait for exit; (status code, stdout lines, stderr lines).
-    fn finish(mut self) -> (Option<i32>, Vec<String>, Vec<String>) {
-        let end = Instant::now() + WAIT;
-        let status = loop {
-            if let Ok(Some(st)) = self.child.try_wait() {
-                break st;
-            }
-            assert!(Instant::now() < end, "process still running after {WAIT:?}");
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        std::thread::sleep(Duration::from_millis(50));
-        let out: Vec<String> = self.stdout.try_iter().collect();
-        let err: Vec<String> = self.stderr.try_iter().collect();
-        (status.code(), out, err)
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn m2msec() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_m2msec"))
-}
-
-fn write_key(path: &Path, hex: &str, mode: u32) {
-    std::fs::write(path, format!("{hex}\n")).unwrap();
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
-    }
-}
 
 /// A CSE deployment in a temporary directory: config, keys, data.
 struct Deployment {
@@ -184,7 +86,7 @@ ida = "Cbound"
 
     /// Starts `cse serve`; returns the process and the TLS port it announced.
     fn start(&self) -> (Proc, u16) {
-        let p = Proc::spawn(
+        let p = Proc::spawn_with_stdin(
             m2msec()
                 .args(["cse", "serve", "--config"])
                 .arg(self.config()),
@@ -235,7 +137,7 @@ fn request(
     if let Some(b) = body {
         cmd.args(["--body", &b.to_string()]);
     }
-    let (code, out, err) = Proc::spawn(&mut cmd, None).finish();
+    let (code, out, err) = Proc::spawn_with_stdin(&mut cmd, None).finish();
     let line = out
         .first()
         .unwrap_or_else(|| panic!("no JSON line (exit {code:?}): {err:?}"));
@@ -418,7 +320,7 @@ fn openssl_s_client_registers_an_ae_with_a_raw_http_request() {
          Connection: close\r\n\r\n{body}",
         body.len()
     );
-    let client = Proc::spawn(
+    let client = Proc::spawn_with_stdin(
         Command::new("openssl").args([
             "s_client",
             "-tls1_2",
@@ -453,7 +355,7 @@ fn openssl_s_client_registers_an_ae_with_a_raw_http_request() {
 fn plaintext_listener_is_loopback_only_and_keys_must_be_private() {
     // A non-loopback plaintext listener is refused with exit 2 naming --config.
     let dep = Deployment::new("[http_plain]\nenabled = true\nbind = \"0.0.0.0\"\nport = 0\n");
-    let (code, _, err) = Proc::spawn(
+    let (code, _, err) = Proc::spawn_with_stdin(
         m2msec()
             .args(["cse", "serve", "--config"])
             .arg(dep.config()),
@@ -470,7 +372,7 @@ fn plaintext_listener_is_loopback_only_and_keys_must_be_private() {
     // A key file readable by others is refused.
     let dep = Deployment::new("");
     write_key(&dep.dir.path().join("ae2.key"), AE2_KEY, 0o644);
-    let (code, _, err) = Proc::spawn(
+    let (code, _, err) = Proc::spawn_with_stdin(
         m2msec()
             .args(["cse", "serve", "--config"])
             .arg(dep.config()),
@@ -482,7 +384,7 @@ fn plaintext_listener_is_loopback_only_and_keys_must_be_private() {
 
     // Plaintext on loopback: served with no security association, so a CSE-ID in From is 4107.
     let dep = Deployment::new("[http_plain]\nenabled = true\nbind = \"127.0.0.1\"\nport = 0\n");
-    let server = Proc::spawn(
+    let server = Proc::spawn_with_stdin(
         m2msec()
             .args(["cse", "serve", "--config"])
             .arg(dep.config()),
@@ -494,7 +396,7 @@ fn plaintext_listener_is_loopback_only_and_keys_must_be_private() {
         .find_map(|w| w.strip_prefix("http://127.0.0.1:"))
         .and_then(|p| p.parse::<u16>().ok())
         .unwrap_or_else(|| panic!("no plaintext port in {line:?}"));
-    let (code, out, err) = Proc::spawn(
+    let (code, out, err) = Proc::spawn_with_stdin(
         m2msec().args([
             "request",
             "--url",
@@ -565,7 +467,8 @@ fn request_bad_arguments_exit_2_naming_the_argument() {
             "--psk",
         ),
     ] {
-        let (code, out, err) = Proc::spawn(m2msec().arg("request").args(&args), None).finish();
+        let (code, out, err) =
+            Proc::spawn_with_stdin(m2msec().arg("request").args(&args), None).finish();
         assert_eq!(code, Some(2), "{args:?}: {out:?} {err:?}");
         assert_eq!(err.len(), 1, "{args:?}: {err:?}");
         assert!(err[0].contains(name), "{args:?}: {err:?}");
@@ -577,7 +480,7 @@ fn wrong_authority_or_key_fails_the_handshake_with_exit_1() {
     let dep = Deployment::new("");
     let (_server, port) = dep.start();
     for (sni, key) in [("other.example", AE1_KEY), (SNI, AE2_KEY)] {
-        let (code, out, err) = Proc::spawn(
+        let (code, out, err) = Proc::spawn_with_stdin(
             m2msec().args([
                 "request",
                 "--url",

@@ -2,6 +2,10 @@
 //! import (valid, invalid, duplicate and conflicting rows; idempotent re-import; a large file
 //! timed), bad inputs (exit 2, one line naming the argument), and no key material in any output.
 
+mod support;
+
+use support::write_key;
+
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -102,12 +106,6 @@ impl Mef {
             );
         }
     }
-}
-
-fn write_key(path: &Path, hex: &str, mode: u32) {
-    std::fs::write(path, format!("{hex}\n")).unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
 }
 
 fn mode(path: &Path) -> u32 {

@@ -7,7 +7,7 @@
 mod support;
 
 use serde_json::Value;
-use support::{m2msec, run, write_key, Proc};
+use support::*;
 
 const FQDN: &str = "mef.sp.example";
 const CSE_ABS: &str = "//sp.example/cse-in";
@@ -304,119 +304,11 @@ fn a_mef_with_a_separate_pkg_service() {
     drop(line);
 }
 
-/// Runs the openssl CLI in `dir`, panicking with its stderr on failure.
-fn openssl(dir: &std::path::Path, args: &[&str]) {
-    let out = std::process::Command::new("openssl")
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .expect("openssl CLI (apt install openssl)");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A P-256 key and a certificate signed by ca.crt/ca.key with the given SAN.
-fn issue(dir: &std::path::Path, name: &str, san: &str) {
-    openssl(
-        dir,
-        &[
-            "ecparam",
-            "-name",
-            "prime256v1",
-            "-genkey",
-            "-noout",
-            "-out",
-            &format!("{name}.key"),
-        ],
-    );
-    openssl(
-        dir,
-        &[
-            "req",
-            "-new",
-            "-key",
-            &format!("{name}.key"),
-            "-subj",
-            &format!("/CN={name}"),
-            "-out",
-            &format!("{name}.csr"),
-        ],
-    );
-    std::fs::write(
-        dir.join(format!("{name}.ext")),
-        format!("subjectAltName={san}\nkeyUsage=critical,digitalSignature\n"),
-    )
-    .unwrap();
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            &format!("{name}.csr"),
-            "-CA",
-            "ca.crt",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-out",
-            &format!("{name}.crt"),
-            "-extfile",
-            &format!("{name}.ext"),
-        ],
-    );
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(
-            dir.join(format!("{name}.key")),
-            std::fs::Permissions::from_mode(0o600),
-        )
-        .unwrap();
-    }
-}
-
 #[test]
 fn certificate_based_enrolment_through_the_binaries() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    openssl(
-        d,
-        &[
-            "ecparam",
-            "-name",
-            "prime256v1",
-            "-genkey",
-            "-noout",
-            "-out",
-            "ca.key",
-        ],
-    );
-    openssl(
-        d,
-        &[
-            "req",
-            "-x509",
-            "-new",
-            "-key",
-            "ca.key",
-            "-subj",
-            "/CN=m2m bootstrap CA",
-            "-days",
-            "2",
-            "-out",
-            "ca.crt",
-            "-addext",
-            "basicConstraints=critical,CA:TRUE",
-            "-addext",
-            "keyUsage=critical,keyCertSign",
-        ],
-    );
+    make_ca(d, "m2m bootstrap CA");
     issue(d, "mef", &format!("DNS:{FQDN}"));
     issue(d, "dev", "URI:urn:dev:ops:meter-7");
     std::fs::write(
@@ -425,9 +317,9 @@ fn certificate_based_enrolment_through_the_binaries() {
             "fqdn = \"{FQDN}\"\ndata_dir = \"{}\"\n[tls]\nport = 0\ncertificate = \"{}\"\n\
              private_key = \"{}\"\ntrust_anchors = \"{}\"\n",
             d.join("data").display(),
-            d.join("mef.crt").display(),
+            d.join("mef.pem").display(),
             d.join("mef.key").display(),
-            d.join("ca.crt").display()
+            d.join("ca.pem").display()
         ),
     )
     .unwrap();
@@ -452,11 +344,11 @@ fn certificate_based_enrolment_through_the_binaries() {
         run(m2msec()
             .args(["enrol", "--mef", &format!("https://127.0.0.1:{port}")])
             .args(["--cert"])
-            .arg(d.join(format!("{cert}.crt")))
+            .arg(d.join(format!("{cert}.pem")))
             .arg("--key")
             .arg(d.join(format!("{cert}.key")))
             .arg("--ca")
-            .arg(d.join("ca.crt"))
+            .arg(d.join("ca.pem"))
             .args(["--mef-fqdn", FQDN, "--id", "Cmeter7", "--keystore"])
             .arg(d.join(format!("{cert}-ks"))))
     };

@@ -3,96 +3,14 @@
 //! 1; bad arguments exit 2. Also `probe listen` against `openssl s_client` (apt package
 //! `openssl`). Every wait is bounded; child processes are killed on drop.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+mod support;
 
-const WAIT: Duration = Duration::from_secs(20);
+use support::*;
+
+use std::process::Command;
+
 const ID: &str = "kpsa-probe@mef.example.com";
 const KEY: &str = "A0A1A2A3A4A5A6A7A8A9AAABACADAEAF";
-
-/// A child whose stdout lines and stderr lines arrive on channels. Killed on drop.
-struct Proc {
-    child: Child,
-    stdout: mpsc::Receiver<String>,
-    stderr: mpsc::Receiver<String>,
-}
-
-impl Proc {
-    fn spawn(cmd: &mut Command) -> Proc {
-        let mut child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
-        let (otx, stdout) = mpsc::channel();
-        let (etx, stderr) = mpsc::channel();
-        let out = child.stdout.take().unwrap();
-        let err = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for l in BufReader::new(out).lines().map_while(Result::ok) {
-                let _ = otx.send(l);
-            }
-        });
-        std::thread::spawn(move || {
-            for l in BufReader::new(err).lines().map_while(Result::ok) {
-                let _ = etx.send(l);
-            }
-        });
-        Proc {
-            child,
-            stdout,
-            stderr,
-        }
-    }
-
-    fn stdout_line(&self) -> String {
-        self.stdout
-            .recv_timeout(WAIT)
-            .unwrap_or_else(|_| panic!("no stdout line within {WAIT:?}"))
-    }
-
-    fn stderr_line_with(&self, needle: &str) -> String {
-        let end = Instant::now() + WAIT;
-        loop {
-            let left = end.saturating_duration_since(Instant::now());
-            match self.stderr.recv_timeout(left) {
-                Ok(l) if l.contains(needle) => return l,
-                Ok(_) => continue,
-                Err(_) => panic!("no stderr line with {needle:?} within {WAIT:?}"),
-            }
-        }
-    }
-
-    /// Wait for exit; returns (status code, stdout lines, stderr lines).
-    fn finish(mut self) -> (Option<i32>, Vec<String>, Vec<String>) {
-        let end = Instant::now() + WAIT;
-        let status = loop {
-            if let Ok(Some(st)) = self.child.try_wait() {
-                break st;
-            }
-            assert!(Instant::now() < end, "process still running after {WAIT:?}");
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        std::thread::sleep(Duration::from_millis(50));
-        let out: Vec<String> = self.stdout.try_iter().collect();
-        let err: Vec<String> = self.stderr.try_iter().collect();
-        (status.code(), out, err)
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn m2msec() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_m2msec"))
-}
 
 /// `probe listen` on a free port; returns the process and the port it announced.
 fn listen(transport: &str, key: &str) -> (Proc, u16) {

@@ -1,8 +1,9 @@
 //! Shared helpers of the binary's end-to-end tests: child processes whose output lines arrive
-//! on channels (killed on drop), bounded waits, key files with a given mode.
+//! on channels (killed on drop), bounded waits, key files with a given mode, and a throwaway
+//! PKI made with the openssl command line.
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -26,12 +27,29 @@ pub struct Proc {
 impl Proc {
     /// Starts `cmd` with stdin closed.
     pub fn spawn(cmd: &mut Command) -> Proc {
+        Self::spawn_with_stdin(cmd, None)
+    }
+
+    /// Starts `cmd`; with `stdin`, writes it and keeps stdin open for [`WAIT`] (the other side
+    /// is the one that closes, as with `openssl s_client -quiet`).
+    pub fn spawn_with_stdin(cmd: &mut Command, stdin: Option<Vec<u8>>) -> Proc {
         let mut child = cmd
-            .stdin(Stdio::null())
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
+        if let (Some(data), Some(mut pipe)) = (stdin, child.stdin.take()) {
+            std::thread::spawn(move || {
+                let _ = pipe.write_all(&data);
+                let _ = pipe.flush();
+                std::thread::sleep(WAIT);
+            });
+        }
         let (otx, stdout) = mpsc::channel();
         let (etx, stderr) = mpsc::channel();
         let out = child.stdout.take().unwrap();
@@ -53,6 +71,20 @@ impl Proc {
         }
     }
 
+    /// The first line on `rx` that contains `needle` once lowercased (panics after [`WAIT`]).
+    pub fn line_with(rx: &mpsc::Receiver<String>, needle: &str) -> String {
+        let end = Instant::now() + WAIT;
+        let mut seen = Vec::new();
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(l) if l.to_ascii_lowercase().contains(needle) => return l,
+                Ok(l) => seen.push(l),
+                Err(_) => panic!("no line with {needle:?} within {WAIT:?}: {seen:?}"),
+            }
+        }
+    }
+
     /// The first stderr line containing `needle` (panics after [`WAIT`]).
     pub fn stderr_line_with(&self, needle: &str) -> String {
         let end = Instant::now() + WAIT;
@@ -67,6 +99,13 @@ impl Proc {
         }
     }
 
+    /// The next stdout line (panics after [`WAIT`]).
+    pub fn stdout_line(&self) -> String {
+        self.stdout
+            .recv_timeout(WAIT)
+            .unwrap_or_else(|_| panic!("no stdout line within {WAIT:?}"))
+    }
+
     /// The port of the first `https://127.0.0.1:PORT` in the "listening on" line.
     pub fn https_port(&self) -> u16 {
         let line = self.stderr_line_with("listening on ");
@@ -74,6 +113,34 @@ impl Proc {
             .find_map(|w| w.strip_prefix("https://127.0.0.1:"))
             .and_then(|p| p.parse::<u16>().ok())
             .unwrap_or_else(|| panic!("no TLS port in {line:?}"))
+    }
+
+    /// Time until the process exits, polled every 10 ms, at most `limit`.
+    pub fn exits_within(&mut self, limit: Duration) -> Option<Duration> {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return Some(start.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        None
+    }
+
+    /// Waits for exit: (status code, stdout lines, stderr lines).
+    pub fn finish(mut self) -> (Option<i32>, Vec<String>, Vec<String>) {
+        let end = Instant::now() + WAIT;
+        let status = loop {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                break st;
+            }
+            assert!(Instant::now() < end, "process still running after {WAIT:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        std::thread::sleep(Duration::from_millis(50));
+        let out: Vec<String> = self.stdout.try_iter().collect();
+        let err: Vec<String> = self.stderr.try_iter().collect();
+        (status.code(), out, err)
     }
 }
 
@@ -104,5 +171,122 @@ pub fn write_key(path: &Path, hex: &str, mode: u32) {
     {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+}
+
+/// Runs `openssl ARGS` in `dir`, panicking with its stderr on failure.
+pub fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("the openssl command line (apt install openssl)");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A P-256 test CA in `dir`: `ca.key` and `ca.pem`.
+pub fn make_ca(dir: &Path, cn: &str) {
+    openssl(
+        dir,
+        &[
+            "ecparam",
+            "-name",
+            "prime256v1",
+            "-genkey",
+            "-noout",
+            "-out",
+            "ca.key",
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-new",
+            "-key",
+            "ca.key",
+            "-subj",
+            &format!("/CN={cn}"),
+            "-days",
+            "30",
+            "-sha256",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign",
+            "-out",
+            "ca.pem",
+        ],
+    );
+}
+
+/// A P-256 key (`NAME.key`, 0600) and a certificate (`NAME.pem`) with `san`, signed by the test
+/// CA in `dir`.
+pub fn issue(dir: &Path, name: &str, san: &str) {
+    let key = format!("{name}.key");
+    let csr = format!("{name}.csr");
+    let ext = format!("{name}.ext");
+    openssl(
+        dir,
+        &[
+            "ecparam",
+            "-name",
+            "prime256v1",
+            "-genkey",
+            "-noout",
+            "-out",
+            &key,
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "req",
+            "-new",
+            "-key",
+            &key,
+            "-subj",
+            &format!("/CN={name}"),
+            "-out",
+            &csr,
+        ],
+    );
+    std::fs::write(
+        dir.join(&ext),
+        format!(
+            "subjectAltName={san}\nkeyUsage=critical,digitalSignature\nbasicConstraints=CA:FALSE\n"
+        ),
+    )
+    .unwrap();
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "30",
+            "-sha256",
+            "-extfile",
+            &ext,
+            "-out",
+            &format!("{name}.pem"),
+        ],
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir.join(&key), std::fs::Permissions::from_mode(0o600)).unwrap();
     }
 }
