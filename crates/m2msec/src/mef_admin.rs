@@ -29,8 +29,7 @@ use rand_core::{OsRng, RngCore};
 use serde::Serialize;
 use zeroize::Zeroizing;
 
-use m2msec_core::ids::{AeId, CseId, Fqdn, KpmId};
-use m2msec_core::sec::M2mId;
+use m2msec_core::ids::KpmId;
 use m2msec_core::secret::Kpm;
 use m2msec_core::timestamp::Timestamp;
 use m2msec_mef::store::{AddOutcome, Device, Enrolment, MefStore, StoreError};
@@ -38,26 +37,12 @@ use m2msec_mef::store::{AddOutcome, Device, Enrolment, MefStore, StoreError};
 use crate::error::{CliError, CliResult};
 use crate::mef::{load, open_store, Loaded};
 use crate::util::print_json;
+use m2msec_mef::provision::*;
 
 /// Rows per transaction in `import` (each transaction is one fsync with `synchronous=FULL`).
 pub const BATCH: usize = 1_000;
-/// Smallest Kpm accepted, bytes.
-pub const KPM_MIN: usize = 16;
-/// Largest Kpm accepted, bytes.
-pub const KPM_MAX: usize = 64;
-/// Longest Enrolment Expiry accepted (100 years), seconds: the expiry must stay a valid
-/// m2m:timestamp.
-pub const MAX_ENROLMENT_SECS: u64 = 100 * 366 * 86_400;
 /// Row problems printed on stderr by `import` (all of them are in `--json` output).
 const REPORT_CAP: usize = 20;
-/// The CSV header.
-const COLUMNS: [&str; 5] = [
-    "kpm_id",
-    "kpm_hex",
-    "enrolee_id",
-    "targets",
-    "enrolment_secs",
-];
 
 /// `m2msec mef device` subcommands.
 #[derive(Subcommand)]
@@ -158,116 +143,6 @@ pub fn run(cmd: DeviceCmd) -> Result<ExitCode, CliError> {
         DeviceCmd::List(a) => list(a),
         DeviceCmd::Revoke(a) => revoke(a),
     }
-}
-
-// ----- validation shared by add and import -------------------------------------------------
-
-/// The field a validation failure is about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Field {
-    KpmId,
-    Kpm,
-    Enrolee,
-    Targets,
-    Secs,
-}
-
-impl Field {
-    fn column(self) -> &'static str {
-        match self {
-            Field::KpmId => "kpm_id",
-            Field::Kpm => "kpm_hex",
-            Field::Enrolee => "enrolee_id",
-            Field::Targets => "targets",
-            Field::Secs => "enrolment_secs",
-        }
-    }
-}
-
-type Checked<T> = Result<T, (Field, String)>;
-
-/// The canonical KpmID, whose FQDN must be the MEF's.
-fn check_kpm_id(s: &str, fqdn: &Fqdn) -> Checked<String> {
-    let id: KpmId = s.parse().map_err(|e| (Field::KpmId, format!("{e}")))?;
-    if id.fqdn() != fqdn {
-        return Err((
-            Field::KpmId,
-            format!("the FQDN of {s:?} is not this MEF's ({fqdn}); a KpmID is relKeyID@{fqdn}"),
-        ));
-    }
-    Ok(id.to_string())
-}
-
-/// A Kpm from hex. Messages never quote the text (it is key material).
-fn parse_kpm_hex(text: &str) -> Checked<Kpm> {
-    let v = text.trim();
-    let bad = |m: String| (Field::Kpm, m);
-    if v.is_empty() {
-        return Err(bad("empty".into()));
-    }
-    if let Some(i) = v.bytes().position(|c| !c.is_ascii_hexdigit()) {
-        return Err(bad(format!("not hex (invalid character at position {i})")));
-    }
-    if v.len() % 2 != 0 {
-        return Err(bad(format!("odd number of hex digits ({})", v.len())));
-    }
-    let raw = Zeroizing::new(hex::decode(v).map_err(|e| bad(e.to_string()))?);
-    if raw.len() < KPM_MIN || raw.len() > KPM_MAX {
-        return Err(bad(format!(
-            "a Kpm must be {KPM_MIN} to {KPM_MAX} bytes, got {}",
-            raw.len()
-        )));
-    }
-    Kpm::from_bytes(&raw).map_err(|e| bad(e.to_string()))
-}
-
-/// An Enrolee-ID: an AE-ID or a CSE-ID in any of their forms.
-fn check_enrolee(s: &str) -> Checked<String> {
-    if s.parse::<AeId>().is_ok() || s.parse::<CseId>().is_ok() {
-        return Ok(s.to_string());
-    }
-    let why = match (s.parse::<AeId>(), s.parse::<CseId>()) {
-        (Err(a), Err(c)) => format!("{a}; {c}"),
-        _ => String::new(),
-    };
-    Err((
-        Field::Enrolee,
-        format!("{s:?} is neither an AE-ID nor a CSE-ID ({why})"),
-    ))
-}
-
-/// Enrolment Targets: at least one, each an absolute CSE-ID or AE-ID; repeats are dropped.
-fn check_targets<'a>(ts: impl IntoIterator<Item = &'a str>) -> Checked<Vec<String>> {
-    let mut out: Vec<String> = Vec::new();
-    for t in ts {
-        let absolute = t.starts_with("//")
-            && t.parse::<M2mId>().is_ok()
-            && (matches!(t.parse::<CseId>(), Ok(CseId::Absolute { .. }))
-                || matches!(t.parse::<AeId>(), Ok(AeId::Absolute { .. })));
-        if !absolute {
-            return Err((
-                Field::Targets,
-                format!("{t:?} is not an absolute CSE-ID or AE-ID (//SP-ID/...)"),
-            ));
-        }
-        if !out.iter().any(|o| o == t) {
-            out.push(t.to_string());
-        }
-    }
-    if out.is_empty() {
-        return Err((Field::Targets, "at least one Enrolment Target".into()));
-    }
-    Ok(out)
-}
-
-fn check_secs(n: u64) -> Checked<u64> {
-    if n == 0 || n > MAX_ENROLMENT_SECS {
-        return Err((
-            Field::Secs,
-            format!("must be 1 to {MAX_ENROLMENT_SECS} seconds, got {n}"),
-        ));
-    }
-    Ok(n)
 }
 
 fn unix_now() -> i64 {
@@ -473,65 +348,6 @@ struct Pending {
     kpm: Kpm,
 }
 
-/// Validates one CSV record (already trimmed).
-fn check_record(
-    rec: &[&str],
-    fqdn: &Fqdn,
-    default_secs: u64,
-    now: i64,
-) -> Result<(Device, Kpm), (Option<String>, String)> {
-    if rec.len() != COLUMNS.len() {
-        return Err((
-            None,
-            format!("{} columns, expected {}", rec.len(), COLUMNS.len()),
-        ));
-    }
-    let col = |(f, m): (Field, String)| format!("{}: {m}", f.column());
-    let kpm_id = check_kpm_id(rec[0], fqdn).map_err(|e| (None, col(e)))?;
-    let with_id = |e: (Field, String)| (Some(kpm_id.clone()), col(e));
-    let kpm = parse_kpm_hex(rec[1]).map_err(with_id)?;
-    let enrolee_id = check_enrolee(rec[2]).map_err(with_id)?;
-    let targets = check_targets(rec[3].split(';').map(str::trim).filter(|t| !t.is_empty()))
-        .map_err(with_id)?;
-    let secs = match rec[4].trim() {
-        "" => default_secs,
-        s => s.parse::<u64>().map_err(|e| {
-            with_id((
-                Field::Secs,
-                format!("{s:?} is not a number of seconds ({e})"),
-            ))
-        })?,
-    };
-    let enrolment_secs = check_secs(secs).map_err(with_id)?;
-    Ok((
-        Device {
-            kpm_id: kpm_id.clone(),
-            enrolee_id,
-            targets,
-            enrolment_secs,
-            created: now,
-            revoked: None,
-        },
-        kpm,
-    ))
-}
-
-/// The line a record starts on. The csv crate positions a record before the blank lines that
-/// precede it, so count back from where it ended: past a `\n` terminator (a `\r\n` one is left
-/// at the `\n`) and over its own newlines (inside quoted fields).
-fn start_line(data: &[u8], end: &csv::Position, rec: &csv::ByteRecord) -> u64 {
-    let inner: u64 = rec
-        .iter()
-        .map(|f| f.iter().filter(|&&b| b == b'\n').count() as u64)
-        .sum();
-    let prev = end.byte().checked_sub(1).and_then(|i| data.get(i as usize));
-    let last = match prev {
-        Some(b'\n') => end.line().saturating_sub(1),
-        _ => end.line(),
-    };
-    last.saturating_sub(inner).max(1)
-}
-
 fn csv_err(path: &Path, m: impl std::fmt::Display) -> CliError {
     CliError::arg("--csv", format!("{}: {m}", path.display()))
 }
@@ -546,24 +362,11 @@ fn import(a: ImportArgs) -> CliResult<ExitCode> {
     }
     // In memory (100,000 rows are about 15 MB), wiped afterwards: it holds keys.
     let data = Zeroizing::new(std::fs::read(&a.csv).map_err(|e| csv_err(&a.csv, e))?);
-    let mut rdr = csv::ReaderBuilder::new()
-        .has_headers(false)
-        .flexible(true)
-        .from_reader(&data[..]);
+    let mut rdr = reader(&data[..]);
     let mut rec = csv::ByteRecord::new();
     // The header: exactly the documented columns (a UTF-8 byte order mark is tolerated).
     let header_ok = match rdr.read_byte_record(&mut rec) {
-        Ok(true) => {
-            rec.len() == COLUMNS.len()
-                && rec.iter().zip(COLUMNS).enumerate().all(|(i, (h, c))| {
-                    let h = if i == 0 {
-                        h.strip_prefix(b"\xef\xbb\xbf").unwrap_or(h)
-                    } else {
-                        h
-                    };
-                    h.trim_ascii().eq_ignore_ascii_case(c.as_bytes())
-                })
-        }
+        Ok(true) => is_header(&rec),
         Ok(false) => return Err(csv_err(&a.csv, "empty file: no header row")),
         Err(e) if e.is_io_error() => return Err(csv_err(&a.csv, e)),
         Err(_) => false,
@@ -648,14 +451,7 @@ fn import(a: ImportArgs) -> CliResult<ExitCode> {
             Ok(false) => break,
             Ok(true) => {
                 sum.rows += 1;
-                let fields: Result<Vec<&str>, _> = rec
-                    .iter()
-                    .map(|f| std::str::from_utf8(f).map(str::trim))
-                    .collect();
-                let checked = match &fields {
-                    Ok(f) => check_record(f, &fqdn, loaded.default_enrolment_secs, now),
-                    Err(_) => Err((None, "not UTF-8 text".to_string())),
-                };
+                let checked = parse_record(&rec, &fqdn, loaded.default_enrolment_secs, now);
                 match checked {
                     Err((kpm_id, reason)) => {
                         sum.invalid += 1;

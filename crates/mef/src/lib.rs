@@ -16,6 +16,7 @@ pub mod endpoint;
 pub mod enrolee;
 pub mod pkg;
 pub mod pkg_service;
+pub mod provision;
 pub mod store;
 pub mod target;
 pub mod wire;
