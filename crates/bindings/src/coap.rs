@@ -28,9 +28,9 @@ use coap_lite::{CoapOption, MessageClass, Packet, RequestType, ResponseType};
 use serde_json::{Map, Value};
 
 use m2msec_cse::primitive::{MAX_FROM_LEN, MAX_RQI_LEN, MAX_TO_LEN};
-use m2msec_cse::{CseError, Operation, RequestPrimitive, ResponsePrimitive, ResultContent, Rsc};
+use m2msec_cse::{CseError, Operation, RequestPrimitive, ResponsePrimitive, Rsc};
 
-use crate::http::{Rejection, UNSUPPORTED_QUERY};
+use crate::http::{QueryFields, Rejection};
 
 /// Content-Format `application/json` (TS-0008 §6.2.2.2, RFC 7252 §12.3).
 pub const CF_JSON: u16 = 50;
@@ -474,9 +474,7 @@ pub fn request_from_coap(pkt: &Packet, max_body: usize) -> Result<RequestPrimiti
 
     // Uri-Query (TS-0008 §6.2.2.3): short names as in TS-0004 §8.2.2, not percent-encoded
     // (RFC 7252 §6.5).
-    let mut unsupported: Vec<&'static str> = Vec::new();
-    let mut fc = Map::new();
-    let mut seen: Vec<String> = Vec::new();
+    let mut fields = QueryFields::default();
     for (i, raw) in values(pkt, 15).enumerate() {
         if i >= MAX_URI_OPTIONS {
             return Err(bad("too many Uri-Query options"));
@@ -489,67 +487,22 @@ pub fn request_from_coap(pkt: &Packet, max_body: usize) -> Result<RequestPrimiti
         if k.is_empty() {
             return Err(bad("empty Uri-Query field name"));
         }
-        let once = |seen: &[String]| {
-            if seen.iter().any(|s| s == k) {
-                Err(bad(&format!("{k} given more than once")))
-            } else {
-                Ok(())
+        if k == "op" {
+            // §6.2.2.3: the Operation parameter, carried in a POST (§6.2.1).
+            fields.once(k).map_err(|e| bad(&e))?;
+            let o = v
+                .parse::<u64>()
+                .ok()
+                .and_then(Operation::from_u64)
+                .ok_or_else(|| bad("op must be 1..5"))?;
+            if matches!(pkt.header.code, MessageClass::Request(RequestType::Post)) {
+                op = o;
+            } else if o != op {
+                return Err(bad("op in Uri-Query contradicts the CoAP method"));
             }
-        };
-        match k {
-            "rcn" => {
-                once(&seen)?;
-                let n = v
-                    .parse::<u64>()
-                    .ok()
-                    .and_then(ResultContent::from_u64)
-                    .ok_or_else(|| bad("rcn must be 0..10"))?;
-                prim.insert("rcn".into(), Value::from(n as u8));
-            }
-            "op" => {
-                // §6.2.2.3: the Operation parameter, carried in a POST (§6.2.1).
-                once(&seen)?;
-                let o = v
-                    .parse::<u64>()
-                    .ok()
-                    .and_then(Operation::from_u64)
-                    .ok_or_else(|| bad("op must be 1..5"))?;
-                if matches!(pkt.header.code, MessageClass::Request(RequestType::Post)) {
-                    op = o;
-                } else if o != op {
-                    return Err(bad("op in Uri-Query contradicts the CoAP method"));
-                }
-            }
-            "rt" => {
-                once(&seen)?;
-                match v.parse::<u64>() {
-                    Ok(3) => {}
-                    Ok(1 | 2 | 4) => unsupported.push("rt"),
-                    _ => return Err(bad("rt must be 1..4")),
-                }
-            }
-            "drt" => {
-                once(&seen)?;
-                match v.parse::<u64>() {
-                    Ok(1) => {}
-                    Ok(2) => unsupported.push("drt"),
-                    _ => return Err(bad("drt must be 1 or 2")),
-                }
-            }
-            other => {
-                if let Some(u) = UNSUPPORTED_QUERY.iter().find(|u| **u == other) {
-                    unsupported.push(u);
-                } else {
-                    let e = fc
-                        .entry(other.to_string())
-                        .or_insert_with(|| Value::Array(vec![]));
-                    if let Value::Array(a) = e {
-                        a.push(Value::from(v));
-                    }
-                }
-            }
+        } else {
+            fields.take(k, v).map_err(|e| bad(&e))?;
         }
-        seen.push(k.to_string());
     }
     if ty.is_some() && op != Operation::Create {
         return Err(bad("oneM2M-TY is only allowed in a CREATE"));
@@ -558,9 +511,7 @@ pub fn request_from_coap(pkt: &Packet, max_body: usize) -> Result<RequestPrimiti
     if let Some(ty) = ty {
         prim.insert("ty".into(), Value::from(ty));
     }
-    if !fc.is_empty() {
-        prim.insert("fc".into(), Value::Object(fc));
-    }
+    let mut unsupported = fields.apply(&mut prim);
     for (num, short) in UNSUPPORTED_OPTIONS {
         if values(pkt, num).next().is_some() {
             unsupported.push(short);
@@ -772,6 +723,7 @@ pub fn content_format(pkt: &Packet) -> Option<u16> {
 mod tests {
     use super::*;
     use coap_lite::MessageType;
+    use m2msec_cse::ResultContent;
     use proptest::prelude::*;
     use serde_json::json;
 

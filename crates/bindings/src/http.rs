@@ -58,6 +58,92 @@ pub(crate) const UNSUPPORTED_QUERY: [&str; 9] = [
     "rp", "da", "rids", "tids", "ltids", "tqi", "asi", "auri", "atrl",
 ];
 
+/// The query fields both bindings share (TS-0009 §6.2.2.2, TS-0008 §6.2.2.3; short names of
+/// TS-0004 §8.2.2): `rcn`, `rt` and `drt` (each at most once), the recognised but unsupported
+/// ones, and everything else as filter criteria conditions.
+#[derive(Debug, Default)]
+pub(crate) struct QueryFields {
+    rcn: Option<u8>,
+    fc: Map<String, Value>,
+    /// Recognised parameters this CSE does not implement (NOT_IMPLEMENTED).
+    pub(crate) unsupported: Vec<&'static str>,
+    seen: Vec<String>,
+}
+
+impl QueryFields {
+    /// Fails if `k` was already given (for fields that may appear once); records it.
+    pub(crate) fn once(&mut self, k: &str) -> Result<(), String> {
+        if self.seen.iter().any(|s| s == k) {
+            return Err(format!("{k} given more than once"));
+        }
+        self.seen.push(k.to_string());
+        Ok(())
+    }
+
+    /// Fields taken so far.
+    pub(crate) fn count(&self) -> usize {
+        self.seen.len()
+    }
+
+    /// One field, already decoded.
+    pub(crate) fn take(&mut self, k: &str, v: &str) -> Result<(), String> {
+        match k {
+            "rcn" => {
+                self.once(k)?;
+                let n = v
+                    .parse::<u64>()
+                    .ok()
+                    .and_then(ResultContent::from_u64)
+                    .ok_or("rcn must be 0..10")?;
+                self.rcn = Some(n as u8);
+            }
+            "rt" => {
+                self.once(k)?;
+                match v.parse::<u64>() {
+                    Ok(3) => {}
+                    Ok(1 | 2 | 4) => self.unsupported.push("rt"),
+                    _ => return Err("rt must be 1..4".into()),
+                }
+            }
+            "drt" => {
+                self.once(k)?;
+                match v.parse::<u64>() {
+                    Ok(1) => {}
+                    Ok(2) => self.unsupported.push("drt"),
+                    _ => return Err("drt must be 1 or 2".into()),
+                }
+            }
+            other => {
+                self.seen.push(other.to_string());
+                if let Some(u) = UNSUPPORTED_QUERY.iter().find(|u| **u == other) {
+                    self.unsupported.push(u);
+                } else {
+                    // Filter criteria conditions and attribute filters (TS-0009 table 6.2.2.2-1).
+                    let e = self
+                        .fc
+                        .entry(other.to_string())
+                        .or_insert_with(|| Value::Array(vec![]));
+                    if let Value::Array(a) = e {
+                        a.push(Value::from(v));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes `rcn` and `fc` into the primitive's JSON; returns the unsupported parameters.
+    pub(crate) fn apply(self, prim: &mut Map<String, Value>) -> Vec<&'static str> {
+        if let Some(n) = self.rcn {
+            prim.insert("rcn".into(), Value::from(n));
+        }
+        if !self.fc.is_empty() {
+            prim.insert("fc".into(), Value::Object(self.fc));
+        }
+        self.unsupported
+    }
+}
+
 /// A request the binding could not turn into a primitive: the error and the request identifier
 /// (empty when `X-M2M-RI` was missing or unreadable).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -390,9 +476,7 @@ pub fn request_from_http(
         prim.insert("ot".into(), Value::from(ot));
     }
 
-    let mut unsupported: Vec<&'static str> = Vec::new();
-    let mut fc = Map::new();
-    let mut seen: Vec<String> = Vec::new();
+    let mut fields = QueryFields::default();
     if let Some(q) = query.map(|q| q.split_once('#').map_or(q, |(q, _)| q)) {
         for pair in q.split('&').filter(|p| !p.is_empty()) {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
@@ -401,62 +485,13 @@ pub fn request_from_http(
             if k.is_empty() {
                 return Err(bad("empty query field name"));
             }
-            match k.as_str() {
-                "rcn" => {
-                    if seen.contains(&k) {
-                        return Err(bad("rcn given more than once"));
-                    }
-                    let n = v
-                        .parse::<u64>()
-                        .ok()
-                        .and_then(ResultContent::from_u64)
-                        .ok_or_else(|| bad("rcn must be 0..10"))?;
-                    prim.insert("rcn".into(), Value::from(n as u8));
-                }
-                "rt" => {
-                    if seen.contains(&k) {
-                        return Err(bad("rt given more than once"));
-                    }
-                    match v.parse::<u64>() {
-                        Ok(3) => {}
-                        Ok(1 | 2 | 4) => unsupported.push("rt"),
-                        _ => return Err(bad("rt must be 1..4")),
-                    }
-                }
-                "drt" => {
-                    if seen.contains(&k) {
-                        return Err(bad("drt given more than once"));
-                    }
-                    match v.parse::<u64>() {
-                        Ok(1) => {}
-                        Ok(2) => unsupported.push("drt"),
-                        _ => return Err(bad("drt must be 1 or 2")),
-                    }
-                }
-                other => {
-                    if let Some(u) = UNSUPPORTED_QUERY.iter().find(|u| **u == other) {
-                        unsupported.push(u);
-                    } else {
-                        // Filter criteria conditions and attribute filters (table 6.2.2.2-1).
-                        let e = fc
-                            .entry(other.to_string())
-                            .or_insert_with(|| Value::Array(vec![]));
-                        if let Value::Array(a) = e {
-                            a.push(Value::from(v));
-                        }
-                    }
-                }
-            }
-            if seen.len() < 64 {
-                seen.push(k);
-            } else {
+            if fields.count() >= 64 {
                 return Err(bad("too many query fields"));
             }
+            fields.take(&k, &v).map_err(|e| bad(&e))?;
         }
     }
-    if !fc.is_empty() {
-        prim.insert("fc".into(), Value::Object(fc));
-    }
+    let mut unsupported = fields.apply(&mut prim);
     for (h, short) in UNSUPPORTED_HEADERS {
         if headers.contains_key(h) {
             unsupported.push(short);
