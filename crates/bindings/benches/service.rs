@@ -598,7 +598,9 @@ fn costs(fx: &Fixture, plan: &Plan) {
         for _ in 0..plan.rounds {
             let t = Instant::now();
             for _ in 0..batch {
-                let r = fx.endpoint.handle(&SecurityContext::None, prim.clone());
+                let r = fx
+                    .endpoint
+                    .handle(&SecurityContext::None.into(), prim.clone());
                 assert_eq!(r.response.rsc.as_u16(), want, "{:?}", r.response);
             }
             v.push(t.elapsed().as_secs_f64() / batch as f64);

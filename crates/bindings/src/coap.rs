@@ -419,7 +419,7 @@ pub fn request_from_coap(pkt: &Packet, max_body: usize) -> Result<RequestPrimiti
                 ));
             }
             Some(_) => Some(
-                serde_json::from_slice::<Value>(&pkt.payload)
+                m2msec_cse::primitive::json_strict(&pkt.payload)
                     .map_err(|e| bad(&format!("payload is not JSON: {e}")))?,
             ),
         }

@@ -109,7 +109,7 @@ impl<E: Endpoint> CoapServer<E> {
             let mut session = match accepted {
                 Ok(s) => s,
                 Err(e) => {
-                    tracing::debug!(peer = %e.addr, error = %e.error, "DTLS handshake failed");
+                    crate::audit::handshake_failed(&e.addr, "dtls", &e.error);
                     continue;
                 }
             };

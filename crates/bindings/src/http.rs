@@ -419,7 +419,7 @@ pub fn request_from_http(
                 ))
             }
             Some(_) => Some(
-                serde_json::from_slice::<Value>(body)
+                m2msec_cse::primitive::json_strict(body)
                     .map_err(|e| bad(&format!("message body is not JSON: {e}")))?,
             ),
         }

@@ -12,6 +12,7 @@
 #![deny(missing_debug_implementations)]
 #![warn(missing_docs)]
 
+pub mod audit;
 pub mod client;
 pub mod coap;
 pub mod coap_client;

@@ -244,10 +244,13 @@ impl<E: Endpoint> Server<E> {
         accept_loop(tls_listener, state, move |tcp, state| {
             let tls = tls.clone();
             async move {
+                let peer = tcp
+                    .peer_addr()
+                    .map_or_else(|_| "unknown".to_string(), |a| a.to_string());
                 let ch = match tls.accept(tcp).await {
                     Ok(ch) => ch,
                     Err(e) => {
-                        tracing::debug!(error = %e, "TLS handshake failed");
+                        crate::audit::handshake_failed(&peer, "tls", &e);
                         return;
                     }
                 };
@@ -309,12 +312,27 @@ struct Watched<I> {
     inner: I,
     start: Instant,
     last: Arc<AtomicU64>,
+    /// When the bytes of a request head started arriving (ms since `start`, plus 1), or 0 while
+    /// no request head is pending. Set by the first read after the previous request's head was
+    /// complete; cleared by the service when a head is complete. Our own header timer, because
+    /// hyper's `header_read_timeout` also runs while a keep-alive connection is idle between
+    /// requests, which closed idle connections after the header timeout instead of the idle
+    /// timeout (issue 9 item 12).
+    head_since: Arc<AtomicU64>,
 }
 
 impl<I> Watched<I> {
-    fn touch(&self) {
+    fn touch(&self, read: bool) {
         let ms = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
         self.last.store(ms, Ordering::Relaxed);
+        if read {
+            let _ = self.head_since.compare_exchange(
+                0,
+                ms.saturating_add(1),
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            );
+        }
     }
 }
 
@@ -327,7 +345,7 @@ impl<I: AsyncRead + Unpin> AsyncRead for Watched<I> {
         let before = buf.filled().len();
         let r = Pin::new(&mut self.inner).poll_read(cx, buf);
         if matches!(r, Poll::Ready(Ok(()))) && buf.filled().len() > before {
-            self.touch();
+            self.touch(true);
         }
         r
     }
@@ -341,7 +359,7 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for Watched<I> {
     ) -> Poll<std::io::Result<usize>> {
         let r = Pin::new(&mut self.inner).poll_write(cx, buf);
         if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
-            self.touch();
+            self.touch(false);
         }
         r
     }
@@ -369,29 +387,47 @@ where
     let ended_svc = ended.clone();
     let last = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
+    // The first request's head is due from the moment the connection is served.
+    let head_since = Arc::new(AtomicU64::new(1));
     let io = Watched {
         inner: io,
         start,
         last: last.clone(),
+        head_since: head_since.clone(),
     };
+    let head_done = head_since.clone();
     let svc = service_fn(move |req: Request<Incoming>| {
+        head_done.store(0, Ordering::Relaxed);
         let ctx = ctx.clone();
         let state = state.clone();
         let ended = ended_svc.clone();
-        async move { Ok::<_, Infallible>(handle(req, ctx, state, ended).await) }
+        let head_done = head_done.clone();
+        async move {
+            let resp = handle(req, ctx, state, ended).await;
+            // Body bytes read meanwhile were not a new request head.
+            head_done.store(0, Ordering::Relaxed);
+            Ok::<_, Infallible>(resp)
+        }
     });
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_timeout)
+        .header_read_timeout(None)
         .keep_alive(true)
         .max_buf_size(64 * 1024);
+    let header_ms = u64::try_from(limits.header_timeout.as_millis()).unwrap_or(u64::MAX);
     let conn = builder.serve_connection(TokioIo::new(io), svc);
     tokio::pin!(conn);
     loop {
         let idle_ms = u64::try_from(limits.idle_timeout.as_millis()).unwrap_or(u64::MAX);
-        let deadline_ms = last.load(Ordering::Relaxed).saturating_add(idle_ms);
-        let deadline = start + Duration::from_millis(deadline_ms);
+        let idle_at = last.load(Ordering::Relaxed).saturating_add(idle_ms);
+        // A pending request head must be complete `header_timeout` after its first byte.
+        let head_at = match head_since.load(Ordering::Relaxed) {
+            0 => u64::MAX,
+            since => since.saturating_sub(1).saturating_add(header_ms),
+        };
+        let deadline_ms = idle_at.min(head_at);
+        let deadline = start + Duration::from_millis(deadline_ms.min(u64::MAX / 4));
         tokio::select! {
             r = &mut conn => {
                 if let Err(e) = r {
@@ -413,6 +449,11 @@ where
                 let now_ms = u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX);
                 if now_ms >= last.load(Ordering::Relaxed).saturating_add(idle_ms) {
                     tracing::debug!("idle timeout: closing connection");
+                    return;
+                }
+                let since = head_since.load(Ordering::Relaxed);
+                if since != 0 && now_ms >= since.saturating_sub(1).saturating_add(header_ms) {
+                    tracing::debug!("request header timeout: closing connection");
                     return;
                 }
             }

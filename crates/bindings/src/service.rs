@@ -28,7 +28,7 @@ use m2msec_core::ids::{CredentialId, KpsaId};
 use m2msec_cse::credentials::{unix_now, CredentialError, CredentialStore};
 use m2msec_cse::{
     Association as CseAssociation, BoundIdentity, CredentialKind, Cse, RequestPrimitive,
-    ResponsePrimitive, SecurityContext, Store,
+    Reservation, ResponsePrimitive, Rsc, SecurityContext, Store,
 };
 use m2msec_tls::{Peer, Psk, PskIdentity, PskResolver, ResolvedPsk, ServerConfig};
 pub use tokio_util::sync::CancellationToken as CloseSignal;
@@ -159,6 +159,13 @@ pub struct RemoteKey {
 pub trait RemoteKeySource: Send + Sync + 'static {
     /// The key for `psk_identity`, or None if the source does not know it.
     fn fetch(&self, psk_identity: &str) -> Option<RemoteKey>;
+
+    /// Whether `ae_id_stem` is the Enrolee-ID of a device provisioned at the source for this CSE
+    /// (TS-0003 §8.3; issue 9 item 1). Err: the source could not tell (unreachable, timeout).
+    fn enrolee_reserved(&self, ae_id_stem: &str) -> Result<bool, String> {
+        let _ = ae_id_stem;
+        Ok(false)
+    }
 }
 
 /// Longest time a remote key is cached (also the lifetime of one without an expiry).
@@ -230,6 +237,10 @@ struct CredentialMap {
     refused: RwLock<HashSet<String>>,
     remote_cache: RwLock<HashMap<String, Entry>>,
     remote: RwLock<Option<Arc<dyn RemoteKeySource>>>,
+    /// AE-ID-Stem → Credential-ID of every remote key fetched bound to an AE-ID (its
+    /// Enrolee-ID): reserved for that credential from then on (bounded by [`REMOTE_CACHE_MAX`]
+    /// times 4; the store's learned bindings keep registered ones beyond that).
+    remote_bound: RwLock<HashMap<String, CredentialId>>,
 }
 
 impl CredentialMap {
@@ -280,6 +291,14 @@ impl CredentialMap {
         if cache.len() < REMOTE_CACHE_MAX {
             cache.insert(identity.to_string(), e.clone());
         }
+        drop(cache);
+        let mut rb = write(&self.remote_bound);
+        if rb.len() >= REMOTE_CACHE_MAX * 4 {
+            rb.clear();
+        }
+        for stem in bound_stems(&e.bound) {
+            rb.insert(stem, e.credential_id.clone());
+        }
         Some(e)
     }
 
@@ -302,6 +321,123 @@ impl CredentialMap {
     }
 }
 
+/// An answer of [`RemoteKeySource::enrolee_reserved`] and when it was given.
+type Asked = (Result<bool, String>, std::time::Instant);
+
+/// How long an answer of [`RemoteKeySource::enrolee_reserved`] is kept for the registration
+/// that asked for it.
+const ASKED_TTL: Duration = Duration::from_secs(30);
+/// Most answers kept.
+const ASKED_MAX: usize = 4096;
+
+/// The AE-ID-Stems that belong to credentials outside the resource store, for the engine's
+/// originator verification ([`m2msec_cse::verify`], issue 9 item 1): the IdAs of configured,
+/// stored and raw-key credentials, the Enrolee-IDs bound to keys fetched from the remote
+/// source, and the remote source's answers for stems being registered. Answers from memory;
+/// [`ReservedIds::prepare`] asks the remote source before the engine runs, outside its lock.
+#[derive(Default)]
+struct ReservedIds {
+    /// Stem → Credential-ID: configuration and raw keys (fixed) plus the store (on reload).
+    local: RwLock<HashMap<String, CredentialId>>,
+    /// Stem → the remote source's answer and when it was given.
+    asked: Mutex<HashMap<String, Asked>>,
+    /// The remote source, if any (shared with the credential map).
+    creds: Arc<CredentialMap>,
+}
+
+impl std::fmt::Debug for ReservedIds {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReservedIds")
+            .field("local", &read(&self.local).len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The stems an IdA names (an AE-ID in any form; its stem is what a registration requests).
+fn bound_stems(b: &Option<BoundIdentity>) -> impl Iterator<Item = String> + '_ {
+    let ids: &[m2msec_core::ids::AeId] = match b {
+        Some(BoundIdentity::Ae(ids)) => ids,
+        _ => &[],
+    };
+    ids.iter().map(|a| a.stem().as_str().to_string())
+}
+
+impl ReservedIds {
+    /// Rebuilds the local index from the configuration, the raw keys and the store's entries.
+    fn rebuild<'a>(
+        &self,
+        entries: impl Iterator<Item = (&'a CredentialId, &'a Option<BoundIdentity>)>,
+    ) {
+        let mut map = HashMap::new();
+        for (cred, bound) in entries {
+            for stem in bound_stems(bound) {
+                map.entry(stem).or_insert_with(|| cred.clone());
+            }
+        }
+        *write(&self.local) = map;
+    }
+
+    /// Before the engine runs a CREATE `<AE>` that names its stem on a session not bound to an
+    /// identity: asks the remote source (it may block up to its deadline) whether the stem is
+    /// an Enrolee-ID it provisioned, and keeps the answer for [`Reservations::reservation`].
+    fn prepare(&self, session: &SecurityContext, prim: &RequestPrimitive) {
+        if prim.op != m2msec_cse::Operation::Create || prim.ty != Some(2) {
+            return;
+        }
+        if let SecurityContext::Association(a) = session {
+            if a.bound.is_some() {
+                return;
+            }
+        }
+        let Some(stem) = prim
+            .fr
+            .as_deref()
+            .and_then(|f| f.parse::<m2msec_core::ids::AeIdStem>().ok())
+        else {
+            return;
+        };
+        if read(&self.local).contains_key(stem.as_str()) {
+            return;
+        }
+        let Some(src) = read(&self.creds.remote).clone() else {
+            return;
+        };
+        let answer = src.enrolee_reserved(stem.as_str());
+        let now = std::time::Instant::now();
+        let mut asked = self.asked.lock().unwrap_or_else(|p| p.into_inner());
+        if asked.len() >= ASKED_MAX {
+            asked.retain(|_, (_, t)| now.duration_since(*t) < ASKED_TTL);
+            if asked.len() >= ASKED_MAX {
+                asked.clear();
+            }
+        }
+        asked.insert(stem.as_str().to_string(), (answer, now));
+    }
+}
+
+impl m2msec_cse::Reservations for ReservedIds {
+    fn reservation(&self, stem: &m2msec_core::ids::AeIdStem, registering: bool) -> Reservation {
+        if let Some(c) = read(&self.local).get(stem.as_str()) {
+            return Reservation::For(Some(c.clone()));
+        }
+        if let Some(c) = read(&self.creds.remote_bound).get(stem.as_str()) {
+            return Reservation::For(Some(c.clone()));
+        }
+        if !registering || read(&self.creds.remote).is_none() {
+            return Reservation::Free;
+        }
+        let asked = self.asked.lock().unwrap_or_else(|p| p.into_inner());
+        match asked.get(stem.as_str()) {
+            Some((answer, t)) if t.elapsed() < ASKED_TTL => match answer {
+                Ok(true) => Reservation::For(None),
+                Ok(false) => Reservation::Free,
+                Err(e) => Reservation::Unknown(format!("the MEF could not tell: {e}")),
+            },
+            _ => Reservation::Unknown("the MEF was not asked".into()),
+        }
+    }
+}
+
 fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
     l.read().unwrap_or_else(|p| p.into_inner())
 }
@@ -316,7 +452,10 @@ struct Resolver(Arc<CredentialMap>);
 
 impl PskResolver for Resolver {
     fn resolve(&self, _sni: Option<&str>, identity: &PskIdentity) -> Option<ResolvedPsk> {
-        let e = self.0.lookup(identity.as_str(), unix_now(), true)?;
+        let Some(e) = self.0.lookup(identity.as_str(), unix_now(), true) else {
+            crate::audit::unknown_identity(identity.as_str(), "unknown, revoked or expired");
+            return None;
+        };
         Some(e.resolved())
     }
 }
@@ -345,6 +484,8 @@ pub struct CseEndpoint<S: Store> {
     store: Mutex<Option<Watched>>,
     /// `30-<pkID>` → configured IdA of the client raw keys.
     raw_keys: HashMap<String, Option<BoundIdentity>>,
+    /// AE-IDs reserved for credentials (shared with the engine).
+    reserved: Arc<ReservedIds>,
 }
 
 impl<S: Store> std::fmt::Debug for CseEndpoint<S> {
@@ -360,7 +501,7 @@ impl<S: Store> std::fmt::Debug for CseEndpoint<S> {
 impl<S: Store + Send + 'static> CseEndpoint<S> {
     /// The endpoint and the PSK server configuration (TLS or DTLS) that resolves its
     /// credentials.
-    pub fn new(cse: Cse<S>, sec: &CseSecurity) -> (Arc<Self>, ServerConfig) {
+    pub fn new(mut cse: Cse<S>, sec: &CseSecurity) -> (Arc<Self>, ServerConfig) {
         let mut config = HashMap::new();
         for c in &sec.credentials {
             config.insert(
@@ -388,18 +529,23 @@ impl<S: Store + Send + 'static> CseEndpoint<S> {
             .iter()
             .map(|r| (format!("30-{}", r.pk_id), r.bound.clone()))
             .collect();
+        let reserved = Arc::new(ReservedIds {
+            creds: creds.clone(),
+            ..ReservedIds::default()
+        });
+        cse.set_reservations(reserved.clone());
         let cse_id = cse.cse_id();
-        (
-            Arc::new(CseEndpoint {
-                cse: Mutex::new(cse),
-                cse_id,
-                creds,
-                sessions: Mutex::new(HashMap::new()),
-                store: Mutex::new(None),
-                raw_keys,
-            }),
-            cfg,
-        )
+        let ep = CseEndpoint {
+            cse: Mutex::new(cse),
+            cse_id,
+            creds,
+            sessions: Mutex::new(HashMap::new()),
+            store: Mutex::new(None),
+            raw_keys,
+            reserved,
+        };
+        ep.reindex(&HashMap::new());
+        (Arc::new(ep), cfg)
     }
 
     /// Serves the credentials of `store` from now on (loaded at once; call
@@ -463,9 +609,32 @@ impl<S: Store + Send + 'static> CseEndpoint<S> {
             let mut cache = write(&self.creds.remote_cache);
             cache.retain(|id, _| !map.contains_key(id) && !refused.contains(id));
         }
+        self.reindex(&map);
         *write(&self.creds.store) = map;
         *write(&self.creds.refused) = refused;
         Ok(n)
+    }
+
+    /// Rebuilds the reserved AE-IDs from the configuration, the raw keys and `store`.
+    fn reindex(&self, store: &HashMap<String, Entry>) {
+        let raw: Vec<(CredentialId, Option<BoundIdentity>)> = self
+            .raw_keys
+            .iter()
+            .filter_map(|(id, b)| {
+                let (_, uri) = id.split_once('-')?;
+                let c =
+                    CredentialId::new(m2msec_core::ids::CredIdTypeId::TlsRawPublicKey, uri).ok()?;
+                Some((c, b.clone()))
+            })
+            .collect();
+        self.reserved.rebuild(
+            self.creds
+                .config
+                .values()
+                .chain(store.values())
+                .map(|e| (&e.credential_id, &e.bound))
+                .chain(raw.iter().map(|(c, b)| (c, b))),
+        );
     }
 
     /// Reloads the store if another connection changed its credentials (`PRAGMA data_version`,
@@ -626,25 +795,64 @@ fn certificate_context(peer: &Peer) -> Option<SecurityContext> {
     }))
 }
 
+/// A session of the registrar CSE: the engine's [`SecurityContext`] and, for the security log,
+/// who is on the other end.
+#[derive(Debug, Clone)]
+pub struct CseSession {
+    /// What the engine sees.
+    pub context: SecurityContext,
+    /// The peer's address (None on the plaintext loopback listener).
+    pub peer: Option<std::net::SocketAddr>,
+    /// The credential's identity (psk_identity, or the certificate's/raw key's bound name).
+    pub identity: Option<String>,
+}
+
+impl From<SecurityContext> for CseSession {
+    fn from(context: SecurityContext) -> Self {
+        CseSession {
+            context,
+            peer: None,
+            identity: None,
+        }
+    }
+}
+
 impl<S: Store + Send + 'static> Endpoint for CseEndpoint<S> {
-    type Session = SecurityContext;
+    type Session = CseSession;
 
     fn responder_id(&self) -> String {
         self.cse_id.clone()
     }
 
-    fn open(&self, assoc: Option<&AssociationInfo<'_>>) -> Option<Opened<SecurityContext>> {
+    fn open(&self, assoc: Option<&AssociationInfo<'_>>) -> Option<Opened<CseSession>> {
         let Some(a) = assoc else {
             return Some(Opened {
-                session: SecurityContext::None,
+                session: SecurityContext::None.into(),
                 close: CloseSignal::new(),
             });
         };
         // Look up and register under the session lock (see `enforce`).
         let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(session) = self.context_for(a.peer) else {
-            tracing::warn!(peer = %a.peer.addr, "peer without a provisioned credential");
+        let identity = a
+            .peer
+            .psk_identity
+            .as_ref()
+            .map(|i| i.as_str().to_string())
+            .or_else(|| match &a.peer.bound_identity {
+                Some(m2msec_tls::BoundIdentity::Configured(n))
+                | Some(m2msec_tls::BoundIdentity::CredentialId(n)) => Some(n.clone()),
+                _ => None,
+            });
+        let Some(context) = self.context_for(a.peer) else {
+            if let Some(suppressed) = crate::audit::admit() {
+                tracing::warn!(peer = %a.peer.addr, identity = ?identity, suppressed, "security: association refused: no provisioned credential");
+            }
             return None;
+        };
+        let session = CseSession {
+            context,
+            peer: Some(a.peer.addr),
+            identity,
         };
         let close = match a.peer.psk_identity.as_ref() {
             Some(id) => sessions
@@ -656,10 +864,49 @@ impl<S: Store + Send + 'static> Endpoint for CseEndpoint<S> {
         Some(Opened { session, close })
     }
 
-    fn handle(&self, session: &SecurityContext, prim: RequestPrimitive) -> Handled {
+    fn handle(&self, session: &CseSession, prim: RequestPrimitive) -> Handled {
         let rqi = prim.rqi.clone();
+        // Outside the engine's lock: the remote source may take up to its deadline.
+        self.reserved.prepare(&session.context, &prim);
+        let refusal = |resp: &ResponsePrimitive| {
+            matches!(
+                resp.rsc,
+                Rsc::OriginatorNotAuthenticated
+                    | Rsc::OriginatorHasNoPrivilege
+                    | Rsc::SecurityAssociationRequired
+                    | Rsc::EsprimImpersonationError
+            )
+        };
+        let (op, to, from) = (prim.op, prim.to.clone(), prim.fr.clone());
         let mut cse = self.cse.lock().unwrap_or_else(|p| p.into_inner());
-        let mut resp = cse.handle(session, prim);
+        let mut resp = cse.handle(&session.context, prim);
+        drop(cse);
+        if refusal(&resp) {
+            if let Some(suppressed) = crate::audit::admit() {
+                let credential = match &session.context {
+                    SecurityContext::Association(a) => Some(a.credential_id.to_string()),
+                    SecurityContext::None => None,
+                };
+                let reason = resp
+                    .pc
+                    .as_ref()
+                    .and_then(|v| v.get("m2m:dbg"))
+                    .and_then(|v| v.as_str())
+                    .unwrap_or_default();
+                tracing::warn!(
+                    peer = ?session.peer,
+                    identity = ?session.identity,
+                    credential = ?credential,
+                    from = ?from,
+                    to = %to,
+                    op = ?op,
+                    rsc = resp.rsc.as_u16(),
+                    reason,
+                    suppressed,
+                    "security: request refused"
+                );
+            }
+        }
         // TS-0004 §6.4.2: the response carries the request's identifier.
         if resp.rqi.is_empty() {
             resp.rqi = rqi;
@@ -710,7 +957,7 @@ mod tests {
         }
     }
 
-    fn open(ep: &CseEndpoint<SqliteStore>, id: &str) -> Option<Opened<SecurityContext>> {
+    fn open(ep: &CseEndpoint<SqliteStore>, id: &str) -> Option<Opened<CseSession>> {
         let p = peer(id);
         let exporter = |_| None;
         ep.open(Some(&AssociationInfo {
@@ -746,7 +993,7 @@ mod tests {
         assert!(!resolves(&ep, "b@mef.example"));
         let s1 = open(&ep, "a@mef.example").unwrap();
         let s2 = open(&ep, "a@mef.example").unwrap();
-        match &s1.session {
+        match &s1.session.context {
             SecurityContext::Association(a) => {
                 assert_eq!(a.credential_id.to_string(), "12-a@mef.example")
             }

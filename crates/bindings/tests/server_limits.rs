@@ -179,3 +179,40 @@ async fn non_loopback_plaintext_is_refused() {
     let e = Server::bind(opts, cse).await.unwrap_err();
     assert!(e.to_string().contains("loopback"), "{e}");
 }
+
+/// Issue 9 item 12: a keep-alive connection stays open for the idle timeout, not the header
+/// timeout; a request head still has to be complete within the header timeout.
+#[tokio::test]
+async fn keep_alive_lasts_the_idle_timeout() {
+    let addr = start(Limits {
+        header_timeout: Duration::from_millis(400),
+        idle_timeout: Duration::from_millis(2500),
+        ..limits()
+    })
+    .await;
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let req = b"GET /cb HTTP/1.1\r\nHost: x\r\nX-M2M-RI: k1\r\nX-M2M-Origin: Cnobody\r\n\r\n";
+    let mut buf = vec![0u8; 4096];
+    for round in 0..3 {
+        s.write_all(req).await.unwrap();
+        let n = tokio::time::timeout(WAIT, s.read(&mut buf))
+            .await
+            .expect("no response")
+            .unwrap();
+        let out = String::from_utf8_lossy(&buf[..n]).to_ascii_lowercase();
+        assert!(out.starts_with("http/1.1 "), "round {round}: {out:?}");
+        // Idle for three header timeouts (well inside the idle timeout).
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+    }
+    // A head that never completes is still cut off after the header timeout.
+    s.write_all(b"GET /cb HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let t = std::time::Instant::now();
+    let _ = read_to_close(&mut s).await;
+    assert!(
+        t.elapsed() < Duration::from_millis(1500),
+        "{:?}",
+        t.elapsed()
+    );
+}

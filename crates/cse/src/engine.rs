@@ -10,13 +10,29 @@
 //! [`CseError`] carrying its Response Status Code; nothing panics and a failed request rolls back.
 //!
 //! Default access when a resource's `acpi` is NULL (TS-0001 §10.2.3.1): only the
-//! resource's creator is granted access. Our reading of "creator": for an `<AE>` the AE itself; for
+//! resource's creator is granted access, and only when `rq_authn` is TRUE (TS-0003 §7.1.2): the
+//! creator's identity must have been verified inside its own association, so a request outside
+//! any association or forwarded by a registree CSE never holds creator rights. Our reading of
+//! "creator": for an `<AE>` the AE itself; for
 //! a `<remoteCSE>` the registree CSE; for `<container>`/`<contentInstance>` the originator of the
 //! CREATE (`cr`); for `<CSEBase>` nobody (this slice has no administrator originator), so resources
 //! directly under `<CSEBase>` other than `<AE>`/`<remoteCSE>` registrations need an ACP configured
 //! out of band. A `<contentInstance>` uses its parent `<container>`'s policies (TS-0001 §9.6.7);
 //! an `<accessControlPolicy>` uses its own `selfPrivileges` (TS-0001 §10.2.3.1). Registration (CREATE
 //! `<AE>` or `<remoteCSE>` under `<CSEBase>`) skips Recv-6.3 (TS-0004 §7.4.5.2.1, §7.4.4.2.1).
+//!
+//! **Who may change `acpi`.** TS-0001 table 9.6.1.3.2-1 (absent from our copy of the spec) governs
+//! updates of `accessControlPolicyIDs` by the `selfPrivileges` of the policies it references; our
+//! reading (the one ACME and OM2M follow): an UPDATE that carries `acpi` must be permitted, as an
+//! UPDATE, by the `selfPrivileges` (`pvs`) of at least one `<accessControlPolicy>` the resource's
+//! *current* `acpi` names, in addition to the ordinary UPDATE privilege on the resource; when the
+//! current `acpi` is NULL, by the default privileges (the creator, with `rq_authn` TRUE). So an
+//! originator granted UPDATE on a resource cannot swap its policies for its own.
+//!
+//! **Storage limits** ([`Limits`]): a `<container>` created without `mni`/`mbs` gets the configured
+//! defaults (TS-0004 §7.4.7.2.1 lets the hosting CSE assign them), and a CREATE that would bring
+//! a registree's subtree (`cb/<AE or remoteCSE>/…`) over the per-registree quota of resources or
+//! bytes is NOT_ACCEPTABLE (5207) and leaves nothing behind.
 
 use serde_json::{Map, Value};
 
@@ -30,8 +46,35 @@ use crate::resource::{
     CseAddress, RequestAttrs, Resource, ResourceType, Target,
 };
 use crate::rsc::{CseError, Rsc};
-use crate::store::{Store, StoreError, StoreTx};
-use crate::verify::{verify, AeIdPlan, LocalIds, Originator, SecurityContext, Verified};
+use crate::store::{top_of, Store, StoreError, StoreTx};
+use crate::verify::{
+    verify, AeIdPlan, LocalIds, NoReservations, Originator, Reservations, SecurityContext, Verified,
+};
+
+/// Storage limits of the engine (see the module docs). `None` disables a limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// `mni` given to a `<container>` created without one.
+    pub container_mni: Option<u64>,
+    /// `mbs` (bytes) given to a `<container>` created without one.
+    pub container_mbs: Option<u64>,
+    /// Most resources under one registree (`<AE>` or `<remoteCSE>`), itself included.
+    pub registree_max_resources: Option<u64>,
+    /// Most bytes (stored representation) under one registree.
+    pub registree_max_bytes: Option<u64>,
+}
+
+impl Default for Limits {
+    /// 1,000 instances and 1 MiB per container; 10,000 resources and 64 MiB per registree.
+    fn default() -> Self {
+        Limits {
+            container_mni: Some(1_000),
+            container_mbs: Some(1 << 20),
+            registree_max_resources: Some(10_000),
+            registree_max_bytes: Some(64 << 20),
+        }
+    }
+}
 
 /// Most child resources listed in one response.
 pub const MAX_CHILDREN_LISTED: usize = 1000;
@@ -70,6 +113,8 @@ pub struct Cse<S: Store> {
     cfg: CseConfig,
     cb_ri: String,
     clock: Box<dyn Fn() -> i64 + Send>,
+    reservations: std::sync::Arc<dyn Reservations>,
+    limits: Limits,
 }
 
 impl<S: Store> core::fmt::Debug for Cse<S> {
@@ -193,7 +238,20 @@ impl<S: Store> Cse<S> {
             cfg,
             cb_ri,
             clock,
+            reservations: std::sync::Arc::new(NoReservations),
+            limits: Limits::default(),
         })
+    }
+
+    /// Sets the source of identities reserved for credentials outside the store (configured
+    /// IdAs, MEF-provisioned Enrolee-IDs; see [`crate::verify`]).
+    pub fn set_reservations(&mut self, reservations: std::sync::Arc<dyn Reservations>) {
+        self.reservations = reservations;
+    }
+
+    /// Sets the storage limits (module docs).
+    pub fn set_limits(&mut self, limits: Limits) {
+        self.limits = limits;
     }
 
     /// The store (for inspection and administration).
@@ -303,11 +361,14 @@ impl<S: Store> Cse<S> {
         let addr = self.addr.clone();
         let cb_ri = self.cb_ri.clone();
         let cse_type = self.cfg.cse_type;
+        let reservations = self.reservations.clone();
         let eng = Eng {
             ids: &ids,
             addr: &addr,
             cb_ri: &cb_ri,
             cse_type,
+            res: reservations.as_ref(),
+            limits: self.limits,
         };
         let mut txb = if req.op == Operation::Retrieve {
             self.store.begin_read()
@@ -326,6 +387,8 @@ struct Eng<'a> {
     addr: &'a CseAddress,
     cb_ri: &'a str,
     cse_type: CseType,
+    res: &'a dyn Reservations,
+    limits: Limits,
 }
 
 fn ok_resp(rsc: Rsc, pc: Option<Value>) -> ResponsePrimitive {
@@ -360,7 +423,7 @@ impl Eng<'_> {
     ) -> Result<ResponsePrimitive, CseError> {
         // --- TS-0003 §7.2.1 / TS-0004 §7.3.2.1: originator ----------------------------------
         let ae_create = create_ty == Some(ResourceType::Ae);
-        let verified = verify(sec, ae_create, req.fr.as_deref(), self.ids, tx)?;
+        let verified = verify(sec, ae_create, req.fr.as_deref(), self.ids, self.res, tx)?;
         let orig_abs = verified.originator.as_ref().map(|o| o.absolute(self.ids));
         let ctx = Ctx {
             verified: &verified,
@@ -453,18 +516,8 @@ impl Eng<'_> {
         create_ty: Option<ResourceType>,
     ) -> Result<(), CseError> {
         let deny = || CseError::new(Rsc::OriginatorHasNoPrivilege, "access denied");
-        let orig = match &ctx.orig_abs {
-            Some(o) => o.as_str(),
-            None => return Err(deny()),
-        };
-        let areq = AccessRequest {
-            originator: orig,
-            op,
-            rq_authn: ctx.verified.rq_authn,
-            target_ty: target.ty.as_u64(),
-            create_ty: create_ty.map(ResourceType::as_u64),
-            sp: self.ids.sp.as_str(),
-            cse_stem: &self.ids.cse_stem,
+        let Some(areq) = self.access_request(ctx, target, op, create_ty) else {
+            return Err(deny());
         };
         if let Attrs::Acp { pvs, .. } = &target.attrs {
             return if acp::permits(pvs, &areq) {
@@ -481,6 +534,43 @@ impl Eng<'_> {
         } else {
             target.clone()
         };
+        if self.policies_permit(tx, ctx, &source, &areq, false)? {
+            Ok(())
+        } else {
+            Err(deny())
+        }
+    }
+
+    /// The access request of `ctx` for `op` on `target`; None without an originator.
+    fn access_request<'c>(
+        &'c self,
+        ctx: &'c Ctx<'_>,
+        target: &Resource,
+        op: Operation,
+        create_ty: Option<ResourceType>,
+    ) -> Option<AccessRequest<'c>> {
+        Some(AccessRequest {
+            originator: ctx.orig_abs.as_deref()?,
+            op,
+            rq_authn: ctx.verified.rq_authn,
+            target_ty: target.ty.as_u64(),
+            create_ty: create_ty.map(ResourceType::as_u64),
+            sp: self.ids.sp.as_str(),
+            cse_stem: &self.ids.cse_stem,
+        })
+    }
+
+    /// Whether the policies `source.acpi` names permit `areq`: their `pv` (`self_privileges`
+    /// false) or their `pvs` (true, for changes of `acpi` itself); with `acpi` NULL, the default
+    /// privileges: the creator, authenticated (module docs).
+    fn policies_permit(
+        &self,
+        tx: &mut dyn StoreTx,
+        ctx: &Ctx<'_>,
+        source: &Resource,
+        areq: &AccessRequest<'_>,
+        self_privileges: bool,
+    ) -> Result<bool, CseError> {
         match source.acpi.as_deref() {
             Some(list) if !list.is_empty() => {
                 for id in list {
@@ -496,25 +586,66 @@ impl Eng<'_> {
                         }
                     };
                     if let Some(Resource {
-                        attrs: Attrs::Acp { pv, .. },
+                        attrs: Attrs::Acp { pv, pvs },
                         ..
                     }) = policy
                     {
-                        if acp::permits(&pv, &areq) {
-                            return Ok(());
+                        let set = if self_privileges { &pvs } else { &pv };
+                        if acp::permits(set, areq) {
+                            return Ok(true);
                         }
                     }
                 }
-                Err(deny())
+                Ok(false)
             }
-            _ => {
-                if self.default_owner(&source).as_deref() == Some(orig) {
-                    Ok(())
-                } else {
-                    Err(deny())
-                }
-            }
+            _ => Ok(ctx.verified.rq_authn
+                && self.default_owner(source).as_deref() == Some(areq.originator)),
         }
+    }
+
+    /// An UPDATE that changes `acpi` (module docs, "Who may change `acpi`").
+    fn authorize_acpi_change(
+        &self,
+        tx: &mut dyn StoreTx,
+        ctx: &Ctx<'_>,
+        target: &Resource,
+    ) -> Result<(), CseError> {
+        let deny = || {
+            CseError::new(
+                Rsc::OriginatorHasNoPrivilege,
+                "changing acpi needs UPDATE in the selfPrivileges of the current policies",
+            )
+        };
+        let Some(areq) = self.access_request(ctx, target, Operation::Update, None) else {
+            return Err(deny());
+        };
+        if self.policies_permit(tx, ctx, target, &areq, true)? {
+            Ok(())
+        } else {
+            Err(deny())
+        }
+    }
+
+    /// The per-registree quota after a CREATE of `r` (module docs).
+    fn check_quota(&self, tx: &mut dyn StoreTx, r: &Resource) -> Result<(), CseError> {
+        let Some(top) = top_of(&r.path) else {
+            return Ok(());
+        };
+        if self.limits.registree_max_resources.is_none()
+            && self.limits.registree_max_bytes.is_none()
+        {
+            return Ok(());
+        }
+        let (n, bytes) = tx.usage(top).map_err(db)?;
+        if self.limits.registree_max_resources.is_some_and(|m| n > m)
+            || self.limits.registree_max_bytes.is_some_and(|m| bytes > m)
+        {
+            return Err(CseError::new(
+                Rsc::NotAcceptable,
+                "the registree's storage quota is exhausted",
+            ));
+        }
+        Ok(())
     }
 
     fn new_ri(&self, ty: ResourceType) -> Result<String, CseError> {
@@ -724,8 +855,8 @@ impl Eng<'_> {
             ResourceType::Container => (
                 self.new_ri(ty)?,
                 Attrs::Container {
-                    mni: a.uint("mni")?,
-                    mbs: a.uint("mbs")?,
+                    mni: a.uint("mni")?.or(self.limits.container_mni),
+                    mbs: a.uint("mbs")?.or(self.limits.container_mbs),
                     cni: 0,
                     cbs: 0,
                     st: 0,
@@ -794,10 +925,15 @@ impl Eng<'_> {
         };
         tx.insert(&r).map_err(db)?;
         if let Some((cred, aei)) = bind {
-            tx.bind(&cred, &aei).map_err(db)?;
+            if tx.binding(&cred).map_err(db)?.is_none() {
+                tx.bind(&cred, &aei).map_err(db)?;
+            }
         }
         if ty == ResourceType::ContentInstance {
             self.after_cin_insert(tx, parent, &r)?;
+        }
+        if !registration {
+            self.check_quota(tx, &r)?;
         }
         let pc = match rcn {
             ResultContent::Nothing => None,
@@ -995,6 +1131,9 @@ impl Eng<'_> {
         }
         self.authorize(tx, ctx, &r, Operation::Update, None)?;
         let a = validate_request_attrs(r.ty, Operation::Update, pc)?;
+        if a.has("acpi") {
+            self.authorize_acpi_change(tx, ctx, &r)?;
+        }
         apply_update(self, tx, &mut r, &a, &ctx.now)?;
         if let Attrs::Container { st, .. } = &mut r.attrs {
             *st = st.saturating_add(1);

@@ -27,9 +27,12 @@ pub mod rsc;
 pub mod store;
 pub mod verify;
 
-pub use engine::{Cse, CseConfig, CseType};
+pub use engine::{Cse, CseConfig, CseType, Limits};
 pub use primitive::{Operation, RequestPrimitive, ResponsePrimitive, ResultContent};
 pub use resource::ResourceType;
 pub use rsc::{CseError, Rsc};
 pub use store::{SqliteStore, Store, StoreError};
-pub use verify::{Association, BoundIdentity, CredentialKind, SecurityContext};
+pub use verify::{
+    Association, BoundIdentity, CredentialKind, NoReservations, Reservation, Reservations,
+    SecurityContext,
+};

@@ -225,7 +225,7 @@ impl RequestPrimitive {
 
     /// Parses the JSON serialisation of a request primitive (TS-0004 §8.2, short names).
     pub fn from_json(bytes: &[u8]) -> Result<RequestPrimitive, CseError> {
-        let v: Value = serde_json::from_slice(bytes)
+        let v: Value = json_strict(bytes)
             .map_err(|e| CseError::bad_request(format!("request primitive is not JSON: {e}")))?;
         Self::from_value(v)
     }
@@ -374,6 +374,77 @@ fn req_str(obj: &Map<String, Value>, key: &str, max: usize) -> Result<Option<Str
             Ok(Some(s.clone()))
         }
         Some(_) => Err(CseError::bad_request(format!("{key} must be a string"))),
+    }
+}
+
+/// Parses JSON as [`serde_json::from_slice`] does, but refuses an object that repeats a member
+/// name. RFC 8259 §4 leaves duplicate names undefined and parsers differ (first wins, last wins,
+/// error), so a primitive whose meaning depends on the parser is BAD_REQUEST here rather than
+/// read one way by a proxy and another by this CSE.
+pub fn json_strict(bytes: &[u8]) -> Result<Value, serde_json::Error> {
+    use serde::de::DeserializeSeed;
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let v = Strict.deserialize(&mut de)?;
+    de.end()?;
+    Ok(v)
+}
+
+/// The [`json_strict`] visitor: builds a [`Value`], refusing repeated member names.
+#[derive(Clone, Copy)]
+struct Strict;
+
+impl<'de> serde::de::DeserializeSeed<'de> for Strict {
+    type Value = Value;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Strict {
+    type Value = Value;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_string()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut out = Vec::new();
+        while let Some(v) = seq.next_element_seed(Strict)? {
+            out.push(v);
+        }
+        Ok(Value::Array(out))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut out = Map::new();
+        while let Some(k) = map.next_key::<String>()? {
+            if out.contains_key(&k) {
+                return Err(serde::de::Error::custom(format!(
+                    "duplicate member name {k:?}"
+                )));
+            }
+            let v = map.next_value_seed(Strict)?;
+            out.insert(k, v);
+        }
+        Ok(Value::Object(out))
     }
 }
 

@@ -22,7 +22,7 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use crate::resource::{Resource, ResourceType};
 
 /// The schema version this code writes and reads.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 /// Database file name inside the data directory.
 pub const DB_FILE: &str = "cse.sqlite3";
 
@@ -73,6 +73,9 @@ pub trait StoreTx {
     fn update(&mut self, r: &Resource) -> Result<(), StoreError>;
     /// Deletes the resource and its whole subtree; returns the number of rows removed.
     fn delete_subtree(&mut self, r: &Resource) -> Result<usize, StoreError>;
+    /// Resources and bytes stored under the top-level resource at path `top` (itself
+    /// included): the per-registree usage ([`top_of`]).
+    fn usage(&mut self, top: &str) -> Result<(u64, u64), StoreError>;
     /// Whether an `<AE>` with this AE-ID (`aei`, the stem) exists.
     fn ae_exists(&mut self, aei: &str) -> Result<bool, StoreError>;
     /// The `csi` values of all `<remoteCSE>` resources (the registree CSEs).
@@ -126,8 +129,9 @@ CREATE INDEX IF NOT EXISTS credential_bindings_ae ON credential_bindings (ae_id)
 ";
 
 /// Migrations after version 1: `(version reached, SQL)`, applied in order.
-const MIGRATIONS: &[(i64, &str)] = &[(
-    2,
+const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        2,
     // Administered PSK credentials (TS-0003 §8.2.2.1): the key is sealed under the data
     // directory's KEK, bound to the table name and psk_identity (see crate::credentials).
     "CREATE TABLE psk_credentials (
@@ -155,12 +159,44 @@ const MIGRATIONS: &[(i64, &str)] = &[(
         BEGIN UPDATE psk_credentials_version SET version = version + 1; END;
     CREATE TRIGGER psk_credentials_ad AFTER DELETE ON psk_credentials
         BEGIN UPDATE psk_credentials_version SET version = version + 1; END;",
-)];
+    ),
+    (
+        3,
+        // Storage used under each top-level resource (a registree's subtree: `cb/<rn>/…`), kept
+        // by triggers, for the per-registree quota of the engine's `Limits`. `top` is the path
+        // of the top-level resource (its first two segments); NULL for `<CSEBase>`.
+        "ALTER TABLE resources ADD COLUMN top TEXT;
+        UPDATE resources SET top = CASE
+            WHEN instr(path, '/') = 0 THEN NULL
+            WHEN instr(substr(path, instr(path, '/') + 1), '/') = 0 THEN path
+            ELSE substr(path, 1, instr(path, '/') + instr(substr(path, instr(path, '/') + 1), '/') - 1)
+        END;
+        CREATE TABLE usage (
+            top   TEXT PRIMARY KEY NOT NULL,
+            n     INTEGER NOT NULL,
+            bytes INTEGER NOT NULL
+        );
+        INSERT INTO usage (top, n, bytes)
+            SELECT top, count(*), sum(length(body)) FROM resources WHERE top IS NOT NULL GROUP BY top;
+        CREATE TRIGGER resources_usage_ai AFTER INSERT ON resources WHEN NEW.top IS NOT NULL
+            BEGIN INSERT INTO usage (top, n, bytes) VALUES (NEW.top, 1, length(NEW.body))
+                  ON CONFLICT (top) DO UPDATE SET n = n + 1, bytes = bytes + length(NEW.body); END;
+        CREATE TRIGGER resources_usage_ad AFTER DELETE ON resources WHEN OLD.top IS NOT NULL
+            BEGIN UPDATE usage SET n = n - 1, bytes = bytes - length(OLD.body) WHERE top = OLD.top;
+                  DELETE FROM usage WHERE top = OLD.top AND n <= 0; END;
+        CREATE TRIGGER resources_usage_au AFTER UPDATE OF body ON resources WHEN NEW.top IS NOT NULL
+            BEGIN UPDATE usage SET bytes = bytes - length(OLD.body) + length(NEW.body)
+                  WHERE top = NEW.top; END;",
+    ),
+];
 
 /// Opens (creating if needed) `DATA_DIR/cse.sqlite3` in WAL mode and brings its schema to
 /// [`SCHEMA_VERSION`]. The credential store opens its own connection with this.
 pub fn open_connection(data_dir: &Path) -> Result<Connection, StoreError> {
-    std::fs::create_dir_all(data_dir)?;
+    // 0700 directory, 0600 database (SQLite gives -wal/-shm the database's mode).
+    m2msec_keystore::private_dir(data_dir).map_err(|e| StoreError::Io(std::io::Error::other(e)))?;
+    m2msec_keystore::private_db_file(&data_dir.join(DB_FILE))
+        .map_err(|e| StoreError::Io(std::io::Error::other(e)))?;
     let mut conn = Connection::open(data_dir.join(DB_FILE))?;
     // Before anything that may wait for a lock: a CLI and the running CSE share the file.
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
@@ -242,6 +278,15 @@ fn map_unique(e: rusqlite::Error, what: &str) -> StoreError {
             StoreError::Conflict(what.to_string())
         }
         _ => StoreError::Db(e),
+    }
+}
+
+/// The path of the top-level resource `r` lies under (`cb/<rn>`), None for `<CSEBase>`.
+pub fn top_of(path: &str) -> Option<&str> {
+    let first = path.find('/')?;
+    match path[first + 1..].find('/') {
+        None => Some(path),
+        Some(second) => path.get(..first + 1 + second),
     }
 }
 
@@ -328,8 +373,8 @@ impl StoreTx for SqliteTx<'_> {
         let (aei, csi) = index_cols(r);
         self.tx
             .prepare_cached(
-                "INSERT INTO resources (ri, pi, rn, ty, path, aei, csi, body) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                "INSERT INTO resources (ri, pi, rn, ty, path, aei, csi, body, top) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             )?
             .execute(params![
                 r.ri,
@@ -339,7 +384,8 @@ impl StoreTx for SqliteTx<'_> {
                 r.path,
                 aei,
                 csi,
-                body
+                body,
+                top_of(&r.path)
             ])
             .map_err(|e| map_unique(e, "a resource with this name or ID exists"))?;
         Ok(())
@@ -370,6 +416,16 @@ impl StoreTx for SqliteTx<'_> {
             .prepare_cached("DELETE FROM resources WHERE ri = ?1")?
             .execute([&r.ri])?;
         Ok(n + m)
+    }
+
+    fn usage(&mut self, top: &str) -> Result<(u64, u64), StoreError> {
+        let row: Option<(i64, i64)> = self
+            .tx
+            .prepare_cached("SELECT n, bytes FROM usage WHERE top = ?1")?
+            .query_row([top], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        let (n, b) = row.unwrap_or((0, 0));
+        Ok((u64::try_from(n).unwrap_or(0), u64::try_from(b).unwrap_or(0)))
     }
 
     fn ae_exists(&mut self, aei: &str) -> Result<bool, StoreError> {

@@ -30,9 +30,22 @@
 //! - *Project addition:* a CREATE `<AE>` that requests a stem another credential has learned
 //!   (even if that `<AE>` was deleted) is 4106, so a released AE-ID cannot be re-registered by a
 //!   different credential while the old credential's associations remain bound to it.
+//! - *Project addition (reserved identities):* a CREATE `<AE>` that requests a stem
+//!   [`Reservations`] reserves for another credential (a configured IdA of another `[[psk]]`,
+//!   `[[raw_key]]` or stored credential; the Enrolee-ID the MEF provisioned for a device of this
+//!   CSE) is 4106 (TS-0003 §7.2.1, §8.2.1: that AE-ID is associated with another credential), and
+//!   so is one whose reservation cannot be confirmed (the MEF did not answer): fail closed.
+//! - **Inside an SA whose registree is a CSE X**, *project addition:* an S-type AE-ID of an AE
+//!   registered here, bound to a credential here or reserved here is 4106 too, for the same
+//!   reason as the C-type rule above.
 //! - **Outside any SA**: a CSE-ID in `From` → SECURITY_ASSOCIATION_REQUIRED (4107); an AE-ID that
 //!   is not registered here, in any request other than CREATE `<AE>` → 4106; a registered one
 //!   written in a form other than its AE-ID-Stem → BAD_REQUEST (TS-0004 §7.3.2.1).
+//!   *Project addition:* an AE-ID bound to a credential (learned at registration, configured, or
+//!   reserved) is 4106 outside its association, in any request including CREATE `<AE>`: AE-IDs
+//!   are not secret (they travel in responses and `Content-Location`), so knowing one must not
+//!   be enough to act as that AE. Requests outside any SA (the loopback plaintext listener, for
+//!   the operator's local tools) can only use AE-IDs that no credential owns.
 //!
 //! `rq_authn` (TS-0003 §7.1.2) is TRUE only inside an SA whose `From` matched the SA's own bound
 //! identity (the registree AE itself, or the registree CSE itself). Requests a registree CSE
@@ -196,6 +209,43 @@ pub fn classify(
     }
 }
 
+/// Whether an AE-ID is reserved for a credential, as a [`Reservations`] source knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reservation {
+    /// No source reserves it.
+    Free,
+    /// Reserved for the credential with this Credential-ID (TS-0003 §10.4), or for a device the
+    /// MEF provisioned (`None`: the CSE does not know that device's Credential-ID yet).
+    For(Option<CredentialId>),
+    /// A source could not tell (e.g. the MEF did not answer); the caller fails closed.
+    Unknown(String),
+}
+
+/// The identities that belong to credentials outside the resource store (TS-0003 §8.2.1): IdAs
+/// configured for PSK, raw-key and stored credentials, and Enrolee-IDs an M2M Enrolment Function
+/// provisioned for devices that will register here. The engine asks it before a requested
+/// AE-ID-Stem is granted to an association not bound to that stem, and before an AE-ID is used
+/// outside any association. Implementations answer from memory: the engine calls this inside
+/// its store transaction.
+pub trait Reservations: Send + Sync {
+    /// The reservation of `stem` (a CSE-relative AE-ID-Stem of this CSE). `registering` is true
+    /// when an association not bound to `stem` (or a request outside any association) asks to
+    /// register it: then every source counts, and one that could not answer gives
+    /// [`Reservation::Unknown`]; otherwise (using an AE-ID registered here) only what is known
+    /// locally counts.
+    fn reservation(&self, stem: &AeIdStem, registering: bool) -> Reservation;
+}
+
+/// No identities reserved outside the store (an engine with no credential configuration).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoReservations;
+
+impl Reservations for NoReservations {
+    fn reservation(&self, _stem: &AeIdStem, _registering: bool) -> Reservation {
+        Reservation::Free
+    }
+}
+
 /// How the AE-ID of a registering AE is chosen (TS-0001 §10.2.2.2 subset; TS-0004 §7.4.5.2.1).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AeIdPlan {
@@ -214,8 +264,9 @@ pub struct Verified {
     pub rq_authn: bool,
     /// For a CREATE `<AE>`: how to choose the AE-ID.
     pub ae_plan: Option<AeIdPlan>,
-    /// For a CREATE `<AE>` in an association not yet bound to an AE-ID: bind its Credential-ID
-    /// to the new AE-ID (TS-0003 §8.2.1, "IdA learned at `<AE>` CREATE").
+    /// For a CREATE `<AE>` inside an association: bind its Credential-ID to the new AE-ID
+    /// (TS-0003 §8.2.1, "IdA learned at `<AE>` CREATE"; for an association already bound by
+    /// configuration or certificate, recorded if the Credential-ID has no binding yet).
     pub bind_credential: Option<CredentialId>,
 }
 
@@ -240,18 +291,53 @@ fn registration_plan(from: Option<&str>) -> Result<AeIdPlan, CseError> {
     }
 }
 
-/// A registration that names its stem outside a learned binding must not take over an AE-ID that
-/// another credential learned (TS-0003 §8.2.1): that credential's associations are bound to it,
-/// so handing the ID to someone else would let them act as the new owner.
-fn plan_not_bound_elsewhere(plan: AeIdPlan, tx: &mut dyn StoreTx) -> Result<AeIdPlan, CseError> {
+/// A registration that names its stem outside a binding to that stem must not take over an AE-ID
+/// that belongs to another credential (TS-0003 §8.2.1): one that credential learned (its
+/// associations are bound to it, so handing the ID to someone else would let them act as the
+/// new owner), or one reserved for it ([`Reservations`]). `own` is the Credential-ID of the
+/// requesting association (None outside any association).
+fn plan_not_owned_elsewhere(
+    plan: AeIdPlan,
+    own: Option<&CredentialId>,
+    res: &dyn Reservations,
+    tx: &mut dyn StoreTx,
+) -> Result<AeIdPlan, CseError> {
     if let AeIdPlan::Use(stem) = &plan {
         if tx.ae_id_bound(stem.as_str()).map_err(db)? {
             return Err(not_authn(
                 "this AE-ID is bound to another credential's security association",
             ));
         }
+        match res.reservation(stem, true) {
+            Reservation::Free => {}
+            Reservation::For(Some(c)) if Some(&c) == own => {}
+            Reservation::For(_) => {
+                return Err(not_authn("this AE-ID is reserved for another credential"))
+            }
+            Reservation::Unknown(why) => {
+                return Err(not_authn(&format!(
+                    "cannot confirm that this AE-ID is free ({why})"
+                )))
+            }
+        }
     }
     Ok(plan)
+}
+
+/// Whether an AE-ID-Stem registered here belongs to a credential: learned at registration, or
+/// reserved. Such an AE-ID is usable only inside its own association.
+fn owned_by_a_credential(
+    stem: &AeIdStem,
+    res: &dyn Reservations,
+    tx: &mut dyn StoreTx,
+) -> Result<bool, CseError> {
+    if tx.ae_id_bound(stem.as_str()).map_err(db)? {
+        return Ok(true);
+    }
+    Ok(!matches!(
+        res.reservation(stem, false),
+        Reservation::Free | Reservation::Unknown(_)
+    ))
 }
 
 /// Verifies the originator of a request (TS-0003 §7.2.1, TS-0004 §7.3.2.1); see the module docs.
@@ -262,6 +348,7 @@ pub fn verify(
     ae_create: bool,
     from: Option<&str>,
     me: &LocalIds,
+    res: &dyn Reservations,
     tx: &mut dyn StoreTx,
 ) -> Result<Verified, CseError> {
     if from.is_none() && !ae_create {
@@ -273,7 +360,12 @@ pub fn verify(
                 return Ok(Verified {
                     originator: None,
                     rq_authn: false,
-                    ae_plan: Some(plan_not_bound_elsewhere(registration_plan(from)?, tx)?),
+                    ae_plan: Some(plan_not_owned_elsewhere(
+                        registration_plan(from)?,
+                        None,
+                        res,
+                        tx,
+                    )?),
                     bind_credential: None,
                 });
             }
@@ -284,12 +376,14 @@ pub fn verify(
                     "a CSE-ID in From requires a security association",
                 )),
                 Originator::Ae(a) => {
-                    let registered = match me.local_stem(a) {
-                        Some(stem) => tx.ae_exists(stem.as_str()).map_err(db)?,
-                        None => false,
+                    let stem = match me.local_stem(a) {
+                        Some(stem) if tx.ae_exists(stem.as_str()).map_err(db)? => stem,
+                        _ => return Err(not_authn("From is not an AE registered with this CSE")),
                     };
-                    if !registered {
-                        return Err(not_authn("From is not an AE registered with this CSE"));
+                    if owned_by_a_credential(stem, res, tx)? {
+                        return Err(not_authn(
+                            "this AE-ID belongs to a credential: use its security association",
+                        ));
                     }
                     if !matches!(a, AeId::CseRelative { .. }) {
                         return Err(CseError::bad_request(
@@ -330,7 +424,12 @@ pub fn verify(
             Ok(Verified {
                 originator: None,
                 rq_authn: false,
-                ae_plan: Some(plan_not_bound_elsewhere(registration_plan(from)?, tx)?),
+                ae_plan: Some(plan_not_owned_elsewhere(
+                    registration_plan(from)?,
+                    Some(&assoc.credential_id),
+                    res,
+                    tx,
+                )?),
                 bind_credential: Some(assoc.credential_id.clone()),
             })
         }
@@ -363,7 +462,9 @@ pub fn verify(
                     originator: Some(Originator::Ae(AeId::CseRelative { stem: stem.clone() })),
                     rq_authn: true,
                     ae_plan: Some(AeIdPlan::Use(stem)),
-                    bind_credential: None,
+                    // Recorded too, so the AE-ID is known to belong to a credential even after
+                    // the configuration or the MEF's cache forgets it (module docs).
+                    bind_credential: Some(assoc.credential_id.clone()),
                 });
             }
             let from = from.unwrap_or_default();
@@ -425,6 +526,19 @@ pub fn verify(
                         return Err(not_authn(
                             "a CSE-relative C-type AE-ID-Stem cannot come from a registree CSE",
                         ));
+                    }
+                    _ if a.stem().kind() == AeIdStemKind::S => {
+                        // An S-type AE-ID registered, bound or reserved here: the registree CSE
+                        // does not host that AE and must not speak for it.
+                        if let Some(stem) = me.local_stem(a) {
+                            if tx.ae_exists(stem.as_str()).map_err(db)?
+                                || owned_by_a_credential(stem, res, tx)?
+                            {
+                                return Err(not_authn(
+                                    "From is an S-type AE-ID registered with the receiver",
+                                ));
+                            }
+                        }
                     }
                     AeId::CseRelative { .. } => {}
                     _ if a.stem().kind() == AeIdStemKind::C => {

@@ -77,10 +77,27 @@ fn acaf_requires_authenticated_originator() {
         .cse
         .handle(&w.sa_reader, req(Operation::Retrieve, &to, Some(&w.reader)));
     assert_eq!(r.rsc, Rsc::Ok, "{:?}", r.pc);
-    // The same registered AE-ID from a plaintext local tool: rq_authn FALSE → denied.
+    // The same AE-ID from a plaintext local tool: it belongs to the reader's credential, so it
+    // is refused outside that association altogether (issue 9 item 3).
     let r = w
         .cse
         .handle(&plain(), req(Operation::Retrieve, &to, Some(&w.reader)));
+    assert_eq!(r.rsc, Rsc::OriginatorNotAuthenticated);
+    // An AE registered on the plaintext listener and named in an acaf rule: rq_authn FALSE →
+    // denied.
+    let tool = register(&mut w.cse, &plain(), Some("Ctool"));
+    let pol = format!("cb/{}/policy", w.owner);
+    let r = w.cse.handle(
+        &w.sa_owner,
+        req(Operation::Update, &pol, Some(&w.owner)).with_pc(json!({"m2m:acp": {"pv": {"acr": [
+            {"acor": [w.owner.clone()], "acop": 63},
+            {"acor": [tool.clone()], "acop": 2, "acaf": true}
+        ]}}})),
+    );
+    assert_eq!(r.rsc, Rsc::Updated, "{:?}", r.pc);
+    let r = w
+        .cse
+        .handle(&plain(), req(Operation::Retrieve, &to, Some(&tool)));
     assert_eq!(r.rsc, Rsc::OriginatorHasNoPrivilege);
     // Operations outside acop are denied even when authenticated.
     let r = w
@@ -108,9 +125,21 @@ fn acaf_requires_authenticated_originator() {
 fn without_acaf_unauthenticated_is_enough() {
     let mut w = world(json!({"acop": 2}));
     let to = format!("cb/{}/data", w.owner);
+    // An AE of the plaintext listener (no credential owns its AE-ID), named in a rule without
+    // acaf.
+    let tool = register(&mut w.cse, &plain(), Some("Ctool"));
+    let pol = format!("cb/{}/policy", w.owner);
+    let r = w.cse.handle(
+        &w.sa_owner,
+        req(Operation::Update, &pol, Some(&w.owner)).with_pc(json!({"m2m:acp": {"pv": {"acr": [
+            {"acor": [w.owner.clone()], "acop": 63},
+            {"acor": [tool.clone()], "acop": 2}
+        ]}}})),
+    );
+    assert_eq!(r.rsc, Rsc::Updated, "{:?}", r.pc);
     let r = w
         .cse
-        .handle(&plain(), req(Operation::Retrieve, &to, Some(&w.reader)));
+        .handle(&plain(), req(Operation::Retrieve, &to, Some(&tool)));
     assert_eq!(r.rsc, Rsc::Ok);
 }
 
@@ -153,7 +182,7 @@ fn default_privileges_and_self_privileges() {
     assert_eq!(r.rsc, Rsc::Updated, "{:?}", r.pc);
     // Now "all" may retrieve, but the owner lost write access to the container.
     let r = w.cse.handle(
-        &plain(),
+        &w.sa_reader,
         req(
             Operation::Retrieve,
             &format!("cb/{}/data", w.owner),

@@ -31,6 +31,9 @@ fn malformed_primitives() {
         b"{\"op\":\"1\",\"to\":\"cb\",\"rqi\":\"1\"}",
         b"\xff\xfe",
         b"{\"op\":2,\"to\":\"cb\",\"rqi\":\"1\",\"fr\":7}",
+        // Repeated member names (issue 9 item 13): at the top and inside the content.
+        b"{\"op\":2,\"op\":3,\"to\":\"cb\",\"rqi\":\"1\"}",
+        b"{\"op\":1,\"to\":\"cb\",\"rqi\":\"1\",\"ty\":3,\"pc\":{\"m2m:cnt\":{\"rn\":\"a\",\"rn\":\"b\"}}}",
     ] {
         let r = cse.handle_json(&sa, bytes);
         assert_eq!(

@@ -151,14 +151,22 @@ fn outside_any_association() {
             "From={from}"
         );
     }
-    // A registered AE-ID passes verification outside an SA (then ACP decides).
+    // An AE-ID registered over a credential is refused outside its association (issue 9
+    // item 3); one registered outside any SA passes verification, then ACP decides (no
+    // default privileges without rq_authn: 4103).
     let sa = psk("a@mef.sp.example");
-    let a = register(&mut cse, &sa, None);
+    let owned = register(&mut cse, &sa, None);
+    let r = cse.handle(
+        &plain(),
+        req(Operation::Retrieve, &format!("cb/{owned}"), Some(&owned)),
+    );
+    assert_eq!(r.rsc, Rsc::OriginatorNotAuthenticated);
+    let a = register(&mut cse, &plain(), Some("Clocal"));
     let r = cse.handle(
         &plain(),
         req(Operation::Retrieve, &format!("cb/{a}"), Some(&a)),
     );
-    assert_eq!(r.rsc, Rsc::Ok);
+    assert_eq!(r.rsc, Rsc::OriginatorHasNoPrivilege);
     // ...in its AE-ID-Stem form only (TS-0004 §7.3.2.1).
     let abs = format!("//sp.example/cse-in/{a}");
     let r = cse.handle(

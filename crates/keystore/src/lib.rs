@@ -68,6 +68,70 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> KeystoreError + '_ {
     }
 }
 
+/// Creates `dir` (and its parents) for private data: mode 0700 when created here, and an
+/// existing directory that group or others may enter is tightened to 0700 (with a warning),
+/// so database files and their SQLite `-wal`/`-shm` companions are not readable by others.
+pub fn private_dir(dir: &Path) -> Result<(), KeystoreError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        if !dir.exists() {
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(io(dir))?;
+        }
+        let mode = fs::metadata(dir).map_err(io(dir))?.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            tracing::warn!(dir = %dir.display(), mode = format!("{mode:o}"), "data directory open to others: tightening to 0700");
+            fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(io(dir))?;
+        }
+    }
+    #[cfg(not(unix))]
+    fs::create_dir_all(dir).map_err(io(dir))?;
+    Ok(())
+}
+
+/// Makes the SQLite database `db` private before SQLite opens it: created empty with mode 0600
+/// if missing, and the file and its existing `-wal`/`-shm`/`-journal` companions set to 0600
+/// (SQLite creates the companions with the database file's mode).
+///
+/// An existing database is only changed by path (chmod), never opened here: closing a file
+/// descriptor of a database releases every POSIX lock this process holds on it, including the
+/// locks of SQLite connections already open on it (SQLite's documented "how to corrupt" case).
+pub fn private_db_file(db: &Path) -> Result<(), KeystoreError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        if !db.exists() {
+            match fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(db)
+            {
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(io(db)(e)),
+            }
+        }
+        for suffix in ["", "-wal", "-shm", "-journal"] {
+            let mut p = db.as_os_str().to_owned();
+            p.push(suffix);
+            let p = std::path::PathBuf::from(p);
+            if let Ok(m) = fs::metadata(&p) {
+                if m.permissions().mode() & 0o077 != 0 {
+                    fs::set_permissions(&p, fs::Permissions::from_mode(0o600)).map_err(io(&p))?;
+                }
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = db;
+    Ok(())
+}
+
 /// Reads a small secret file, refusing one that group or others may read.
 pub fn read_secret_file(path: &Path) -> Result<Zeroizing<String>, KeystoreError> {
     let meta = fs::metadata(path).map_err(io(path))?;

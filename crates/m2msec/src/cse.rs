@@ -79,6 +79,8 @@ struct Config {
     #[serde(default)]
     limits: LimitsSection,
     #[serde(default)]
+    storage: StorageSection,
+    #[serde(default)]
     psk: Vec<PskEntry>,
     #[serde(default)]
     http_plain: PlainSection,
@@ -169,6 +171,60 @@ struct LimitsSection {
     idle_timeout_secs: u64,
     #[serde(default = "d_conns")]
     max_connections: usize,
+}
+
+/// `[storage]`: the engine's storage limits ([`m2msec_cse::Limits`]); 0 disables a limit.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StorageSection {
+    #[serde(default = "d_mni")]
+    container_default_mni: u64,
+    #[serde(default = "d_mbs")]
+    container_default_mbs: u64,
+    #[serde(default = "d_max_resources")]
+    registree_max_resources: u64,
+    #[serde(default = "d_max_bytes")]
+    registree_max_bytes: u64,
+}
+
+fn d_mni() -> u64 {
+    m2msec_cse::Limits::default().container_mni.unwrap_or(0)
+}
+fn d_mbs() -> u64 {
+    m2msec_cse::Limits::default().container_mbs.unwrap_or(0)
+}
+fn d_max_resources() -> u64 {
+    m2msec_cse::Limits::default()
+        .registree_max_resources
+        .unwrap_or(0)
+}
+fn d_max_bytes() -> u64 {
+    m2msec_cse::Limits::default()
+        .registree_max_bytes
+        .unwrap_or(0)
+}
+
+impl Default for StorageSection {
+    fn default() -> Self {
+        StorageSection {
+            container_default_mni: d_mni(),
+            container_default_mbs: d_mbs(),
+            registree_max_resources: d_max_resources(),
+            registree_max_bytes: d_max_bytes(),
+        }
+    }
+}
+
+impl StorageSection {
+    fn limits(&self) -> m2msec_cse::Limits {
+        let some = |v: u64| (v != 0).then_some(v);
+        m2msec_cse::Limits {
+            container_mni: some(self.container_default_mni),
+            container_mbs: some(self.container_default_mbs),
+            registree_max_resources: some(self.registree_max_resources),
+            registree_max_bytes: some(self.registree_max_bytes),
+        }
+    }
 }
 
 fn d_max_body() -> usize {
@@ -326,6 +382,7 @@ fn bound_identity(e: &PskEntry) -> Result<Option<BoundIdentity>, CliError> {
 /// The validated configuration.
 struct Loaded {
     engine: CseConfig,
+    storage: m2msec_cse::Limits,
     data_dir: PathBuf,
     server: ServerOptions,
     /// The CoAP/DTLS listener address, if `[coap]` is enabled.
@@ -416,6 +473,7 @@ fn load(path: &Path) -> Result<Loaded, CliError> {
         }
     }
     Ok(Loaded {
+        storage: c.storage.limits(),
         engine: CseConfig {
             sp,
             cse_id,
@@ -465,7 +523,8 @@ fn serve(a: ServeArgs) -> Result<ExitCode, CliError> {
     let loaded = load(&a.config)?;
     let store = SqliteStore::open(&loaded.data_dir)
         .map_err(|e| cfg_err(format!("data_dir {}: {e}", loaded.data_dir.display())))?;
-    let cse = Cse::new(loaded.engine, store).map_err(|e| cfg_err(e.detail))?;
+    let mut cse = Cse::new(loaded.engine, store).map_err(|e| cfg_err(e.detail))?;
+    cse.set_limits(loaded.storage);
     // Credentials administered with `m2msec cse credential` (keys sealed under data_dir/kek).
     let cred_store = m2msec_cse::credentials::CredentialStore::open(&loaded.data_dir)
         .map_err(|e| cfg_err(format!("data_dir {}: {e}", loaded.data_dir.display())))?;

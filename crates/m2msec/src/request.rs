@@ -3,8 +3,9 @@
 //! or over CoAP (TS-0008) inside a DTLS 1.2 PSK security association (`coaps://`, TS-0008 §7),
 //! and prints the response primitive as one JSON line `{"rsc":…,"rqi":…,"pc":…}`.
 //!
-//! Exit status: 0 for a 2xxx RSC, 1 for an error RSC or a failed connection/handshake, 2 for bad
-//! arguments (one line on stderr naming the argument).
+//! Exit status: 0 for a 2xxx RSC, 1 for an error RSC, 2 for every other error: bad arguments (one
+//! line on stderr naming the argument), a failed connection or handshake, no response in time
+//! (one line on stderr).
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -22,7 +23,6 @@ use m2msec_bindings::http::{request_to_http, response_from_http, to_from_path};
 use m2msec_bindings::CoapClient;
 use m2msec_cse::{Operation, RequestPrimitive, ResultContent};
 use m2msec_tls::{ClientConfig, DtlsClient, DtlsOptions, Psk, PskIdentity, TlsClient};
-use zeroize::Zeroizing;
 
 use crate::error::CliError;
 use crate::util::{hex_arg, read_file};
@@ -275,10 +275,12 @@ pub fn run(a: RequestArgs) -> Result<ExitCode, CliError> {
                 Psk::new(&hex_arg("--psk", h)?).map_err(|e| CliError::arg("--psk", e))?
             }
             (None, Some(f)) => {
-                let text = Zeroizing::new(read_file("--psk-file", f)?);
-                let s = std::str::from_utf8(&text)
-                    .map_err(|_| CliError::arg("--psk-file", "not hex text"))?;
-                Psk::new(&hex_arg("--psk-file", s)?).map_err(|e| CliError::arg("--psk-file", e))?
+                // Refuses a key file group or others may read (mode 0600), as every other
+                // consumer of key files does.
+                let text = m2msec_keystore::read_secret_file(f)
+                    .map_err(|e| CliError::arg("--psk-file", e))?;
+                Psk::new(&hex_arg("--psk-file", text.trim())?)
+                    .map_err(|e| CliError::arg("--psk-file", e))?
             }
             (None, None) => {
                 return Err(CliError::arg(
@@ -359,11 +361,11 @@ pub fn run(a: RequestArgs) -> Result<ExitCode, CliError> {
     let resp = match result {
         Err(_) => {
             eprintln!("m2msec: error: no response within {} s", a.timeout);
-            return Ok(ExitCode::from(1));
+            return Ok(ExitCode::from(2));
         }
         Ok(Err(e)) => {
             eprintln!("m2msec: error: {}", e.replace(['\n', '\r'], " "));
-            return Ok(ExitCode::from(1));
+            return Ok(ExitCode::from(2));
         }
         Ok(Ok(r)) => r,
     };

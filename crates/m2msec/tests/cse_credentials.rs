@@ -298,7 +298,7 @@ fn credential_added_while_serving_is_used_and_revocation_closes_live_sessions() 
         "live session not closed in time: {closed:?}"
     );
     let (code, out, err) = request(port, (id, &key), "retrieve", "/cb/gen", &aei, None, None);
-    assert_eq!(code, Some(1), "{out:?} {err:?}");
+    assert_eq!(code, Some(2), "{out:?} {err:?}");
     assert!(err.iter().any(|l| l.contains("handshake")), "{err:?}");
     // The other credential is untouched.
     let (code, out, _) = request(
@@ -351,7 +351,7 @@ fn credential_added_while_serving_is_used_and_revocation_closes_live_sessions() 
     );
     assert_eq!((code, &json_line(&out)["rsc"]), (Some(0), &json!(2000)));
     let (code, _, err) = request(port, (id, &key), "retrieve", "/cb/gen", &aei, None, None);
-    assert_eq!(code, Some(1), "{err:?}");
+    assert_eq!(code, Some(2), "{err:?}");
 
     // Re-adding with the explicit flag installs a new key under the same Credential-ID, which
     // keeps its learned AE-ID.
@@ -405,7 +405,7 @@ fn expired_credential_is_refused_at_the_handshake() {
     let aei = register(port, (id, key), "short");
     std::thread::sleep(Duration::from_secs(4));
     let (code, _, err) = request(port, (id, key), "retrieve", "/cb/short", &aei, None, None);
-    assert_eq!(code, Some(1), "{err:?}");
+    assert_eq!(code, Some(2), "{err:?}");
     let (_, listed, _) = dep.credential(&["list", "--json"]);
     assert_eq!(json_line(&listed)[0]["state"], "expired");
 }

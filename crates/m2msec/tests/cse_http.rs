@@ -476,7 +476,7 @@ fn request_bad_arguments_exit_2_naming_the_argument() {
 }
 
 #[test]
-fn wrong_authority_or_key_fails_the_handshake_with_exit_1() {
+fn wrong_authority_or_key_fails_the_handshake_with_exit_2() {
     let dep = Deployment::new("");
     let (_server, port) = dep.start();
     for (sni, key) in [("other.example", AE1_KEY), (SNI, AE2_KEY)] {
@@ -499,8 +499,239 @@ fn wrong_authority_or_key_fails_the_handshake_with_exit_1() {
             None,
         )
         .finish();
-        assert_eq!(code, Some(1), "{out:?} {err:?}");
+        assert_eq!(code, Some(2), "{out:?} {err:?}");
         assert!(out.is_empty(), "{out:?}");
         assert!(err.iter().any(|l| l.contains("handshake")), "{err:?}");
     }
+}
+
+/// Starts `cse serve` with the plaintext listener; (process, TLS port, plaintext port).
+fn start_with_plain(dep: &Deployment) -> (Proc, u16, u16) {
+    let p = Proc::spawn_with_stdin(
+        m2msec()
+            .args(["cse", "serve", "--config"])
+            .arg(dep.config()),
+        None,
+    );
+    let line = p.stderr_line_with("listening on ");
+    let port = |prefix: &str| {
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(prefix))
+            .and_then(|p| p.trim_end_matches([',', ')']).parse::<u16>().ok())
+            .unwrap_or_else(|| panic!("no {prefix} port in {line:?}"))
+    };
+    let (tls, plain) = (port("https://127.0.0.1:"), port("http://127.0.0.1:"));
+    (p, tls, plain)
+}
+
+/// One raw HTTP/1.1 request on the plaintext listener; (status line, X-M2M-RSC).
+fn plain_http(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(15)))
+        .unwrap();
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+    s.write_all(req.as_bytes()).unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out.to_ascii_lowercase()
+}
+
+fn rsc_of(http: &str) -> Option<u16> {
+    http.lines()
+        .find_map(|l| l.strip_prefix("x-m2m-rsc:"))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// Issue 9 items 1, 3, 10, 11 and 13 through the binary: a credential without IdA cannot squat
+/// another credential's configured IdA (over TLS or plaintext); the plaintext listener cannot
+/// use an AE-ID registered over a credential; the refusals are logged at WARN at the default
+/// level with the peer and identity; the data directory and databases are private; duplicate
+/// JSON member names are refused.
+#[test]
+fn squatting_plaintext_reach_and_security_log() {
+    let dep = Deployment::new("[http_plain]\nenabled = true\nbind = \"127.0.0.1\"\nport = 0\n");
+    let (server, port, plain) = start_with_plain(&dep);
+    let ae = json!({"m2m:ae":{"rn":"squat","api":"Nx","rr":false,"srv":["3"]}});
+    // AE1 has no IdA; "Cbound" is AE4's configured IdA.
+    let (code, v) = request(
+        port,
+        (AE1_ID, AE1_KEY),
+        "create",
+        "/cb",
+        Some("Cbound"),
+        Some(2),
+        Some(ae.clone()),
+    );
+    assert_eq!((code, &v["rsc"]), (Some(1), &json!(4106)), "{v}");
+    let warn = server.stderr_line_with("security: request refused");
+    assert!(warn.contains("WARN"), "{warn}");
+    assert!(warn.contains("127.0.0.1:"), "peer address missing: {warn}");
+    assert!(warn.contains(AE1_ID), "identity missing: {warn}");
+    assert!(warn.contains("4106"), "{warn}");
+    let body = ae.to_string();
+    let hdr = [
+        ("X-M2M-Origin", "Cbound"),
+        ("X-M2M-RI", "sq-1"),
+        ("X-M2M-RVI", "3"),
+        ("Content-Type", "application/json;ty=2"),
+    ];
+    let out = plain_http(plain, "POST", "/cb", &hdr, &body);
+    assert_eq!(rsc_of(&out), Some(4106), "{out}");
+    // The owner registers it; AE1 registers an AE of its own.
+    let (code, v) = request(
+        port,
+        (AE4_ID, AE4_KEY),
+        "create",
+        "/cb",
+        Some("Cbound"),
+        Some(2),
+        Some(json!({"m2m:ae":{"rn":"bound","api":"Nb","rr":false,"srv":["3"]}})),
+    );
+    assert_eq!((code, &v["rsc"]), (Some(0), &json!(2001)), "{v}");
+    let aei = register(port, (AE1_ID, AE1_KEY));
+
+    // Plaintext with a credential-bound AE-ID: refused for every operation.
+    for (method, path, ct, body) in [
+        ("GET", "/cb/light", None, ""),
+        ("DELETE", "/cb/light", None, ""),
+        (
+            "PUT",
+            "/cb/light",
+            Some("application/json"),
+            r#"{"m2m:ae":{"lbl":["x"]}}"#,
+        ),
+        (
+            "POST",
+            "/cb/light",
+            Some("application/json;ty=3"),
+            r#"{"m2m:cnt":{"rn":"evil"}}"#,
+        ),
+    ] {
+        let mut h = vec![("X-M2M-Origin", aei.as_str()), ("X-M2M-RI", "p-1")];
+        if let Some(ct) = ct {
+            h.push(("Content-Type", ct));
+        }
+        let out = plain_http(plain, method, path, &h, body);
+        assert_eq!(rsc_of(&out), Some(4106), "{method} {out}");
+    }
+    let (code, v) = request(
+        port,
+        (AE1_ID, AE1_KEY),
+        "retrieve",
+        "/cb/light",
+        Some(&aei),
+        None,
+        None,
+    );
+    assert_eq!((code, &v["rsc"]), (Some(0), &json!(2000)), "{v}");
+
+    // Duplicate member names: 4000, nothing created.
+    let dup = r#"{"m2m:ae":{"rn":"dup1","rn":"dup2","api":"Nd","rr":false,"srv":["3"]}}"#;
+    let out = plain_http(
+        plain,
+        "POST",
+        "/cb",
+        &[
+            ("X-M2M-Origin", "C"),
+            ("X-M2M-RI", "d-1"),
+            ("Content-Type", "application/json;ty=2"),
+        ],
+        dup,
+    );
+    assert_eq!(rsc_of(&out), Some(4000), "{out}");
+
+    // A wrong key: the handshake fails, `request` exits 2 with one line, and the server logs
+    // the refusal at WARN with the peer's address.
+    let (code, out, err) = Proc::spawn_with_stdin(
+        m2msec().args([
+            "request",
+            "--url",
+            &format!("https://127.0.0.1:{port}/cb"),
+            "--op",
+            "retrieve",
+            "--from",
+            &aei,
+            "--psk-id",
+            AE1_ID,
+            "--psk",
+            AE2_KEY,
+            "--sni",
+            SNI,
+            "--timeout",
+            "10",
+        ]),
+        None,
+    )
+    .finish();
+    assert_eq!(code, Some(2), "{out:?} {err:?}");
+    assert_eq!(err.len(), 1, "{err:?}");
+    let warn = server.stderr_line_with("security: handshake refused");
+    assert!(
+        warn.contains("WARN") && warn.contains("127.0.0.1:"),
+        "{warn}"
+    );
+    // An unknown identity names the identity.
+    let _ = Proc::spawn_with_stdin(
+        m2msec().args([
+            "request",
+            "--url",
+            &format!("https://127.0.0.1:{port}/cb"),
+            "--op",
+            "retrieve",
+            "--from",
+            "C",
+            "--psk-id",
+            "nobody@mef.sp.example",
+            "--psk",
+            AE2_KEY,
+            "--sni",
+            SNI,
+            "--timeout",
+            "10",
+        ]),
+        None,
+    )
+    .finish();
+    let warn = server.stderr_line_with("security: PSK identity refused");
+    assert!(warn.contains("nobody@mef.sp.example"), "{warn}");
+
+    // A key file others may read is refused by `request` too (exit 2, naming the argument).
+    let loose = dep.dir.path().join("loose.key");
+    write_key(&loose, AE1_KEY, 0o644);
+    let (code, _, err) = Proc::spawn_with_stdin(
+        m2msec()
+            .args([
+                "request",
+                "--url",
+                &format!("https://127.0.0.1:{port}/cb"),
+                "--op",
+                "retrieve",
+                "--from",
+                "C",
+                "--psk-id",
+                AE1_ID,
+                "--psk-file",
+            ])
+            .arg(&loose),
+        None,
+    )
+    .finish();
+    assert_eq!(code, Some(2), "{err:?}");
+    assert!(err.iter().any(|l| l.contains("--psk-file")), "{err:?}");
+
+    // The data directory is 0700 and the database files 0600.
+    use std::os::unix::fs::PermissionsExt;
+    let data = dep.dir.path().join("data");
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&data), 0o700);
+    for f in std::fs::read_dir(&data).unwrap() {
+        let p = f.unwrap().path();
+        assert_eq!(mode(&p) & 0o077, 0, "{} is {:o}", p.display(), mode(&p));
+    }
+    drop(server);
 }

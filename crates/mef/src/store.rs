@@ -192,8 +192,9 @@ fn json<T: Serialize + ?Sized>(v: &T) -> String {
 impl MefStore {
     /// Opens (creating) `DATA_DIR/mef.sqlite3` and the KEK `DATA_DIR/kek`.
     pub fn open(data_dir: &Path) -> Result<MefStore, StoreError> {
-        std::fs::create_dir_all(data_dir)?;
+        m2msec_keystore::private_dir(data_dir)?;
         let kek = load_or_create_kek(&data_dir.join(KEK_FILE))?;
+        m2msec_keystore::private_db_file(&data_dir.join(DB_FILE))?;
         let conn = Connection::open(data_dir.join(DB_FILE))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
