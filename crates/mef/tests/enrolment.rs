@@ -50,6 +50,14 @@ async fn start_mef_with_clock(clock: m2msec_mef::endpoint::Clock) -> Mef {
 }
 
 async fn start_mef_full(clock: m2msec_mef::endpoint::Clock, legacy: bool) -> Mef {
+    start_mef_pkg(clock, legacy, Arc::new(LocalPkg::generate())).await
+}
+
+async fn start_mef_pkg(
+    clock: m2msec_mef::endpoint::Clock,
+    legacy: bool,
+    pkg: Arc<dyn m2msec_mef::Pkg>,
+) -> Mef {
     let dir = tempfile::tempdir().unwrap();
     let cfg = MefConfig {
         fqdn: FQDN.parse().unwrap(),
@@ -71,14 +79,7 @@ async fn start_mef_full(clock: m2msec_mef::endpoint::Clock, legacy: bool) -> Mef
             client_id: OTHER.into(),
         },
     ];
-    let (ep, tls) = MefEndpoint::with_clock(
-        cfg,
-        dir.path(),
-        Arc::new(LocalPkg::generate()),
-        targets,
-        clock,
-    )
-    .unwrap();
+    let (ep, tls) = MefEndpoint::with_clock(cfg, dir.path(), pkg, targets, clock).unwrap();
     for i in 0..3 {
         let d = Device {
             kpm_id: format!("dev{i}@{FQDN}"),
@@ -525,4 +526,85 @@ async fn legacy_derivation_serves_kpsa_of_10_3_3() {
         &m2msec_core::kdf::KdfIdentifier::new(CSE).unwrap(),
     );
     assert_eq!(&mine[..], kpsa.expose_secret());
+}
+
+/// A PKG that holds each extraction until two are waiting (at most 10 s): two exchanges of one
+/// device reach their IBC step together, so both bootstrapped before either commits.
+struct RendezvousPkg {
+    inner: LocalPkg,
+    waiting: std::sync::Mutex<usize>,
+    cv: std::sync::Condvar,
+}
+
+impl m2msec_mef::Pkg for RendezvousPkg {
+    fn kpak(&self) -> Kpak {
+        m2msec_mef::Pkg::kpak(&self.inner)
+    }
+
+    fn extract(
+        &self,
+        id2: &[u8],
+    ) -> Result<m2msec_core::eccsi::UserKeys, m2msec_core::eccsi::EccsiError> {
+        let mut n = self.waiting.lock().unwrap();
+        *n += 1;
+        self.cv.notify_all();
+        let _ = self
+            .cv
+            .wait_timeout_while(n, Duration::from_secs(10), |n| *n < 2)
+            .unwrap();
+        m2msec_mef::Pkg::extract(&self.inner, id2)
+    }
+}
+
+/// Issue 9 item 9: two overlapping enrolments of one device. Exactly one reports success, the
+/// other gets CONFLICT at the end of the exchange (so `m2msec enrol` exits 1 and writes no
+/// keystore), and the KeID of the one that succeeded is the one the MEF serves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn of_two_concurrent_enrolments_of_one_device_exactly_one_succeeds() {
+    let pkg = Arc::new(RendezvousPkg {
+        inner: LocalPkg::generate(),
+        waiting: std::sync::Mutex::new(0),
+        cv: std::sync::Condvar::new(),
+    });
+    let now = Arc::new(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64
+    });
+    let mef = start_mef_pkg(now, false, pkg).await;
+    let (pa, pb) = (params(mef.addr, 0), params(mef.addr, 0));
+    let (a, b) = tokio::join!(enrol(&pa), enrol(&pb));
+    let (won, lost) = match (a, b) {
+        (Ok(w), Err(l)) | (Err(l), Ok(w)) => (w, l),
+        (Ok(a), Ok(b)) => panic!(
+            "both enrolments reported success ({} and {})",
+            a.summary.ke_id, b.summary.ke_id
+        ),
+        (Err(a), Err(b)) => panic!("both failed: {a}; {b}"),
+    };
+    match &lost {
+        m2msec_mef::enrolee::EnrolError::Refused { step, rsc, .. } => {
+            assert_eq!((*step, *rsc), ("end of exchange", 4105), "{lost}")
+        }
+        other => panic!("{other}"),
+    }
+    let e = mef
+        .ep
+        .with_store(|s| s.enrolment_of("dev0@mef.sp.example"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(e.ke_id, won.summary.ke_id);
+    let mut cse = target_client(mef.addr, "cse-in@mef.sp.example", 0x11).await;
+    let r = cse
+        .send(&get(
+            &format!("fetchCredentials/{}/22", won.summary.ke_id),
+            CSE,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(r.rsc, Rsc::Ok);
+    // One after the other, a re-enrolment still replaces the previous one.
+    let again = enrol(&params(mef.addr, 0)).await.unwrap();
+    assert_ne!(again.summary.ke_id, won.summary.ke_id);
 }
