@@ -14,8 +14,10 @@
 //!   `max_in_flight_unseen` for identities never seen (neither retrieved before nor announced by
 //!   the change feed), and those only while a token bucket of misses allows (a retrieval that
 //!   succeeds gives its token back, so onboarding many real devices is not slowed). The MEF's
-//!   refusals are remembered for `negative_ttl`, failures to reach it for `failure_ttl`. What is
-//!   not admitted is refused at once (an unknown identity to the client). The PSK resolver does
+//!   refusals are remembered for `negative_ttl`, failures to reach it for `failure_ttl`, during
+//!   which unseen identities are not asked for at all (a MEF that hangs holds at most
+//!   `max_in_flight_unseen` threads, once per `failure_ttl`). What is not admitted is refused at
+//!   once (an unknown identity to the client). The PSK resolver does
 //!   not see the peer's address, so the bucket is one for all peers, not one per source.
 //! - **follows the MEF's change feed** (`mef/changes/<cursor>`, [`crate::wire`]) every
 //!   `poll_interval`, so a KeID revoked, replaced by a re-enrolment or de-registered at the MEF
@@ -63,7 +65,8 @@ pub struct FetchLimits {
     pub unseen_burst: f64,
     /// How long the MEF's refusal of an identity is remembered (asked again after).
     pub negative_ttl: Duration,
-    /// How long a failure to reach the MEF for an identity is remembered.
+    /// How long a failure to reach the MEF is remembered, for the identity and, for unseen
+    /// identities, for all of them.
     pub failure_ttl: Duration,
     /// Most entries of each memory (refusals, seen identities, reservation answers).
     pub memory: usize,
@@ -230,6 +233,8 @@ struct Memory {
     /// AE-ID-Stem → reserved.
     reserved: TtlMap<bool>,
     bucket: Bucket,
+    /// Unseen identities are not asked for before this (the MEF did not answer).
+    unreachable_until: Option<Instant>,
     /// Revocations learned from the feed, for [`RemoteKeySource::take_revoked`].
     revoked: RemoteRevocations,
 }
@@ -338,6 +343,7 @@ impl MefKeySource {
                     rate: l.unseen_per_sec,
                     burst: l.unseen_burst,
                 },
+                unreachable_until: None,
                 revoked: RemoteRevocations::default(),
             }),
             in_flight: AtomicUsize::new(0),
@@ -399,9 +405,12 @@ impl MefKeySource {
                 m.misses
                     .insert(&key, (), inner.link.limits.negative_ttl, now)
             }
-            Err(_) => m
-                .misses
-                .insert(&key, (), inner.link.limits.failure_ttl, now),
+            Err(FetchError::Transport(_)) => {
+                let ttl = inner.link.limits.failure_ttl;
+                m.misses.insert(&key, (), ttl, now);
+                m.unreachable_until = Some(now + ttl);
+            }
+            Err(_) => {}
         }
         r
     }
@@ -467,7 +476,14 @@ impl Inner {
                 return refuse("too many retrievals of unseen identities in flight");
             }
             slot.unseen = true;
-            if !self.memory().bucket.take(Instant::now()) {
+            let now = Instant::now();
+            let mut m = self.memory();
+            if m.unreachable_until.is_some_and(|u| now < u) {
+                drop(m);
+                return refuse("the MEF did not answer a moment ago");
+            }
+            if !m.bucket.take(now) {
+                drop(m);
                 return refuse("too many misses of unseen identities");
             }
         }
