@@ -335,29 +335,26 @@ impl CredentialMap {
     }
 
     /// Drops the remote keys the source reported revoked and keeps refusing them for
-    /// [`REMOTE_REVOKED_TTL`]; with `all`, every cached remote key. Returns how many cached
-    /// keys were dropped. The sessions are closed by the next [`CseEndpoint::enforce`].
+    /// [`REMOTE_REVOKED_TTL`]; with `all`, drops every cached remote key (asked again at the
+    /// next handshake, not refused). Returns how many cached keys were dropped. The sessions
+    /// are closed by the next [`CseEndpoint::enforce`].
     fn forget_remote(&self, revoked: &RemoteRevocations, now: i64) -> usize {
         let until =
             now.saturating_add(i64::try_from(REMOTE_REVOKED_TTL.as_secs()).unwrap_or(i64::MAX));
         let mut cache = write(&self.remote_cache);
         let mut dead = write(&self.remote_revoked);
-        let mut ids: Vec<String> = revoked.identities.clone();
         let before = cache.len();
         if revoked.all {
-            ids.extend(cache.drain().map(|(id, _)| id));
+            cache.clear();
         }
-        for id in &ids {
-            cache.remove(id);
-        }
-        if dead.len() + ids.len() > REMOTE_REVOKED_MAX {
+        if dead.len() + revoked.identities.len() > REMOTE_REVOKED_MAX {
             dead.retain(|_, u| now < *u);
         }
-        for id in ids {
-            if dead.len() >= REMOTE_REVOKED_MAX {
-                break;
+        for id in &revoked.identities {
+            cache.remove(id);
+            if dead.len() < REMOTE_REVOKED_MAX {
+                dead.insert(id.clone(), until);
             }
-            dead.insert(id, until);
         }
         before - cache.len()
     }
@@ -1049,11 +1046,12 @@ mod tests {
         assert!(!resolves(&ep, "c@mef.example"));
         assert_eq!(calls(), 3);
 
-        // The source lost track: every remote key goes.
+        // The source lost track: every remote key goes, and is asked for again.
         mef.revoked.lock().unwrap().all = true;
         ep.refresh_credentials().unwrap();
         assert!(sb.close.is_cancelled());
-        assert!(!resolves(&ep, "b@mef.example"));
         assert!(read(&ep.creds.remote_cache).is_empty());
+        assert!(resolves(&ep, "b@mef.example"));
+        assert_eq!(calls(), 4);
     }
 }
