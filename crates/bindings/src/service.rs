@@ -17,7 +17,8 @@
 //! ([`m2msec_cse::credentials`], reloaded by [`CseEndpoint::spawn_watcher`] when SQLite's
 //! `data_version` and the table's change counter move) and keys cached from an optional [`RemoteKeySource`] (the MEF,
 //! TS-0003 §8.3.5), asked on a miss. Revoked and expired credentials are refused at the
-//! handshake, and the sessions that use them are closed.
+//! handshake, and the sessions that use them are closed; so are remote keys the source reports
+//! revoked ([`RemoteKeySource::take_revoked`], drained by the watcher).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
@@ -153,11 +154,13 @@ pub struct RemoteKey {
 /// A fallback credential source, asked when a `psk_identity` is neither configured nor in the
 /// store (a revoked stored identity is never asked for). [`RemoteKeySource::fetch`] runs
 /// synchronously inside the TLS handshake callback, so an implementation must answer quickly
-/// (keep its own cache, bound its network waits). Answers are cached by the CSE until their
-/// expiry, at most [`REMOTE_CACHE_TTL`], then asked again; misses are not cached. Sessions
-/// opened with a remote key are closed when the key's own expiry passes.
+/// (keep its own cache of misses, bound its network waits and the number of fetches in flight,
+/// issue 9 item 7). Answers are cached by the CSE until their expiry, at most
+/// [`REMOTE_CACHE_TTL`], then asked again; misses are the source's to cache. Sessions opened
+/// with a remote key are closed when the key's own expiry passes, or when the source reports
+/// it revoked ([`RemoteKeySource::take_revoked`]).
 pub trait RemoteKeySource: Send + Sync + 'static {
-    /// The key for `psk_identity`, or None if the source does not know it.
+    /// The key for `psk_identity`, or None if the source does not know it (or cannot tell now).
     fn fetch(&self, psk_identity: &str) -> Option<RemoteKey>;
 
     /// Whether `ae_id_stem` is the Enrolee-ID of a device provisioned at the source for this CSE
@@ -166,12 +169,37 @@ pub trait RemoteKeySource: Send + Sync + 'static {
         let _ = ae_id_stem;
         Ok(false)
     }
+
+    /// The identities whose keys the source learned are no longer valid since the last call
+    /// (revoked, replaced by a re-enrolment, de-registered: issue 9 item 8). The CSE's watcher
+    /// ([`CseEndpoint::refresh_credentials`]) drains it each interval, drops those keys, refuses
+    /// them at the next handshake and closes their live sessions. Must not block.
+    fn take_revoked(&self) -> RemoteRevocations {
+        RemoteRevocations::default()
+    }
+}
+
+/// What [`RemoteKeySource::take_revoked`] reports.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RemoteRevocations {
+    /// `psk_identity`s no longer valid.
+    pub identities: Vec<String>,
+    /// The source lost track of its changes (e.g. it was unreachable for longer than it keeps
+    /// them): every cached remote key goes, and their sessions are closed.
+    pub all: bool,
 }
 
 /// Longest time a remote key is cached (also the lifetime of one without an expiry).
 pub const REMOTE_CACHE_TTL: Duration = Duration::from_secs(300);
 /// Most remote keys cached at once.
 pub const REMOTE_CACHE_MAX: usize = 4096;
+/// How long a remote identity reported revoked stays refused without asking the source (longer
+/// than any fetch can be in flight, so a fetch that began before the revocation cannot put the
+/// key back).
+pub const REMOTE_REVOKED_TTL: Duration = REMOTE_CACHE_TTL;
+/// Most revoked remote identities remembered (beyond that, only the race with a fetch in flight
+/// is no longer covered: the source itself refuses them).
+pub const REMOTE_REVOKED_MAX: usize = 4 * REMOTE_CACHE_MAX;
 /// How often the watcher of [`CseEndpoint::spawn_watcher`] looks at the store by default.
 pub const WATCH_INTERVAL: Duration = Duration::from_millis(200);
 
@@ -236,6 +264,9 @@ struct CredentialMap {
     /// source.
     refused: RwLock<HashSet<String>>,
     remote_cache: RwLock<HashMap<String, Entry>>,
+    /// Remote identities the source reported revoked → unix time until which they are refused
+    /// without asking ([`REMOTE_REVOKED_TTL`]). Locked after `remote_cache` when both are.
+    remote_revoked: RwLock<HashMap<String, i64>>,
     remote: RwLock<Option<Arc<dyn RemoteKeySource>>>,
     /// AE-ID-Stem → Credential-ID of every remote key fetched bound to an AE-ID (its
     /// Enrolee-ID): reserved for that credential from then on (bounded by [`REMOTE_CACHE_MAX`]
@@ -254,6 +285,12 @@ impl CredentialMap {
             return e.usable(now).then(|| e.clone());
         }
         if read(&self.refused).contains(identity) {
+            return None;
+        }
+        if read(&self.remote_revoked)
+            .get(identity)
+            .is_some_and(|until| now < *until)
+        {
             return None;
         }
         if let Some(e) = read(&self.remote_cache).get(identity) {
@@ -285,6 +322,13 @@ impl CredentialMap {
             return None;
         }
         let mut cache = write(&self.remote_cache);
+        if read(&self.remote_revoked)
+            .get(identity)
+            .is_some_and(|until| now < *until)
+        {
+            // Revoked while the fetch was in flight.
+            return None;
+        }
         if cache.len() >= REMOTE_CACHE_MAX {
             cache.retain(|_, c| c.usable(now));
         }
@@ -300,6 +344,31 @@ impl CredentialMap {
             rb.insert(stem, e.credential_id.clone());
         }
         Some(e)
+    }
+
+    /// Drops the remote keys the source reported revoked and keeps refusing them for
+    /// [`REMOTE_REVOKED_TTL`]; with `all`, drops every cached remote key (asked again at the
+    /// next handshake, not refused). Returns how many cached keys were dropped. The sessions
+    /// are closed by the next [`CseEndpoint::enforce`].
+    fn forget_remote(&self, revoked: &RemoteRevocations, now: i64) -> usize {
+        let until =
+            now.saturating_add(i64::try_from(REMOTE_REVOKED_TTL.as_secs()).unwrap_or(i64::MAX));
+        let mut cache = write(&self.remote_cache);
+        let mut dead = write(&self.remote_revoked);
+        let before = cache.len();
+        if revoked.all {
+            cache.clear();
+        }
+        if dead.len() + revoked.identities.len() > REMOTE_REVOKED_MAX {
+            dead.retain(|_, u| now < *u);
+        }
+        for id in &revoked.identities {
+            cache.remove(id);
+            if dead.len() < REMOTE_REVOKED_MAX {
+                dead.insert(id.clone(), until);
+            }
+        }
+        before - cache.len()
     }
 
     /// Whether live sessions of `identity` may continue at `now`: its credential is configured,
@@ -667,8 +736,28 @@ impl<S: Store + Send + 'static> CseEndpoint<S> {
                 }
             }
         };
+        self.drop_revoked_remote_keys();
         self.enforce();
         Ok(reloaded)
+    }
+
+    /// Asks the remote source which of its keys were revoked and drops them (their sessions
+    /// are closed by the [`CseEndpoint::enforce`] that follows).
+    fn drop_revoked_remote_keys(&self) {
+        let Some(src) = read(&self.creds.remote).clone() else {
+            return;
+        };
+        let revoked = src.take_revoked();
+        if revoked.identities.is_empty() && !revoked.all {
+            return;
+        }
+        let dropped = self.creds.forget_remote(&revoked, unix_now());
+        tracing::info!(
+            identities = revoked.identities.len(),
+            all = revoked.all,
+            cached_keys_dropped = dropped,
+            "remote keys revoked at their source: refused from now on, their sessions closed"
+        );
     }
 
     /// Cancels the sessions of every credential that no longer resolves. Runs under the
@@ -1125,5 +1214,84 @@ mod tests {
             .expires_unix = Some(unix_now() - 1);
         ep.refresh_credentials().unwrap();
         assert!(s.close.is_cancelled());
+    }
+
+    /// A source that reports revocations, and that can have one arrive while a fetch is in
+    /// flight (issue 9 item 8).
+    #[derive(Default)]
+    struct RevokingMef {
+        calls: std::sync::atomic::AtomicUsize,
+        revoked: Mutex<RemoteRevocations>,
+        /// Revoked during the next fetch, as the watcher would while the MEF answers.
+        during_fetch: Mutex<Option<(Arc<CredentialMap>, String)>>,
+    }
+
+    impl RemoteKeySource for RevokingMef {
+        fn fetch(&self, psk_identity: &str) -> Option<RemoteKey> {
+            self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            if let Some((creds, id)) = self.during_fetch.lock().unwrap().take() {
+                creds.forget_remote(
+                    &RemoteRevocations {
+                        identities: vec![id],
+                        all: false,
+                    },
+                    unix_now(),
+                );
+            }
+            let kpsa: KpsaId = psk_identity.parse().ok()?;
+            Some(RemoteKey {
+                key: Psk::new(&[9; 32]).unwrap(),
+                credential_id: CredentialId::for_kpsa(&kpsa),
+                bound: None,
+                expires: Some(SystemTime::now() + Duration::from_secs(3600)),
+            })
+        }
+
+        fn take_revoked(&self) -> RemoteRevocations {
+            std::mem::take(&mut *self.revoked.lock().unwrap())
+        }
+    }
+
+    #[test]
+    fn remote_keys_revoked_at_the_source_are_dropped_and_their_sessions_closed() {
+        let ep = endpoint(vec![]);
+        let mef = Arc::new(RevokingMef::default());
+        ep.set_remote_key_source(mef.clone());
+        let calls = || mef.calls.load(std::sync::atomic::Ordering::SeqCst);
+        assert!(resolves(&ep, "a@mef.example") && resolves(&ep, "b@mef.example"));
+        let sa = open(&ep, "a@mef.example").unwrap();
+        let sb = open(&ep, "b@mef.example").unwrap();
+        assert_eq!(calls(), 2);
+        ep.refresh_credentials().unwrap();
+        assert!(!sa.close.is_cancelled());
+
+        mef.revoked.lock().unwrap().identities = vec!["a@mef.example".into()];
+        ep.refresh_credentials().unwrap();
+        assert!(
+            sa.close.is_cancelled(),
+            "the revoked key's session is closed"
+        );
+        assert!(!sb.close.is_cancelled());
+        assert!(!resolves(&ep, "a@mef.example"));
+        assert!(open(&ep, "a@mef.example").is_none());
+        assert_eq!(
+            calls(),
+            2,
+            "a revoked identity is refused without asking again"
+        );
+
+        // A revocation that arrives while the key is being fetched: the key is not cached.
+        *mef.during_fetch.lock().unwrap() = Some((ep.creds.clone(), "c@mef.example".into()));
+        assert!(!resolves(&ep, "c@mef.example"));
+        assert!(!resolves(&ep, "c@mef.example"));
+        assert_eq!(calls(), 3);
+
+        // The source lost track: every remote key goes, and is asked for again.
+        mef.revoked.lock().unwrap().all = true;
+        ep.refresh_credentials().unwrap();
+        assert!(sb.close.is_cancelled());
+        assert!(read(&ep.creds.remote_cache).is_empty());
+        assert!(resolves(&ep, "b@mef.example"));
+        assert_eq!(calls(), 4);
     }
 }

@@ -217,6 +217,8 @@ async fn demo(n: usize) -> Result<(Value, bool), CliError> {
         cse_id: CSE_ABS.into(),
         suid: m2msec_mef::endpoint::TARGET_SUID,
         timeout: Duration::from_secs(5),
+        poll_interval: m2msec_mef::target::DEFAULT_POLL_INTERVAL,
+        limits: m2msec_mef::target::FetchLimits::default(),
     })
     .map_err(CliError::other)?;
     cse_ep.set_remote_key_source(Arc::new(source));

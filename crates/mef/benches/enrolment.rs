@@ -434,6 +434,8 @@ fn profile_store(dir: &Path) -> MefStore {
 
 fn commit_micros(s: &mut MefStore, n: usize) -> f64 {
     let mut k = 0u32;
+    // The enrolment generation each commit expects (it moves by one per commit).
+    let mut gen = s.enrol_gen(&kpm_id(0)).unwrap().unwrap_or(0);
     micros(n, || {
         k += 1;
         let e = Enrolment {
@@ -444,15 +446,19 @@ fn commit_micros(s: &mut MefStore, n: usize) -> f64 {
             id2: Some(id2(0)),
             expires: 4_000_000_000,
         };
-        s.commit_enrolment(
-            &e,
-            &Ke::from_array([k as u8; 32]),
-            "admin.bench.example",
-            None,
-            4_000_000_000,
-            1,
-        )
-        .unwrap();
+        let out = s
+            .commit_enrolment(
+                &e,
+                &Ke::from_array([k as u8; 32]),
+                "admin.bench.example",
+                None,
+                4_000_000_000,
+                gen,
+                1,
+            )
+            .unwrap();
+        assert_eq!(out, m2msec_mef::store::CommitOutcome::Committed(gen + 1));
+        gen += 1;
     })
 }
 

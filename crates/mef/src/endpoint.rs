@@ -11,10 +11,14 @@
 //!   (ID1 → ID2, SSK, PVT, KPAK) → the Enrolee's success report. Only then is the enrolment
 //!   committed, in one transaction, and the MEF ends the exchange and closes the session
 //!   (§8.3.2.1 step 16). A session that dies earlier leaves nothing behind: the device simply
-//!   enrols again.
+//!   enrols again. The commit is conditional on the device's enrolment generation read at the
+//!   bootstrap (issue 9 item 9): when two exchanges of one device overlap, the second to commit
+//!   is refused with CONFLICT (4105) and its Enrolee reports failure, so exactly one reports
+//!   success and its KeID is the valid one.
 //! - **Target** (a configured MEF client: a CSE that must fetch keys, authenticated by its own
 //!   PSK, BRIEF A3): `/fetchCredentials` and MEF Key Retrieval, authorised against the
-//!   Enrolment Targets / targetIDs with the authenticated client ID.
+//!   Enrolment Targets / targetIDs with the authenticated client ID, and the project-defined
+//!   change feed and Enrolee-ID reservation query ([`crate::wire`]) for that client.
 
 use std::collections::{HashMap, VecDeque};
 use std::path::Path;
@@ -41,7 +45,7 @@ use m2msec_cse::{CseError, Operation, RequestPrimitive, ResponsePrimitive, Rsc};
 use m2msec_tls::{Psk, PskIdentity, PskResolver, ResolvedPsk, ServerConfig};
 
 use crate::pkg::Pkg;
-use crate::store::{Enrolment, KeyRegRow, MefStore, StoreError};
+use crate::store::{CommitOutcome, Enrolment, KeyRegRow, MefStore, StoreError};
 use crate::wire::{self, *};
 
 /// SUID of the keys the exchange configures for each Enrolment Target: 22, a symmetric key
@@ -118,6 +122,8 @@ enum Stage {
 /// The Enrolee side of one session, as the MEF tracks it.
 pub struct Exchange {
     kpm_id: String,
+    /// The device's enrolment generation at the bootstrap: the commit's compare-and-set.
+    gen: i64,
     enrolee_id: String,
     targets: Vec<String>,
     enrolment_secs: u64,
@@ -294,7 +300,10 @@ impl MefEndpoint {
     }
 
     fn open_enrolee(&self, info: &AssociationInfo<'_>, kpm_id: &str) -> Option<MefSession> {
-        let (device, _kpm): (_, Kpm) = self.with_reader(|s| s.device(kpm_id)).ok()??;
+        let ((device, _kpm), gen): ((_, Kpm), i64) = self
+            .with_reader(|s| Ok::<_, StoreError>((s.device(kpm_id)?, s.enrol_gen(kpm_id)?)))
+            .ok()
+            .and_then(|(d, g)| Some((d?, g?)))?;
         if device.revoked.is_some() {
             return None;
         }
@@ -304,6 +313,7 @@ impl MefEndpoint {
         tracing::info!(kpm_id, ke_id = %ek.ke_id, "bootstrap handshake: enrolment key generated");
         Some(MefSession::Enrolee(Box::new(Mutex::new(Exchange {
             kpm_id: kpm_id.to_string(),
+            gen,
             enrolee_id: device.enrolee_id,
             targets: device.targets,
             enrolment_secs: device.enrolment_secs,
@@ -600,7 +610,7 @@ impl MefEndpoint {
                     Err(e) => err(Rsc::BadRequest, rqi, e),
                 }
             }
-            Operation::Delete => match self.with_store(|s| s.deregister(&x.kpm_id)) {
+            Operation::Delete => match self.with_store(|s| s.deregister(&x.kpm_id, now)) {
                 Ok(_) => {
                     tracing::info!(kpm_id = %x.kpm_id, reg_id = %reg.reg_id, "MEF client de-registered");
                     ResponsePrimitive::new(Rsc::Deleted, rqi.as_str()).into()
@@ -695,11 +705,24 @@ impl MefEndpoint {
                 &x.admin_fqdn,
                 x.labels.as_deref(),
                 x.reg_expires,
+                x.gen,
                 now,
             )
         });
-        if let Err(e) = r {
-            return store_err(rqi, e);
+        match r {
+            Ok(CommitOutcome::Committed(_)) => {}
+            Ok(CommitOutcome::Superseded) => {
+                tracing::warn!(kpm_id = %x.kpm_id, ke_id = %x.ke_id,
+                    "enrolment not committed: another exchange of this device committed (or it de-registered) since this one began");
+                let mut h = err(
+                    Rsc::Conflict,
+                    rqi,
+                    "another enrolment of this device was committed since this exchange began; nothing was committed, enrol again",
+                );
+                h.close = true;
+                return h;
+            }
+            Err(e) => return store_err(rqi, e),
         }
         tracing::info!(kpm_id = %x.kpm_id, ke_id = %x.ke_id, "enrolment committed");
         let end = EndOfExchange {
@@ -961,7 +984,105 @@ impl MefEndpoint {
                 wire::wrap("mefKeyReg", &self.key_reg_view(&row, Some(&key))),
             );
         }
+        if let Some(cursor) = to.strip_prefix(&format!("{CHANGES}/")) {
+            if prim.op != Operation::Retrieve {
+                return err(
+                    Rsc::OperationNotAllowed,
+                    &rqi,
+                    "the change feed is RETRIEVE only",
+                );
+            }
+            return self.change_feed(client_id, cursor, &rqi);
+        }
+        if let Some(stem) = to.strip_prefix(&format!("{ENROLEES}/")) {
+            if prim.op != Operation::Retrieve {
+                return err(Rsc::OperationNotAllowed, &rqi, "RETRIEVE only");
+            }
+            return self.enrolee_reservation(client_id, stem, &rqi);
+        }
         err(Rsc::NotFound, &rqi, "no such MEF resource")
+    }
+
+    /// `mef/changes/<cursor>` (project-defined, [`crate::wire`]): the changes after `cursor`
+    /// of the devices that name `client_id` among their Enrolment Targets; `head` answers the
+    /// current cursor.
+    fn change_feed(&self, client_id: &str, cursor: &str, rqi: &str) -> Handled {
+        let page = if cursor == "head" {
+            self.with_reader(|s| s.change_head())
+                .map(|head| crate::store::ChangePage {
+                    changes: Vec::new(),
+                    next: head,
+                    more: false,
+                    reset: false,
+                })
+        } else {
+            let Some(after) = cursor.parse::<i64>().ok().filter(|a| *a >= 0) else {
+                return err(Rsc::BadRequest, rqi, "the cursor must be head or a number");
+            };
+            self.with_reader(|s| s.changes_after(after, Some(client_id), CHANGES_PAGE))
+        };
+        let page = match page {
+            Ok(p) => p,
+            Err(e) => return store_err(rqi, e),
+        };
+        let feed = ChangeFeed {
+            next: page.next,
+            more: page.more,
+            reset: page.reset,
+            changes: page
+                .changes
+                .into_iter()
+                .map(|c| ChangeEvent {
+                    seq: c.seq,
+                    event: c.kind,
+                    enrolee_id: c.enrolee_id,
+                    ke_id: c.ke_id,
+                    ended_ke_id: c.ended_ke_id,
+                })
+                .collect(),
+        };
+        ok(Rsc::Ok, rqi, wire::wrap("mefChanges", &feed))
+    }
+
+    /// `mef/enrolees/<AE-ID-Stem>` (project-defined, [`crate::wire`]): whether a device that
+    /// is not revoked and names `client_id` among its Enrolment Targets has that stem as its
+    /// Enrolee-ID, in the bare, SP-relative or absolute form of an AE-ID registered at that
+    /// client.
+    fn enrolee_reservation(&self, client_id: &str, stem: &str, rqi: &str) -> Handled {
+        let Ok(parsed) = stem.parse::<m2msec_core::ids::AeIdStem>() else {
+            return err(Rsc::BadRequest, rqi, "not an AE-ID-Stem");
+        };
+        let mut forms = vec![stem.to_string()];
+        if let Ok(m2msec_core::ids::CseId::Absolute { sp, stem: cse }) =
+            client_id.parse::<m2msec_core::ids::CseId>()
+        {
+            // TS-0001 §7.2: C-type AE-IDs carry the registrar's CSE-ID; S-type ones do not.
+            match parsed.kind() {
+                m2msec_core::ids::AeIdStemKind::C => {
+                    forms.push(format!("/{cse}/{stem}"));
+                    forms.push(format!("//{sp}/{cse}/{stem}"));
+                }
+                m2msec_core::ids::AeIdStemKind::S => {
+                    forms.push(format!("/{stem}"));
+                    forms.push(format!("//{sp}/{stem}"));
+                }
+            }
+        }
+        let forms: Vec<&str> = forms.iter().map(String::as_str).collect();
+        match self.with_reader(|s| s.enrolee_provisioned_for(&forms, client_id)) {
+            Ok(reserved) => ok(
+                Rsc::Ok,
+                rqi,
+                wire::wrap(
+                    "mefEnrolee",
+                    &EnroleeReservation {
+                        enrolee_id: stem.to_string(),
+                        reserved,
+                    },
+                ),
+            ),
+            Err(e) => store_err(rqi, e),
+        }
     }
 
     /// `/fetchCredentials/<KeID>/<SUID>` (TS-0003 §8.3.2.1 step 6, BRIEF check 33).

@@ -7,6 +7,8 @@
 //! - [`pkg`]: the ECCSI KMS (RFC 6507) that extracts IBC credentials.
 //! - [`endpoint`]: the MEF behind the HTTP/CoAP bindings: bootstrap sessions, the enrolment
 //!   exchange, MEF Client Commands, key registration/retrieval and `/fetchCredentials`.
+//! - [`target`]: the CSE's side as an Enrolment Target: bounded key retrieval, the MEF's change
+//!   feed (revocations) and Enrolee-ID reservations.
 #![forbid(unsafe_code)]
 #![deny(missing_debug_implementations)]
 #![warn(missing_docs)]

@@ -7,7 +7,16 @@
 //!
 //! A device has at most one enrolment (primary key `kpm_id`): re-enrolment replaces the
 //! previous one in the same transaction, so a crash leaves either the old or the new enrolment,
-//! never both and never a half of one.
+//! never both and never a half of one. Each device carries an enrolment generation, moved by
+//! every commit, de-registration and revocation: an exchange commits only if the generation is
+//! still the one it saw at its bootstrap, so of two overlapping exchanges of one device exactly
+//! one commits (issue 9 item 9).
+//!
+//! Every change that makes a KeID valid or invalid, or revokes a device, is appended to a
+//! change feed (`changes`, a monotonic sequence number per row) that the Enrolment Targets
+//! follow with a cursor ([`MefStore::changes_after`]), so a revocation reaches them in seconds
+//! without a listing of the devices. Rows older than [`CHANGE_RETENTION_SECS`] are pruned; a
+//! cursor from before the pruned range is told to start over (`reset`).
 
 use std::path::Path;
 use std::time::Duration;
@@ -18,8 +27,12 @@ use serde::{Deserialize, Serialize};
 use m2msec_core::secret::{Ke, Kpm};
 use m2msec_keystore::{load_or_create_kek, Sealer};
 
-/// Schema version written and read.
-pub const SCHEMA_VERSION: i64 = 1;
+/// Schema version written and read (2: enrolment generation, change feed, Enrolee-ID index;
+/// a version 1 store is migrated on open).
+pub const SCHEMA_VERSION: i64 = 2;
+/// How long the change feed keeps a row (seconds): a target that has not followed the feed for
+/// longer starts over.
+pub const CHANGE_RETENTION_SECS: i64 = 86_400;
 /// Database file name in the data directory.
 pub const DB_FILE: &str = "mef.sqlite3";
 /// KEK file name in the data directory.
@@ -34,7 +47,8 @@ CREATE TABLE IF NOT EXISTS devices (
     targets         TEXT NOT NULL,
     enrolment_secs  INTEGER NOT NULL,
     created         INTEGER NOT NULL,
-    revoked         INTEGER
+    revoked         INTEGER,
+    enrol_gen       INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS enrolments (
     kpm_id      TEXT PRIMARY KEY NOT NULL REFERENCES devices (kpm_id) ON DELETE CASCADE,
@@ -64,7 +78,28 @@ CREATE TABLE IF NOT EXISTS pkg (
     id   INTEGER PRIMARY KEY CHECK (id = 1),
     ksak BLOB NOT NULL
 );
+CREATE TABLE IF NOT EXISTS changes (
+    seq          INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind         TEXT NOT NULL,
+    kpm_id       TEXT NOT NULL,
+    enrolee_id   TEXT NOT NULL,
+    targets      TEXT NOT NULL,
+    ke_id        TEXT,
+    ended_ke_id  TEXT,
+    at           INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS changes_at ON changes (at);
+CREATE TABLE IF NOT EXISTS feed_meta (
+    id              INTEGER PRIMARY KEY CHECK (id = 1),
+    pruned_through  INTEGER NOT NULL
+);
 ";
+
+/// Version 1 → 2 (the tables and indexes new in 2 are created by [`SCHEMA`]).
+const MIGRATE_1_2: &str = "ALTER TABLE devices ADD COLUMN enrol_gen INTEGER NOT NULL DEFAULT 0;";
+
+/// Created after any migration (they name columns a version 1 store lacks).
+const INDEXES: &str = "CREATE INDEX IF NOT EXISTS devices_enrolee ON devices (enrolee_id);";
 
 /// Store failures.
 #[derive(Debug, thiserror::Error)]
@@ -155,6 +190,85 @@ pub struct KeyRegRow {
     pub expires: i64,
 }
 
+/// What a change-feed row records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ChangeKind {
+    /// An enrolment committed: `ke_id` is valid from now on; `ended_ke_id`, the device's
+    /// previous KeID, if any, no longer is.
+    Enrolled,
+    /// MEF Client De-registration: `ended_ke_id` is no longer valid.
+    Deregistered,
+    /// The device was revoked: `ended_ke_id` (if it was enrolled) is no longer valid and its
+    /// Enrolee-ID is no longer provisioned.
+    Revoked,
+}
+
+impl ChangeKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            ChangeKind::Enrolled => "enrolled",
+            ChangeKind::Deregistered => "deregistered",
+            ChangeKind::Revoked => "revoked",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        match s {
+            "enrolled" => Some(ChangeKind::Enrolled),
+            "deregistered" => Some(ChangeKind::Deregistered),
+            "revoked" => Some(ChangeKind::Revoked),
+            _ => None,
+        }
+    }
+}
+
+/// One row of the change feed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    /// Sequence number (monotonic).
+    pub seq: i64,
+    /// What happened.
+    pub kind: ChangeKind,
+    /// The device.
+    pub kpm_id: String,
+    /// Its Enrolee-ID.
+    pub enrolee_id: String,
+    /// Its Enrolment Targets at the time.
+    pub targets: Vec<String>,
+    /// The KeID that became valid.
+    pub ke_id: Option<String>,
+    /// The KeID that stopped being valid.
+    pub ended_ke_id: Option<String>,
+    /// Unix time.
+    pub at: i64,
+}
+
+/// A page of the change feed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangePage {
+    /// The rows after the cursor (those of the requested target only, when one was given).
+    pub changes: Vec<Change>,
+    /// The cursor for the next page: the last sequence number looked at.
+    pub next: i64,
+    /// More rows follow `next`.
+    pub more: bool,
+    /// The cursor was from before the pruned part of the feed (or beyond its end, a store
+    /// restored from an older copy): the reader must forget everything it learned from the MEF
+    /// and go on from `next`.
+    pub reset: bool,
+}
+
+/// Outcome of committing an enrolment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommitOutcome {
+    /// Committed; the device's enrolment generation is now the given one.
+    Committed(i64),
+    /// The device's enrolment generation moved since the exchange began (another exchange
+    /// committed, or the device was de-registered): nothing was written.
+    Superseded,
+}
+
 /// Secret bytes opened from the store.
 pub type SecretBytes = zeroize::Zeroizing<Vec<u8>>;
 
@@ -206,23 +320,32 @@ impl MefStore {
         Self::init(Connection::open_in_memory()?, Sealer::new(kek))
     }
 
-    fn init(conn: Connection, sealer: Sealer) -> Result<MefStore, StoreError> {
+    fn init(mut conn: Connection, sealer: Sealer) -> Result<MefStore, StoreError> {
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(Duration::from_secs(10))?;
         conn.execute_batch(SCHEMA)?;
-        let v: Option<i64> = conn
+        // Version check and migration in one write transaction, so two processes opening the
+        // same store (the server and an operator command) migrate it once.
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let v: Option<i64> = tx
             .query_row("SELECT version FROM schema_version", [], |r| r.get(0))
             .optional()?;
         match v {
             None => {
-                conn.execute(
+                tx.execute(
                     "INSERT INTO schema_version (version) VALUES (?1)",
                     [SCHEMA_VERSION],
                 )?;
             }
+            Some(1) => {
+                tx.execute_batch(MIGRATE_1_2)?;
+                tx.execute("UPDATE schema_version SET version = ?1", [SCHEMA_VERSION])?;
+            }
             Some(SCHEMA_VERSION) => {}
             Some(other) => return Err(StoreError::SchemaVersion(other)),
         }
+        tx.execute_batch(INDEXES)?;
+        tx.commit()?;
         Ok(MefStore { conn, sealer })
     }
 
@@ -397,20 +520,197 @@ impl MefStore {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// Revokes a device: marks it, deletes its enrolment and key registrations (one
-    /// transaction). False if unknown.
+    /// Revokes a device: marks it, deletes its enrolment and key registrations, moves its
+    /// enrolment generation and appends a [`ChangeKind::Revoked`] row to the change feed (one
+    /// transaction). False if unknown or already revoked.
     pub fn revoke_device(&mut self, kpm_id: &str, now: i64) -> Result<bool, StoreError> {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let n = tx.execute(
-            "UPDATE devices SET revoked = ?2 WHERE kpm_id = ?1 AND revoked IS NULL",
+            "UPDATE devices SET revoked = ?2, enrol_gen = enrol_gen + 1 \
+             WHERE kpm_id = ?1 AND revoked IS NULL",
             params![kpm_id, now],
         )?;
+        if n == 1 {
+            let ended = Self::current_ke_id(&tx, kpm_id)?;
+            Self::record_change(
+                &tx,
+                ChangeKind::Revoked,
+                kpm_id,
+                None,
+                ended.as_deref(),
+                now,
+            )?;
+        }
         tx.execute("DELETE FROM enrolments WHERE kpm_id = ?1", [kpm_id])?;
         tx.execute("DELETE FROM key_regs WHERE kpm_id = ?1", [kpm_id])?;
         tx.commit()?;
         Ok(n == 1)
+    }
+
+    /// The device's enrolment generation (None if unknown): an exchange reads it at its
+    /// bootstrap and commits only if it has not moved ([`MefStore::commit_enrolment`]).
+    pub fn enrol_gen(&self, kpm_id: &str) -> Result<Option<i64>, StoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT enrol_gen FROM devices WHERE kpm_id = ?1",
+                [kpm_id],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    fn current_ke_id(
+        tx: &rusqlite::Transaction<'_>,
+        kpm_id: &str,
+    ) -> Result<Option<String>, StoreError> {
+        Ok(tx
+            .query_row(
+                "SELECT ke_id FROM enrolments WHERE kpm_id = ?1",
+                [kpm_id],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    /// Appends a row to the change feed (inside the transaction that makes the change) and
+    /// prunes the rows older than [`CHANGE_RETENTION_SECS`].
+    fn record_change(
+        tx: &rusqlite::Transaction<'_>,
+        kind: ChangeKind,
+        kpm_id: &str,
+        ke_id: Option<&str>,
+        ended_ke_id: Option<&str>,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        tx.prepare_cached(
+            "INSERT INTO changes (kind, kpm_id, enrolee_id, targets, ke_id, ended_ke_id, at) \
+             SELECT ?2, kpm_id, enrolee_id, targets, ?3, ?4, ?5 FROM devices WHERE kpm_id = ?1",
+        )?
+        .execute(params![kpm_id, kind.as_str(), ke_id, ended_ke_id, now])?;
+        let old: Option<i64> = tx
+            .prepare_cached("SELECT MAX(seq) FROM changes WHERE at < ?1")?
+            .query_row([now.saturating_sub(CHANGE_RETENTION_SECS)], |r| r.get(0))?;
+        if let Some(through) = old {
+            tx.execute("DELETE FROM changes WHERE seq <= ?1", [through])?;
+            tx.execute(
+                "INSERT INTO feed_meta (id, pruned_through) VALUES (1, ?1) \
+                 ON CONFLICT (id) DO UPDATE SET pruned_through = MAX(pruned_through, ?1)",
+                [through],
+            )?;
+        }
+        Ok(())
+    }
+
+    /// The last sequence number of the change feed (0 when it is empty): a reader that starts
+    /// following the feed takes it as its cursor.
+    pub fn change_head(&self) -> Result<i64, StoreError> {
+        // AUTOINCREMENT keeps the largest number ever used, also once its row is pruned.
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT seq FROM sqlite_sequence WHERE name = 'changes'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?
+            .unwrap_or(0))
+    }
+
+    /// The change feed after `after`: at most `limit` rows looked at, of which those whose
+    /// device names `target` among its Enrolment Targets are returned (all of them when
+    /// `target` is None). One indexed range scan; no key material is read.
+    pub fn changes_after(
+        &self,
+        after: i64,
+        target: Option<&str>,
+        limit: usize,
+    ) -> Result<ChangePage, StoreError> {
+        let head = self.change_head()?;
+        let pruned: i64 = self
+            .conn
+            .query_row(
+                "SELECT pruned_through FROM feed_meta WHERE id = 1",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?
+            .unwrap_or(0);
+        if after < pruned || after > head {
+            return Ok(ChangePage {
+                changes: Vec::new(),
+                next: head,
+                more: false,
+                reset: true,
+            });
+        }
+        let mut st = self.conn.prepare_cached(
+            "SELECT seq, kind, kpm_id, enrolee_id, targets, ke_id, ended_ke_id, at FROM changes \
+             WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+        )?;
+        let rows = st.query_map(
+            params![after, i64::try_from(limit).unwrap_or(i64::MAX)],
+            |r| {
+                let kind: String = r.get(1)?;
+                let targets: String = r.get(4)?;
+                Ok((
+                    kind,
+                    Change {
+                        seq: r.get(0)?,
+                        kind: ChangeKind::Enrolled,
+                        kpm_id: r.get(2)?,
+                        enrolee_id: r.get(3)?,
+                        targets: serde_json::from_str(&targets).unwrap_or_default(),
+                        ke_id: r.get(5)?,
+                        ended_ke_id: r.get(6)?,
+                        at: r.get(7)?,
+                    },
+                ))
+            },
+        )?;
+        let mut page = ChangePage {
+            changes: Vec::new(),
+            next: after,
+            more: false,
+            reset: false,
+        };
+        let mut seen = 0usize;
+        for row in rows {
+            let (kind, mut c) = row?;
+            seen += 1;
+            page.next = c.seq;
+            c.kind = ChangeKind::parse(&kind)
+                .ok_or_else(|| StoreError::Corrupt(format!("change {}: kind {kind:?}", c.seq)))?;
+            if target.map_or(true, |t| c.targets.iter().any(|x| x == t)) {
+                page.changes.push(c);
+            }
+        }
+        page.more = seen == limit && page.next < head;
+        Ok(page)
+    }
+
+    /// Whether a device that is not revoked has one of `enrolee_ids` as its Enrolee-ID and
+    /// `target` among its Enrolment Targets (an indexed lookup by Enrolee-ID).
+    pub fn enrolee_provisioned_for(
+        &self,
+        enrolee_ids: &[&str],
+        target: &str,
+    ) -> Result<bool, StoreError> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT targets FROM devices WHERE enrolee_id = ?1 AND revoked IS NULL",
+        )?;
+        for id in enrolee_ids {
+            let rows = st.query_map([id], |r| r.get::<_, String>(0))?;
+            for t in rows {
+                let targets: Vec<String> = serde_json::from_str(&t?).unwrap_or_default();
+                if targets.iter().any(|x| x == target) {
+                    return Ok(true);
+                }
+            }
+        }
+        Ok(false)
     }
 
     /// Number of devices, enrolments and key registrations.
@@ -427,7 +727,12 @@ impl MefStore {
 
     // ----- enrolments --------------------------------------------------------------------
 
-    /// Commits an enrolment at the end of the exchange, replacing the device's previous one.
+    /// Commits an enrolment at the end of the exchange, replacing the device's previous one,
+    /// if and only if the device's enrolment generation is still `expected_gen` (the one the
+    /// exchange saw at its bootstrap, [`MefStore::enrol_gen`]): a compare-and-set in one
+    /// transaction, so of two overlapping exchanges the second to commit is refused
+    /// ([`CommitOutcome::Superseded`]) instead of silently replacing the first. Appends a
+    /// [`ChangeKind::Enrolled`] row to the change feed.
     #[allow(clippy::too_many_arguments)]
     pub fn commit_enrolment(
         &mut self,
@@ -436,8 +741,9 @@ impl MefStore {
         admin_fqdn: &str,
         labels: Option<&[String]>,
         reg_expires: i64,
+        expected_gen: i64,
         now: i64,
-    ) -> Result<(), StoreError> {
+    ) -> Result<CommitOutcome, StoreError> {
         let sealed = self
             .sealer
             .seal(&aad("enrolments", &e.ke_id), ke.expose_secret());
@@ -446,17 +752,21 @@ impl MefStore {
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let live: Option<i64> = tx
             .query_row(
-                "SELECT 1 FROM devices WHERE kpm_id = ?1 AND revoked IS NULL",
+                "SELECT enrol_gen FROM devices WHERE kpm_id = ?1 AND revoked IS NULL",
                 [&e.kpm_id],
                 |r| r.get(0),
             )
             .optional()?;
-        if live.is_none() {
+        let Some(gen) = live else {
             return Err(StoreError::Corrupt(format!(
                 "device {} is unknown or revoked",
                 e.kpm_id
             )));
+        };
+        if gen != expected_gen {
+            return Ok(CommitOutcome::Superseded);
         }
+        let ended = Self::current_ke_id(&tx, &e.kpm_id)?;
         tx.execute("DELETE FROM enrolments WHERE kpm_id = ?1", [&e.kpm_id])?;
         tx.execute(
             "INSERT INTO enrolments (kpm_id, ke_id, ke, enrolee_id, reg_id, admin_fqdn, labels, \
@@ -475,8 +785,20 @@ impl MefStore {
                 now
             ],
         )?;
+        tx.execute(
+            "UPDATE devices SET enrol_gen = enrol_gen + 1 WHERE kpm_id = ?1",
+            [&e.kpm_id],
+        )?;
+        Self::record_change(
+            &tx,
+            ChangeKind::Enrolled,
+            &e.kpm_id,
+            Some(&e.ke_id),
+            ended.as_deref().filter(|k| *k != e.ke_id),
+            now,
+        )?;
         tx.commit()?;
-        Ok(())
+        Ok(CommitOutcome::Committed(gen + 1))
     }
 
     /// The enrolment with this KeID (lowercase), and its Ke.
@@ -560,13 +882,29 @@ impl MefStore {
     }
 
     /// MEF Client De-registration (TS-0003 §8.3.5.2.6): the device's enrolment and its key
-    /// registrations go, in one transaction; the device stays provisioned and may enrol again.
-    pub fn deregister(&mut self, kpm_id: &str) -> Result<bool, StoreError> {
+    /// registrations go, in one transaction, with a [`ChangeKind::Deregistered`] row in the
+    /// change feed; the device stays provisioned and may enrol again.
+    pub fn deregister(&mut self, kpm_id: &str, now: i64) -> Result<bool, StoreError> {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let ended = Self::current_ke_id(&tx, kpm_id)?;
         let n = tx.execute("DELETE FROM enrolments WHERE kpm_id = ?1", [kpm_id])?;
         tx.execute("DELETE FROM key_regs WHERE kpm_id = ?1", [kpm_id])?;
+        if n == 1 {
+            tx.execute(
+                "UPDATE devices SET enrol_gen = enrol_gen + 1 WHERE kpm_id = ?1",
+                [kpm_id],
+            )?;
+            Self::record_change(
+                &tx,
+                ChangeKind::Deregistered,
+                kpm_id,
+                None,
+                ended.as_deref(),
+                now,
+            )?;
+        }
         tx.commit()?;
         Ok(n == 1)
     }
@@ -753,8 +1091,19 @@ mod tests {
                 id2: None,
                 expires: 100,
             };
-            s.commit_enrolment(&e, &Ke::from_array([i; 32]), "a.example", None, 100, 1)
-                .unwrap();
+            assert_eq!(
+                s.commit_enrolment(
+                    &e,
+                    &Ke::from_array([i; 32]),
+                    "a.example",
+                    None,
+                    100,
+                    i64::from(i),
+                    1
+                )
+                .unwrap(),
+                CommitOutcome::Committed(i64::from(i) + 1)
+            );
         }
         assert_eq!(s.counts().unwrap(), (1, 1, 0));
         let (e, ke) = s
@@ -774,7 +1123,7 @@ mod tests {
             expires: 100,
         };
         assert!(s
-            .commit_enrolment(&e, &Ke::from_array([0; 32]), "a", None, 1, 1)
+            .commit_enrolment(&e, &Ke::from_array([0; 32]), "a", None, 1, 4, 1)
             .is_err());
     }
 
@@ -795,7 +1144,7 @@ mod tests {
             id2: None,
             expires: 100,
         };
-        s.commit_enrolment(&e, &Ke::from_array([3; 32]), "a", None, 100, 1)
+        s.commit_enrolment(&e, &Ke::from_array([3; 32]), "a", None, 100, 0, 1)
             .unwrap();
         let page = s.devices_with_enrolments(None, 1).unwrap();
         assert_eq!(page.len(), 1);
@@ -806,5 +1155,172 @@ mod tests {
             .unwrap();
         assert_eq!(page.len(), 1);
         assert_eq!(page[0].1.as_ref(), Some(&e));
+    }
+
+    fn enrolment(kpm_id: &str, ke: u8) -> Enrolment {
+        Enrolment {
+            kpm_id: kpm_id.into(),
+            ke_id: format!("{ke:032x}@mef.example"),
+            enrolee_id: "Cdev1".into(),
+            reg_id: format!("r{ke}"),
+            id2: None,
+            expires: 100,
+        }
+    }
+
+    /// Issue 9 item 9: two exchanges that both saw generation 0; the second commit is refused
+    /// and leaves the first's KeID the valid one.
+    #[test]
+    fn a_commit_is_conditional_on_the_generation_seen_at_bootstrap() {
+        let mut s = MefStore::open_in_memory(Kek::from_array([1; 32])).unwrap();
+        s.add_device(&dev("d1@mef.example"), &Kpm::from_bytes(&[7; 32]).unwrap())
+            .unwrap();
+        let seen = s.enrol_gen("d1@mef.example").unwrap().unwrap();
+        assert_eq!(seen, 0);
+        let (a, b) = (
+            enrolment("d1@mef.example", 1),
+            enrolment("d1@mef.example", 2),
+        );
+        let ke = Ke::from_array([5; 32]);
+        assert_eq!(
+            s.commit_enrolment(&a, &ke, "a", None, 100, seen, 1)
+                .unwrap(),
+            CommitOutcome::Committed(1)
+        );
+        assert_eq!(
+            s.commit_enrolment(&b, &ke, "a", None, 100, seen, 1)
+                .unwrap(),
+            CommitOutcome::Superseded
+        );
+        assert_eq!(s.enrolment_of("d1@mef.example").unwrap(), Some(a.clone()));
+        assert!(s.enrolment_by_ke_id(&b.ke_id).unwrap().is_none());
+        // De-registration moves the generation too: an exchange begun before it is refused.
+        assert!(s.deregister("d1@mef.example", 2).unwrap());
+        assert_eq!(s.enrol_gen("d1@mef.example").unwrap(), Some(2));
+        assert_eq!(
+            s.commit_enrolment(&b, &ke, "a", None, 100, 1, 2).unwrap(),
+            CommitOutcome::Superseded
+        );
+        assert_eq!(s.enrol_gen("nobody@mef.example").unwrap(), None);
+    }
+
+    #[test]
+    fn the_change_feed_follows_enrolments_and_revocations_per_target() {
+        let mut s = MefStore::open_in_memory(Kek::from_array([1; 32])).unwrap();
+        let kpm = Kpm::from_bytes(&[7; 32]).unwrap();
+        let mut other = dev("d2@mef.example");
+        other.targets = vec!["//sp.example/cse-other".into()];
+        other.enrolee_id = "Cdev2".into();
+        s.add_device(&dev("d1@mef.example"), &kpm).unwrap();
+        s.add_device(&other, &kpm).unwrap();
+        assert_eq!(s.change_head().unwrap(), 0);
+        let ke = Ke::from_array([5; 32]);
+        let a = enrolment("d1@mef.example", 1);
+        let b = enrolment("d1@mef.example", 2);
+        s.commit_enrolment(&a, &ke, "a", None, 100, 0, 10).unwrap();
+        s.commit_enrolment(&enrolment("d2@mef.example", 3), &ke, "a", None, 100, 0, 11)
+            .unwrap();
+        s.commit_enrolment(&b, &ke, "a", None, 100, 1, 12).unwrap();
+        assert!(s.revoke_device("d1@mef.example", 13).unwrap());
+        assert!(!s.revoke_device("d1@mef.example", 14).unwrap(), "once");
+        assert_eq!(s.change_head().unwrap(), 4);
+
+        let cse = "//sp.example/cse-in";
+        let all = s.changes_after(0, Some(cse), 100).unwrap();
+        assert!(!all.more && !all.reset);
+        assert_eq!(all.next, 4);
+        let got: Vec<_> = all
+            .changes
+            .iter()
+            .map(|c| (c.seq, c.kind, c.ke_id.clone(), c.ended_ke_id.clone()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (1, ChangeKind::Enrolled, Some(a.ke_id.clone()), None),
+                (
+                    3,
+                    ChangeKind::Enrolled,
+                    Some(b.ke_id.clone()),
+                    Some(a.ke_id.clone())
+                ),
+                (4, ChangeKind::Revoked, None, Some(b.ke_id.clone())),
+            ],
+            "re-enrolment ends the old KeID; the other target's device is not shown"
+        );
+        assert_eq!(all.changes[2].enrolee_id, "Cdev1");
+        // Pages: the cursor moves over rows of other targets too.
+        let p1 = s.changes_after(0, Some(cse), 2).unwrap();
+        assert_eq!((p1.changes.len(), p1.next, p1.more), (1, 2, true));
+        let p2 = s.changes_after(p1.next, Some(cse), 2).unwrap();
+        assert_eq!((p2.changes.len(), p2.next, p2.more), (2, 4, false));
+        let p3 = s.changes_after(4, Some(cse), 2).unwrap();
+        assert!(p3.changes.is_empty() && !p3.more && !p3.reset && p3.next == 4);
+        // A cursor beyond the end (a store restored from an older copy) starts over.
+        assert!(s.changes_after(9, Some(cse), 2).unwrap().reset);
+
+        // A day later the old rows are pruned: a cursor from before them starts over.
+        let later = 13 + CHANGE_RETENTION_SECS + 1;
+        assert!(s.deregister("d2@mef.example", later).unwrap());
+        assert_eq!(s.change_head().unwrap(), 5);
+        let r = s.changes_after(2, Some(cse), 100).unwrap();
+        assert!(r.reset && r.changes.is_empty() && r.next == 5);
+        let ok = s.changes_after(4, None, 100).unwrap();
+        assert!(!ok.reset);
+        assert_eq!(ok.changes.len(), 1);
+        assert_eq!(ok.changes[0].kind, ChangeKind::Deregistered);
+        assert_eq!(
+            ok.changes[0].ended_ke_id,
+            Some(format!("{:032x}@mef.example", 3))
+        );
+    }
+
+    #[test]
+    fn enrolee_ids_provisioned_for_a_target() {
+        let mut s = MefStore::open_in_memory(Kek::from_array([1; 32])).unwrap();
+        s.add_device(&dev("d1@mef.example"), &Kpm::from_bytes(&[7; 32]).unwrap())
+            .unwrap();
+        let cse = "//sp.example/cse-in";
+        assert!(s.enrolee_provisioned_for(&["Cdev1"], cse).unwrap());
+        assert!(s.enrolee_provisioned_for(&["Cx", "Cdev1"], cse).unwrap());
+        assert!(!s
+            .enrolee_provisioned_for(&["Cdev1"], "//sp.example/cse-mn")
+            .unwrap());
+        assert!(!s.enrolee_provisioned_for(&["Cdev9"], cse).unwrap());
+        s.revoke_device("d1@mef.example", 3).unwrap();
+        assert!(!s.enrolee_provisioned_for(&["Cdev1"], cse).unwrap());
+    }
+
+    /// A version 1 store (before the enrolment generation and the change feed) is migrated on
+    /// open, its rows kept.
+    #[test]
+    fn a_version_1_store_is_migrated() {
+        let d = tempfile::tempdir().unwrap();
+        {
+            let c = Connection::open(d.path().join(DB_FILE)).unwrap();
+            c.execute_batch(
+                "CREATE TABLE schema_version (version INTEGER NOT NULL);
+                 INSERT INTO schema_version VALUES (1);
+                 CREATE TABLE devices (kpm_id TEXT PRIMARY KEY NOT NULL, kpm BLOB NOT NULL,
+                   enrolee_id TEXT NOT NULL, targets TEXT NOT NULL, enrolment_secs INTEGER NOT NULL,
+                   created INTEGER NOT NULL, revoked INTEGER);
+                 INSERT INTO devices VALUES ('d1@mef.example', x'00', 'Cdev1',
+                   '[\"//sp.example/cse-in\"]', 60, 1, NULL);",
+            )
+            .unwrap();
+        }
+        let s = MefStore::open(d.path()).unwrap();
+        let v: i64 = s
+            .conn
+            .query_row("SELECT version FROM schema_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, SCHEMA_VERSION);
+        assert_eq!(s.enrol_gen("d1@mef.example").unwrap(), Some(0));
+        assert!(s
+            .enrolee_provisioned_for(&["Cdev1"], "//sp.example/cse-in")
+            .unwrap());
+        drop(s);
+        // Opening again is a no-op.
+        MefStore::open(d.path()).unwrap();
     }
 }

@@ -13,6 +13,19 @@
 //! | MEF Key Registration (§8.3.5.2.7) | CREATE, `ty` = [`TY_MEF_KEY_REG`] | [`MEF_BASE`] | `mefKeyReg` |
 //! | Key Retrieval / Update / De-registration (§8.3.5.2.8–10) | RETRIEVE / UPDATE / DELETE | `mef/keys/<RelativeKeyID>` | `mefKeyReg` |
 //! | Legacy retrieval (§8.3.2.1 step 6) | RETRIEVE | `fetchCredentials/<KeID>/<SUID>` | [`FetchCredentialsResponse`] (A30) |
+//! | Change feed of a target (project-defined, issue 9 item 8) | RETRIEVE | [`CHANGES`]`/<cursor>` or [`CHANGES`]`/head` | `mefChanges` ([`ChangeFeed`]) |
+//! | Enrolee-ID reservation (project-defined, issue 9 item 1) | RETRIEVE | [`ENROLEES`]`/<AE-ID-Stem>` | `mefEnrolee` ([`EnroleeReservation`]) |
+//!
+//! The last two are **[I]** resources of this project that TS-0003 does not have: only a
+//! configured target client (a CSE authenticated at the MEF by its own credential) may retrieve
+//! them, and each answers for that client alone. The change feed lists, after a cursor, the
+//! enrolments committed, de-registered and revoked of the devices that name the client among
+//! their Enrolment Targets, so the CSE drops a revoked KeID's cached key and closes its
+//! sessions within its polling interval; `head` answers the current cursor with no rows (where
+//! a reader starts). The reservation says whether a non-revoked device provisioned for that
+//! client has the stem as its Enrolee-ID (bare, SP-relative `/<cse>/<stem>` or `/<stem>`, or
+//! absolute), so the CSE refuses a registration of that AE-ID by another credential
+//! (TS-0003 §7.2.1, §8.3).
 //!
 //! The resource type numbers are **project-defined** until TS-0032's are checked; they are
 //! only used in `ty` of CREATE. Element names are TS-0003's information element names in
@@ -37,6 +50,12 @@ pub const TY_IBC_ENROL: u64 = 10_004;
 pub const MEF_BASE: &str = "mef";
 /// The legacy retrieval path prefix (TS-0003 §8.3.2.1 step 6).
 pub const FETCH_CREDENTIALS: &str = "fetchCredentials";
+/// The change feed of a target client (project-defined, see the module docs).
+pub const CHANGES: &str = "mef/changes";
+/// The Enrolee-ID reservation query of a target client (project-defined).
+pub const ENROLEES: &str = "mef/enrolees";
+/// Most feed rows the MEF looks at for one page.
+pub const CHANGES_PAGE: usize = 500;
 
 /// MEF Client Registration request (TS-0003 table 8.3.5.2.3-1).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -300,6 +319,53 @@ pub struct FetchCredentialsResponse {
     /// ErrorString, when status is false.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_string: Option<String>,
+}
+
+/// One change of the feed (project-defined, see the module docs).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ChangeEvent {
+    /// Sequence number.
+    pub seq: i64,
+    /// `enrolled`, `deregistered` or `revoked`.
+    pub event: crate::store::ChangeKind,
+    /// The device's Enrolee-ID.
+    #[serde(rename = "enroleeID")]
+    pub enrolee_id: String,
+    /// The KeID that became valid (`enrolled`).
+    #[serde(rename = "keID", default, skip_serializing_if = "Option::is_none")]
+    pub ke_id: Option<String>,
+    /// The KeID that is no longer valid (a replaced, de-registered or revoked enrolment).
+    #[serde(rename = "endedKeID", default, skip_serializing_if = "Option::is_none")]
+    pub ended_ke_id: Option<String>,
+}
+
+/// A page of a target's change feed (`mefChanges`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ChangeFeed {
+    /// The cursor to ask with next.
+    pub next: i64,
+    /// More changes follow at once.
+    pub more: bool,
+    /// The cursor was too old (or from another store): forget everything learned from this MEF
+    /// and go on from `next`.
+    pub reset: bool,
+    /// The changes, oldest first.
+    #[serde(default)]
+    pub changes: Vec<ChangeEvent>,
+}
+
+/// Whether an AE-ID-Stem is the Enrolee-ID of a device provisioned for the asking target
+/// (`mefEnrolee`, project-defined).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct EnroleeReservation {
+    /// The stem asked for.
+    #[serde(rename = "enroleeID")]
+    pub enrolee_id: String,
+    /// True if reserved.
+    pub reserved: bool,
 }
 
 /// Wraps `value` under its content root, e.g. `{"mefClientReg": {...}}`.

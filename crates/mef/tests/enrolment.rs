@@ -1,7 +1,8 @@
 //! The enrolment exchange end to end on loopback: TLS-PSK bootstrap with Kpm, Client
 //! Registration, MEF Client Commands, IBC enrolment, commit and close; then an Enrolment
 //! Target fetching the device's key with `/fetchCredentials`, MEF Key Registration and
-//! Retrieval with targetIDs authorisation.
+//! Retrieval with targetIDs authorisation; the CSE-side key source ([`MefKeySource`]) against
+//! that MEF: Enrolee-ID reservations, the change feed, and its bounds on lookups (issue 9).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -9,6 +10,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use m2msec_bindings::client::HttpClient;
+use m2msec_bindings::service::{RemoteKeySource, RemoteRevocations};
 use m2msec_bindings::{Limits, Listeners, Server};
 use m2msec_core::duration::XsDuration;
 use m2msec_core::eccsi::{verify, Kpak, Signature};
@@ -20,6 +22,7 @@ use m2msec_cse::{Operation, RequestPrimitive, Rsc};
 use m2msec_mef::endpoint::validate_ibc;
 use m2msec_mef::enrolee::{enrol, target_key, EnrolParams, Keystore};
 use m2msec_mef::store::Device;
+use m2msec_mef::target::{FetchError, FetchLimits, MefKeySource, MefLink};
 use m2msec_mef::wire::{self, FetchCredentialsResponse, KeyReg, KeyRegRequest};
 use m2msec_mef::{LocalPkg, MefConfig, MefEndpoint, TargetClient};
 use m2msec_tls::{ClientConfig, Psk, PskIdentity, TlsClient};
@@ -50,6 +53,14 @@ async fn start_mef_with_clock(clock: m2msec_mef::endpoint::Clock) -> Mef {
 }
 
 async fn start_mef_full(clock: m2msec_mef::endpoint::Clock, legacy: bool) -> Mef {
+    start_mef_pkg(clock, legacy, Arc::new(LocalPkg::generate())).await
+}
+
+async fn start_mef_pkg(
+    clock: m2msec_mef::endpoint::Clock,
+    legacy: bool,
+    pkg: Arc<dyn m2msec_mef::Pkg>,
+) -> Mef {
     let dir = tempfile::tempdir().unwrap();
     let cfg = MefConfig {
         fqdn: FQDN.parse().unwrap(),
@@ -71,14 +82,7 @@ async fn start_mef_full(clock: m2msec_mef::endpoint::Clock, legacy: bool) -> Mef
             client_id: OTHER.into(),
         },
     ];
-    let (ep, tls) = MefEndpoint::with_clock(
-        cfg,
-        dir.path(),
-        Arc::new(LocalPkg::generate()),
-        targets,
-        clock,
-    )
-    .unwrap();
+    let (ep, tls) = MefEndpoint::with_clock(cfg, dir.path(), pkg, targets, clock).unwrap();
     for i in 0..3 {
         let d = Device {
             kpm_id: format!("dev{i}@{FQDN}"),
@@ -525,4 +529,377 @@ async fn legacy_derivation_serves_kpsa_of_10_3_3() {
         &m2msec_core::kdf::KdfIdentifier::new(CSE).unwrap(),
     );
     assert_eq!(&mine[..], kpsa.expose_secret());
+}
+
+/// A PKG that holds each extraction until two are waiting (at most 10 s): two exchanges of one
+/// device reach their IBC step together, so both bootstrapped before either commits.
+struct RendezvousPkg {
+    inner: LocalPkg,
+    waiting: std::sync::Mutex<usize>,
+    cv: std::sync::Condvar,
+}
+
+impl m2msec_mef::Pkg for RendezvousPkg {
+    fn kpak(&self) -> Kpak {
+        m2msec_mef::Pkg::kpak(&self.inner)
+    }
+
+    fn extract(
+        &self,
+        id2: &[u8],
+    ) -> Result<m2msec_core::eccsi::UserKeys, m2msec_core::eccsi::EccsiError> {
+        let mut n = self.waiting.lock().unwrap();
+        *n += 1;
+        self.cv.notify_all();
+        let _ = self
+            .cv
+            .wait_timeout_while(n, Duration::from_secs(10), |n| *n < 2)
+            .unwrap();
+        m2msec_mef::Pkg::extract(&self.inner, id2)
+    }
+}
+
+/// Issue 9 item 9: two overlapping enrolments of one device. Exactly one reports success, the
+/// other gets CONFLICT at the end of the exchange (so `m2msec enrol` exits 1 and writes no
+/// keystore), and the KeID of the one that succeeded is the one the MEF serves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn of_two_concurrent_enrolments_of_one_device_exactly_one_succeeds() {
+    let pkg = Arc::new(RendezvousPkg {
+        inner: LocalPkg::generate(),
+        waiting: std::sync::Mutex::new(0),
+        cv: std::sync::Condvar::new(),
+    });
+    let now = Arc::new(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64
+    });
+    let mef = start_mef_pkg(now, false, pkg).await;
+    let (pa, pb) = (params(mef.addr, 0), params(mef.addr, 0));
+    let (a, b) = tokio::join!(enrol(&pa), enrol(&pb));
+    let (won, lost) = match (a, b) {
+        (Ok(w), Err(l)) | (Err(l), Ok(w)) => (w, l),
+        (Ok(a), Ok(b)) => panic!(
+            "both enrolments reported success ({} and {})",
+            a.summary.ke_id, b.summary.ke_id
+        ),
+        (Err(a), Err(b)) => panic!("both failed: {a}; {b}"),
+    };
+    match &lost {
+        m2msec_mef::enrolee::EnrolError::Refused { step, rsc, .. } => {
+            assert_eq!((*step, *rsc), ("end of exchange", 4105), "{lost}")
+        }
+        other => panic!("{other}"),
+    }
+    let e = mef
+        .ep
+        .with_store(|s| s.enrolment_of("dev0@mef.sp.example"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(e.ke_id, won.summary.ke_id);
+    let mut cse = target_client(mef.addr, "cse-in@mef.sp.example", 0x11).await;
+    let r = cse
+        .send(&get(
+            &format!("fetchCredentials/{}/22", won.summary.ke_id),
+            CSE,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(r.rsc, Rsc::Ok);
+    // One after the other, a re-enrolment still replaces the previous one.
+    let again = enrol(&params(mef.addr, 0)).await.unwrap();
+    assert_ne!(again.summary.ke_id, won.summary.ke_id);
+}
+
+/// A [`MefKeySource`] for the in-process MEF, as the target client `identity` (key bytes all
+/// `key`) with absolute ID `client_id`.
+fn key_source(
+    port: u16,
+    identity: &str,
+    key: u8,
+    client_id: &str,
+    limits: FetchLimits,
+    poll: Duration,
+) -> MefKeySource {
+    MefKeySource::new(MefLink {
+        host: "127.0.0.1".into(),
+        port,
+        fqdn: FQDN.parse().unwrap(),
+        psk_identity: PskIdentity::new(identity).unwrap(),
+        psk: Psk::new(&[key; 32]).unwrap(),
+        cse_id: client_id.into(),
+        suid: 22,
+        timeout: Duration::from_secs(2),
+        poll_interval: poll,
+        limits,
+    })
+    .unwrap()
+}
+
+fn add_device(mef: &Mef, kpm_id: &str, enrolee_id: &str, targets: &[&str]) {
+    let d = Device {
+        kpm_id: kpm_id.into(),
+        enrolee_id: enrolee_id.into(),
+        targets: targets.iter().map(|t| t.to_string()).collect(),
+        enrolment_secs: 3600,
+        created: 0,
+        revoked: None,
+    };
+    mef.ep
+        .with_store(|s| s.add_device(&d, &Kpm::from_bytes(&[9; 32]).unwrap()))
+        .unwrap();
+}
+
+/// Issue 9 item 1's hook: whether an AE-ID-Stem is the Enrolee-ID of a device provisioned for
+/// the asking CSE, answered only to a target client and only for itself; a revocation at the
+/// MEF withdraws a cached positive answer through the change feed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enrolee_reservations_are_answered_for_the_asking_cse_only() {
+    let mef = start_mef().await;
+    add_device(&mef, "other@mef.sp.example", "Cother", &[OTHER]);
+    add_device(
+        &mef,
+        "abs@mef.sp.example",
+        "//sp.example/cse-in/Cabs",
+        &[CSE],
+    );
+    add_device(&mef, "srel@mef.sp.example", "/Sfleet", &[CSE]);
+    let poll = Duration::from_secs(3600);
+    let src = key_source(
+        mef.addr.port(),
+        "cse-in@mef.sp.example",
+        0x11,
+        CSE,
+        FetchLimits::default(),
+        poll,
+    );
+    let other = key_source(
+        mef.addr.port(),
+        "cse-other@mef.sp.example",
+        0x22,
+        OTHER,
+        FetchLimits::default(),
+        poll,
+    );
+    assert_eq!(
+        src.enrolee_reserved("Cdev0"),
+        Ok(true),
+        "provisioned, not enrolled yet"
+    );
+    assert_eq!(
+        src.enrolee_reserved("Cabs"),
+        Ok(true),
+        "an absolute Enrolee-ID"
+    );
+    assert_eq!(
+        src.enrolee_reserved("Sfleet"),
+        Ok(true),
+        "an S-type SP-relative one"
+    );
+    assert_eq!(src.enrolee_reserved("Cnobody"), Ok(false));
+    assert_eq!(
+        src.enrolee_reserved("Cother"),
+        Ok(false),
+        "a device of another target"
+    );
+    assert_eq!(other.enrolee_reserved("Cother"), Ok(true));
+    assert_eq!(other.enrolee_reserved("Cdev0"), Ok(false));
+    assert_eq!(src.enrolee_reserved("not a stem"), Ok(false));
+
+    // Revoked at the MEF: the cached positive answer goes with the next poll of the feed.
+    src.poll_now().unwrap();
+    assert!(mef
+        .ep
+        .with_store(|s| s.revoke_device("dev0@mef.sp.example", 1))
+        .unwrap());
+    assert_eq!(src.enrolee_reserved("Cdev0"), Ok(true), "still cached");
+    src.poll_now().unwrap();
+    assert_eq!(src.enrolee_reserved("Cdev0"), Ok(false));
+
+    // Only a configured target client may ask: a device's own session gets no answer.
+    let c = TlsClient::new(ClientConfig::psk(
+        PskIdentity::new("dev1@mef.sp.example").unwrap(),
+        Psk::new(&[2; 32]).unwrap(),
+    ))
+    .unwrap();
+    let ch = c
+        .connect("127.0.0.1", mef.addr.port(), Some(FQDN))
+        .await
+        .unwrap();
+    let mut dev = HttpClient::new(ch, FQDN).await.unwrap();
+    for to in ["mef/enrolees/Cdev2", "mef/changes/head"] {
+        let r = dev.send(&get(to, "Cdev1")).await.unwrap();
+        assert_eq!(r.rsc, Rsc::NotFound, "{to}");
+        assert!(r.pc.as_ref().map_or(true, |p| p.get("mefEnrolee").is_none()
+            && p.get("mefChanges").is_none()));
+    }
+}
+
+/// Issue 9 item 8 at the source: revocations, re-enrolments and de-registrations at the MEF
+/// come out of the change feed as revoked KeIDs, once each; a cursor older than the feed keeps
+/// reports that everything must go.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_change_feed_reports_revoked_keids_to_the_key_source() {
+    use std::sync::atomic::{AtomicI64, Ordering};
+    let base = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let offset = Arc::new(AtomicI64::new(0));
+    let o = offset.clone();
+    let mef = start_mef_with_clock(Arc::new(move || base + o.load(Ordering::SeqCst))).await;
+    let src = key_source(
+        mef.addr.port(),
+        "cse-in@mef.sp.example",
+        0x11,
+        CSE,
+        FetchLimits::default(),
+        Duration::from_secs(3600),
+    );
+    src.poll_now().unwrap();
+    let a = enrol(&params(mef.addr, 0)).await.unwrap().summary.ke_id;
+    let b = enrol(&params(mef.addr, 1)).await.unwrap().summary.ke_id;
+    assert!(src.fetch(&a).is_some() && src.fetch(&b).is_some());
+    // Another spelling of a KeID is not asked for (the CSE caches and revokes canonical ones).
+    assert!(src.fetch(&a.to_uppercase()).is_none());
+    src.poll_now().unwrap();
+    assert_eq!(src.take_revoked(), RemoteRevocations::default());
+
+    let a2 = enrol(&params(mef.addr, 0)).await.unwrap().summary.ke_id;
+    assert!(mef
+        .ep
+        .with_store(|s| s.revoke_device("dev1@mef.sp.example", base))
+        .unwrap());
+    src.poll_now().unwrap();
+    let r = src.take_revoked();
+    assert!(!r.all);
+    assert_eq!(r.identities, vec![a.clone(), b.clone()]);
+    assert_eq!(src.take_revoked(), RemoteRevocations::default(), "once");
+    assert!(src.fetch(&a2).is_some());
+
+    // Two days later the rows this source has not read yet are pruned: it must drop everything.
+    assert!(mef
+        .ep
+        .with_store(|s| s.deregister("dev0@mef.sp.example", base + 10))
+        .unwrap());
+    offset.store(2 * 86_400, Ordering::SeqCst);
+    enrol(&params(mef.addr, 2)).await.unwrap();
+    src.poll_now().unwrap();
+    assert!(src.take_revoked().all);
+}
+
+/// Issue 9 item 7 at the source: with a MEF that accepts and never answers, lookups of unknown
+/// identities beyond the in-flight bound are refused at once instead of each holding a thread
+/// for the deadline, and after a timeout none is asked for a while; with a MEF that
+/// answers, misses of never-seen identities stop at the bucket while a known device's key is
+/// still retrieved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lookups_of_unknown_keids_are_bounded() {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let _held = std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in silent.incoming().take(64) {
+            held.push(s);
+        }
+        std::thread::sleep(Duration::from_secs(30));
+    });
+    let limits = FetchLimits {
+        max_in_flight: 2,
+        max_in_flight_unseen: 1,
+        ..FetchLimits::default()
+    };
+    let src = key_source(
+        port,
+        "cse-in@mef.sp.example",
+        0x11,
+        CSE,
+        limits,
+        Duration::from_secs(3600),
+    );
+    let ids: Vec<String> = (0..8).map(|i| format!("{:032x}@{FQDN}", i + 1)).collect();
+    let times: Vec<Duration> = std::thread::scope(|s| {
+        let hs: Vec<_> = ids
+            .iter()
+            .map(|id| {
+                let src = &src;
+                s.spawn(move || {
+                    let t = std::time::Instant::now();
+                    assert!(src.fetch(id).is_none());
+                    t.elapsed()
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let slow = times
+        .iter()
+        .filter(|t| **t > Duration::from_millis(1000))
+        .count();
+    let fast = times
+        .iter()
+        .filter(|t| **t < Duration::from_millis(300))
+        .count();
+    assert_eq!((slow, fast), (1, 7), "{times:?}");
+    // The MEF did not answer: for a while unseen identities are not asked for at all.
+    let t = std::time::Instant::now();
+    for id in &ids {
+        assert!(src.fetch(id).is_none());
+    }
+    assert!(
+        t.elapsed() < Duration::from_millis(500),
+        "{:?}",
+        t.elapsed()
+    );
+
+    // A MEF that answers: a bucket of 3 misses, refilled very slowly.
+    let mef = start_mef().await;
+    let limits = FetchLimits {
+        unseen_per_sec: 0.001,
+        unseen_burst: 3.0,
+        ..FetchLimits::default()
+    };
+    let src = key_source(
+        mef.addr.port(),
+        "cse-in@mef.sp.example",
+        0x11,
+        CSE,
+        limits,
+        Duration::from_secs(3600),
+    );
+    src.poll_now().unwrap();
+    // A device enrolled now: the feed announces its KeID.
+    let known = enrol(&params(mef.addr, 0)).await.unwrap().summary.ke_id;
+    src.poll_now().unwrap();
+    let unknown = |i: usize| -> m2msec_core::ids::KeId {
+        format!("{:032x}@{FQDN}", 100 + i).parse().unwrap()
+    };
+    let outcome = |src: &MefKeySource, i: usize| match src.fetch_blocking(&unknown(i)) {
+        Err(FetchError::Refused(rsc, _)) => rsc,
+        Err(FetchError::Throttled(_)) => 0,
+        other => panic!("{other:?}"),
+    };
+    let outcomes: Vec<u16> = (0..6).map(|i| outcome(&src, i)).collect();
+    assert_eq!(outcomes, vec![4004, 4004, 4004, 0, 0, 0]);
+    // The announced device's key still comes, the bucket empty.
+    assert!(src.fetch(&known).is_some());
+
+    // A retrieval that succeeds gives its token back: real devices do not drain the bucket.
+    let limits = FetchLimits {
+        unseen_burst: 1.0,
+        ..limits
+    };
+    let fresh = key_source(
+        mef.addr.port(),
+        "cse-in@mef.sp.example",
+        0x11,
+        CSE,
+        limits,
+        Duration::from_secs(3600),
+    );
+    let other = enrol(&params(mef.addr, 1)).await.unwrap().summary.ke_id;
+    assert!(fresh.fetch(&other).is_some());
+    assert_eq!(outcome(&fresh, 10), 4004);
+    assert_eq!(outcome(&fresh, 11), 0);
 }
