@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
 # Installs what m2msec needs to build and test on a fresh Debian 12 machine with a Rust toolchain:
 # a C toolchain and perl/make for the vendored OpenSSL build, the independent TLS peers used by the
-# interoperability tests (OpenSSL and GnuTLS command-line tools), and a Python venv for the Python
-# test peers. Safe to run again. Needs root (or sudo) for apt.
+# interoperability tests (OpenSSL and GnuTLS command-line tools, libcoap's coap-client), and a
+# Python venv for the Python test peers. Safe to run again. Needs root (or sudo) for apt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
-PKGS=(build-essential pkg-config perl make libssl-dev openssl gnutls-bin python3-venv)
+PKGS=(build-essential pkg-config perl make libssl-dev openssl gnutls-bin libcoap3-bin python3-venv)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
