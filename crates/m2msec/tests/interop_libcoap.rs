@@ -93,9 +93,23 @@ fn is_response(line: &str) -> bool {
             .is_some_and(|c| c.starts_with(['2', '4', '5']))
 }
 
-/// One request with `peer`; returns the response it logged.
+/// One request with `peer`; returns the response it logged. The client is then killed (it
+/// would wait for `-B` seconds, having discarded the response): no close_notify is sent.
 fn coap(
     peer: &str,
+    url: &str,
+    cred: (&str, &str),
+    method: &str,
+    options: &[(u16, &str)],
+    payload: Option<&str>,
+) -> Reply {
+    coap_from(peer, None, url, cred, method, options, payload)
+}
+
+/// [`coap`] from a fixed local UDP port (`-p`) when given.
+fn coap_from(
+    peer: &str,
+    local_port: Option<u16>,
     url: &str,
     cred: (&str, &str),
     method: &str,
@@ -106,6 +120,9 @@ fn coap(
     let mut cmd = Command::new(peer);
     cmd.args(["-v", "7", "-B", "10", "-m", method, "-A", "50"])
         .args(["-u", cred.0, "-k", cred.1]);
+    if let Some(p) = local_port {
+        cmd.args(["-p", &p.to_string()]);
+    }
     for (num, value) in options {
         cmd.args(["-O", &format!("{num},{value}")]);
     }
@@ -313,6 +330,40 @@ fn coap_client_by_address_is_refused_when_sni_is_required() {
             "{peer}: a oneM2M response by name: {}",
             r.line
         );
+    }
+}
+
+/// A device that loses power (killed: no close_notify) and comes back on the same UDP source
+/// port is answered at once, although the CSE still holds its stale DTLS session (RFC 6347
+/// §4.2.8, issue 9 item 6): its new ClientHello starts a new handshake that replaces the
+/// session, instead of reaching the stale session and refreshing its idle timer.
+#[test]
+fn coap_client_rebooted_on_the_same_port_is_answered_at_once() {
+    let cse = Cse::start(false);
+    let url = format!("coaps://127.0.0.1:{}/cb", cse.port);
+    for peer in PEERS {
+        let port = std::net::UdpSocket::bind("127.0.0.1:0")
+            .and_then(|s| s.local_addr())
+            .unwrap()
+            .port();
+        for boot in 0..3 {
+            let t = std::time::Instant::now();
+            let r = coap_from(
+                peer,
+                Some(port),
+                &url,
+                AE1,
+                "get",
+                &[(FR, "Cnobody"), (RQI, "boot"), (RVI, "3")],
+                None,
+            );
+            let took = t.elapsed();
+            assert!(r.rsc.is_some(), "{peer} boot {boot}: {}", r.line);
+            assert!(
+                took < std::time::Duration::from_secs(5),
+                "{peer} boot {boot} on port {port}: answered after {took:?}"
+            );
+        }
     }
 }
 
