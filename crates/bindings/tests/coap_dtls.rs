@@ -92,10 +92,21 @@ fn fast() -> Transmission {
 }
 
 async fn connect(addr: SocketAddr, c: (&str, [u8; 16])) -> CoapClient {
+    connect_from(([127, 0, 0, 1], 0).into(), addr, c, WAIT).await
+}
+
+/// A client on the local address `local` (a fixed port: a device that always uses the same
+/// one); the handshake must complete within `within`.
+async fn connect_from(
+    local: SocketAddr,
+    addr: SocketAddr,
+    c: (&str, [u8; 16]),
+    within: Duration,
+) -> CoapClient {
     let mut cfg = ClientConfig::psk(PskIdentity::new(c.0).unwrap(), Psk::new(&c.1).unwrap());
     cfg.handshake_timeout = Duration::from_secs(5);
     let client = DtlsClient::new(cfg, dtls_opts()).unwrap();
-    let session = tokio::time::timeout(WAIT, client.connect_addr(addr, None))
+    let session = tokio::time::timeout(within, client.connect_from(local, addr, None))
         .await
         .expect("handshake in time")
         .expect("DTLS-PSK handshake");
@@ -233,6 +244,30 @@ async fn ae_registers_creates_and_reads_back_over_dtls_psk() {
         MessageClass::Response(ResponseType::NotFound)
     );
     assert_eq!(response_from_coap(&resp).unwrap().rsc, Rsc::NotFound);
+}
+
+/// A device that reboots and reuses its UDP source port (its old session ended without
+/// close_notify) is served again at once, although the server still holds the stale session
+/// (RFC 6347 §4.2.8, issue 9 item 6); without that it stayed locked out until the stale
+/// session's idle timeout, which its own ClientHellos kept refreshing.
+#[tokio::test]
+async fn rebooted_device_on_the_same_port_is_served_again_at_once() {
+    let addr = start_cse().await;
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .unwrap()
+        .port();
+    let local: SocketAddr = ([127, 0, 0, 1], port).into();
+    let mut c = connect_from(local, addr, AE1, WAIT).await;
+    let aei = register(&mut c).await;
+    drop(c);
+    let mut c = connect_from(local, addr, AE1, Duration::from_secs(3)).await;
+    let r = send(
+        &mut c,
+        rq(Operation::Retrieve, "cb/light", Some(&aei), "again"),
+    )
+    .await;
+    assert_eq!(r.rsc, Rsc::Ok, "{r:?}");
 }
 
 #[tokio::test]

@@ -299,6 +299,20 @@ struct CoapSection {
     bind: IpAddr,
     #[serde(default = "default_coaps_port")]
     port: u16,
+    /// DTLS handshakes in progress, at most (the oldest is evicted beyond, issue 9 item 5).
+    #[serde(default = "default_max_half_open")]
+    max_half_open: usize,
+    /// DTLS handshakes in progress from one IPv4 address or IPv6 /64, at most.
+    #[serde(default = "default_max_half_open_per_source")]
+    max_half_open_per_source: usize,
+}
+
+fn default_max_half_open() -> usize {
+    m2msec_tls::DtlsOptions::default().max_half_open
+}
+
+fn default_max_half_open_per_source() -> usize {
+    m2msec_tls::DtlsOptions::default().max_half_open_per_source
 }
 
 /// The default `coaps` port (RFC 7252 §12.7).
@@ -312,6 +326,8 @@ impl Default for CoapSection {
             enabled: false,
             bind: loopback(),
             port: default_coaps_port(),
+            max_half_open: default_max_half_open(),
+            max_half_open_per_source: default_max_half_open_per_source(),
         }
     }
 }
@@ -387,6 +403,8 @@ struct Loaded {
     server: ServerOptions,
     /// The CoAP/DTLS listener address, if `[coap]` is enabled.
     coap_addr: Option<SocketAddr>,
+    /// `[coap]` bounds on DTLS handshakes in progress: (all, per source).
+    coap_half_open: (usize, usize),
     /// Certificate association (`[tls] certificate`, `private_key`, `trust_anchors`).
     certificates: Option<crate::credential::CertificateAssociation>,
     /// Keys for KeIDs of this MEF are fetched from it (`[mef]`).
@@ -486,6 +504,7 @@ fn load(path: &Path) -> Result<Loaded, CliError> {
             .coap
             .enabled
             .then(|| SocketAddr::new(c.coap.bind, c.coap.port)),
+        coap_half_open: (c.coap.max_half_open, c.coap.max_half_open_per_source),
         mef: c.mef.as_ref().map(|m| m.key_source()).transpose()?,
         raw_keys: raw_keys(&c)?,
         certificates: crate::credential::certificates(
@@ -573,6 +592,8 @@ fn serve(a: ServeArgs) -> Result<ExitCode, CliError> {
                 let dtls = m2msec_tls::DtlsOptions {
                     idle_timeout: opts.limits.idle_timeout,
                     max_sessions: opts.limits.max_connections.max(1),
+                    max_half_open: loaded.coap_half_open.0,
+                    max_half_open_per_source: loaded.coap_half_open.1,
                     ..m2msec_tls::DtlsOptions::default()
                 };
                 Some(

@@ -100,6 +100,20 @@ struct CoapSection {
     bind: IpAddr,
     #[serde(default = "default_coap_port")]
     port: u16,
+    /// DTLS handshakes in progress, at most (the oldest is evicted beyond, issue 9 item 5).
+    #[serde(default = "default_max_half_open")]
+    max_half_open: usize,
+    /// DTLS handshakes in progress from one IPv4 address or IPv6 /64, at most.
+    #[serde(default = "default_max_half_open_per_source")]
+    max_half_open_per_source: usize,
+}
+
+fn default_max_half_open() -> usize {
+    DtlsOptions::default().max_half_open
+}
+
+fn default_max_half_open_per_source() -> usize {
+    DtlsOptions::default().max_half_open_per_source
 }
 
 impl Default for CoapSection {
@@ -108,6 +122,8 @@ impl Default for CoapSection {
             enabled: false,
             bind: loopback(),
             port: default_coap_port(),
+            max_half_open: default_max_half_open(),
+            max_half_open_per_source: default_max_half_open_per_source(),
         }
     }
 }
@@ -201,6 +217,8 @@ pub struct Loaded {
     pub addr: SocketAddr,
     /// CoAP/DTLS listener address, if enabled.
     pub coap_addr: Option<SocketAddr>,
+    /// `[coap]` bounds on DTLS handshakes in progress: (all, per source).
+    pub coap_half_open: (usize, usize),
     /// Target clients.
     pub targets: Vec<TargetClient>,
     /// Default Enrolment Expiry, seconds.
@@ -272,6 +290,7 @@ pub fn load(path: &Path) -> Result<Loaded, CliError> {
             .coap
             .enabled
             .then(|| SocketAddr::new(c.coap.bind, c.coap.port)),
+        coap_half_open: (c.coap.max_half_open, c.coap.max_half_open_per_source),
         targets,
         default_enrolment_secs: c.enrolment.default_enrolment_secs,
         pkg: c.pkg,
@@ -331,9 +350,19 @@ pub async fn start(l: Loaded) -> Result<Started, CliError> {
     .map_err(cfg_err)?;
     let coap = match l.coap_addr {
         Some(addr) => Some(
-            CoapServer::bind(addr, &tls, DtlsOptions::default(), limits, ep.clone())
-                .await
-                .map_err(cfg_err)?,
+            CoapServer::bind(
+                addr,
+                &tls,
+                DtlsOptions {
+                    max_half_open: l.coap_half_open.0,
+                    max_half_open_per_source: l.coap_half_open.1,
+                    ..DtlsOptions::default()
+                },
+                limits,
+                ep.clone(),
+            )
+            .await
+            .map_err(cfg_err)?,
         ),
         None => None,
     };

@@ -483,6 +483,34 @@ pub fn sni_for_host(host: &str) -> Option<String> {
     }
 }
 
+/// Whether a received `server_name` is an IP literal: IPv4 dotted quad, IPv6 (bracketed or
+/// not, with or without a zone), with or without a trailing dot.
+pub fn is_ip_literal(name: &str) -> bool {
+    let h = name.trim_end_matches('.');
+    let h = h
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(h);
+    let h = match h.split_once('%') {
+        Some((addr, _zone)) if addr.contains(':') => addr,
+        _ => h,
+    };
+    h.parse::<IpAddr>().is_ok()
+}
+
+/// The SNI host name a server acts on, from the client's `server_name` (RFC 6066 §3):
+/// lowercased; None when absent, empty or an IP literal. RFC 6066 §3 says "Literal IPv4 and
+/// IPv6 addresses are not permitted in HostName", but clients that are given an address (libcoap
+/// with `coaps://127.0.0.1/…`) send it anyway; like servers that route by SNI, we treat it as
+/// no SNI (issue 17), so credential selection falls back as for a client that sent none and
+/// `require_sni` refuses it as missing.
+pub fn server_sni(server_name: Option<&str>) -> Option<String> {
+    match server_name {
+        Some(n) if !n.is_empty() && !is_ip_literal(n) => Some(n.to_ascii_lowercase()),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -535,6 +563,45 @@ mod tests {
             .is_none());
         assert!(t.remove(None, &id));
         assert!(t.resolve(None, &id).is_none());
+    }
+
+    #[test]
+    fn ip_literal_server_name_counts_as_no_sni() {
+        for ip in [
+            "127.0.0.1",
+            "192.0.2.10",
+            "127.0.0.1.",
+            "::1",
+            "[::1]",
+            "2001:db8::1",
+            "[2001:DB8::1]",
+            "::ffff:192.0.2.1",
+            "fe80::1%eth0",
+        ] {
+            assert!(is_ip_literal(ip), "{ip}");
+            assert_eq!(server_sni(Some(ip)), None, "{ip}");
+        }
+        // Names that merely look numeric are names.
+        for name in [
+            "1.2.3.4.example",
+            "123abc",
+            "0x7f.example",
+            "1e100.net",
+            "::1.example",
+        ] {
+            assert!(!is_ip_literal(name), "{name}");
+            assert_eq!(
+                server_sni(Some(name)),
+                Some(name.to_ascii_lowercase()),
+                "{name}"
+            );
+        }
+        assert_eq!(
+            server_sni(Some("CSE.sp.Example")),
+            Some("cse.sp.example".into())
+        );
+        assert_eq!(server_sni(Some("")), None);
+        assert_eq!(server_sni(None), None);
     }
 
     #[test]

@@ -22,7 +22,9 @@ use openssl::x509::{X509StoreContextRef, X509VerifyResult};
 use zeroize::Zeroizing;
 
 use crate::cert::{self, CertCredential, ExpectedName, LeafProblem};
-use crate::config::{ClientConfig, ClientCredential, PskIdentity, ServerConfig, SuitePolicy};
+use crate::config::{
+    server_sni, ClientConfig, ClientCredential, PskIdentity, ServerConfig, SuitePolicy,
+};
 use crate::error::{Error, Result};
 use crate::peer::BoundIdentity;
 use crate::rpk::PkId;
@@ -349,12 +351,16 @@ pub fn server_context(
     let require_sni = cfg.require_sni;
     let certs = cfg.certificates.clone();
     b.set_servername_callback(move |ssl, alert| {
-        let sni = ssl
-            .servername(NameType::HOST_NAME)
-            .map(str::to_ascii_lowercase);
+        let raw = ssl.servername(NameType::HOST_NAME);
+        let sni = server_sni(raw);
+        if sni.is_none() {
+            if let Some(ip) = raw.filter(|r| !r.is_empty()) {
+                tracing::debug!(server_name = %ip, "SNI is an IP literal: treated as absent (RFC 6066 §3)");
+            }
+        }
         match (&sni, &authorities) {
             (None, _) if require_sni => {
-                tracing::info!("TLS client sent no SNI; refused");
+                tracing::info!("TLS client sent no SNI (or an IP literal); refused");
                 *alert = SslAlert::UNRECOGNIZED_NAME;
                 return Err(SniError::ALERT_FATAL);
             }
@@ -386,7 +392,7 @@ pub fn server_context(
 
     if let Some(resolver) = cfg.psk.clone() {
         b.set_psk_server_callback(move |ssl, identity, key_out| {
-            let sni = ssl.servername(NameType::HOST_NAME).map(str::to_ascii_lowercase);
+            let sni = server_sni(ssl.servername(NameType::HOST_NAME));
             let Some(id) = identity.and_then(PskIdentity::from_wire) else {
                 tracing::info!(sni = ?sni, "TLS-PSK: psk_identity missing or not UTF-8; refused");
                 return Ok(0);

@@ -116,7 +116,8 @@ pub struct Peer {
     pub credential: CredentialKind,
     /// The `psk_identity` used (PSK suites).
     pub psk_identity: Option<PskIdentity>,
-    /// The SNI host name (sent by us as client, received as server).
+    /// The SNI host name (sent by us as client, received as server; an IP literal a client sent
+    /// counts as none, RFC 6066 §3).
     pub sni: Option<String>,
     /// The identity the SA is bound to, when known (PSK server: from the credential source;
     /// certificate: the SubjectAltName that matched, else the certificate's URI or dNSName;
@@ -141,9 +142,8 @@ impl Peer {
             .map(|c| c.standard_name().unwrap_or(c.name()).to_string())
             .unwrap_or_default();
         let is_psk = cipher.contains("PSK");
-        let sni = ssl
-            .servername(NameType::HOST_NAME)
-            .map(str::to_ascii_lowercase);
+        // As the server acted on it: an IP literal is no SNI (RFC 6066 §3).
+        let sni = crate::config::server_sni(ssl.servername(NameType::HOST_NAME));
         let sans = ssl
             .peer_certificate()
             .map(|c| san_entries(&c))

@@ -10,54 +10,15 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{free_port, Peer, WAIT};
+use common::{free_port, python, script, Peer, WAIT};
 use m2msec_tls::{ClientConfig, DtlsClient, DtlsOptions, DtlsServer, Error, ServerConfig};
 
 const ID: &str = "kpsa-7@mef.example.com";
 const KEY: &str = "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0";
 const WRONG: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
-
-/// The venv's interpreter, checked to import `mbedtls`; panics with the fix otherwise.
-fn python() -> PathBuf {
-    let py = std::env::var_os("M2MSEC_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .join("../..")
-                .join(".venv/bin/python")
-        });
-    assert!(
-        py.is_file(),
-        "python-mbedtls interop: no Python interpreter at {} (set M2MSEC_PYTHON or run \
-         ./scripts/setup.sh, which creates .venv and installs scripts/requirements-test.txt)",
-        py.display()
-    );
-    let out = Command::new(&py)
-        .args([
-            "-c",
-            "import mbedtls.tls, mbedtls.version; print(mbedtls.version.version)",
-        ])
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", py.display()));
-    assert!(
-        out.status.success(),
-        "python-mbedtls interop: {} cannot import mbedtls (run ./scripts/setup.sh, which runs \
-         `.venv/bin/pip install -r scripts/requirements-test.txt`): {}",
-        py.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    py
-}
-
-fn script(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/peers")
-        .join(name)
-}
 
 fn server_cfg() -> ServerConfig {
     common::psk_server_cfg(ID, KEY, Duration::from_secs(10))

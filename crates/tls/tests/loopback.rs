@@ -391,3 +391,104 @@ async fn sa2_reverse_association_reuses_sa1_credential() {
         "kpsa1@mef.example.com"
     );
 }
+
+/// Our TLS client with `sni` put into server_name as is (an IP literal too, as libcoap and
+/// others send it; `TlsClient::connect` never does) against a server with `cfg`.
+async fn tls_raw_sni(
+    cfg: ServerConfig,
+    sni: &str,
+) -> (
+    Result<m2msec_tls::TlsChannel, Error>,
+    Result<m2msec_tls::TlsChannel, Error>,
+) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = TlsServer::new(&cfg).unwrap();
+    let s = tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        server.accept(tcp).await
+    });
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let c = TlsClient::new(client(
+        "kpsa1@mef.example.com",
+        "00112233445566778899aabbccddeeff",
+    ))
+    .unwrap()
+    .handshake(tcp, Some(sni))
+    .await;
+    let s = tokio::time::timeout(T, s).await.unwrap().unwrap();
+    (s, c)
+}
+
+/// Our DTLS client with `sni` put into server_name as is, against a server with `cfg`.
+async fn dtls_raw_sni(
+    cfg: ServerConfig,
+    sni: &str,
+) -> (
+    Result<m2msec_tls::DtlsSession, Error>,
+    Result<m2msec_tls::DtlsSession, Error>,
+) {
+    let mut server = DtlsServer::bind("127.0.0.1:0".parse().unwrap(), &cfg, dtls_opts())
+        .await
+        .unwrap();
+    let c = DtlsClient::new(
+        client("kpsa1@mef.example.com", "00112233445566778899aabbccddeeff"),
+        dtls_opts(),
+    )
+    .unwrap();
+    let (c, s) = tokio::join!(
+        c.connect_addr(server.local_addr(), Some(sni)),
+        tokio::time::timeout(T, server.accept())
+    );
+    let s = s.unwrap().unwrap().map_err(|e| e.error);
+    (s, c)
+}
+
+/// An IP literal in server_name (RFC 6066 §3 does not permit it; libcoap sends the address of
+/// `coaps://127.0.0.1/…`) is no SNI (issue 17): with an authority configured and
+/// `require_sni = false` the handshake succeeds on the SNI-less credential, the peer has no
+/// SNI; with `require_sni = true` it is refused as a missing SNI. A name that merely looks
+/// numeric is still a name, refused when it is not the authority.
+#[tokio::test]
+async fn ip_literal_sni_counts_as_absent_on_tls_and_dtls() {
+    let cfg = |require_sni: bool| {
+        let mut c = ServerConfig::psk(table());
+        c.authorities = Some(vec!["in-cse.example.com".into()]);
+        c.require_sni = require_sni;
+        c
+    };
+    for ip in ["127.0.0.1", "::1", "[::1]", "2001:db8::7"] {
+        let (s, c) = tls_raw_sni(cfg(false), ip).await;
+        let (s, c) = (
+            s.unwrap_or_else(|e| panic!("TLS server, SNI {ip}: {e}")),
+            c.unwrap_or_else(|e| panic!("TLS client, SNI {ip}: {e}")),
+        );
+        assert_eq!(s.peer().sni, None, "{ip}");
+        assert_eq!(
+            s.peer().bound_identity.as_ref().unwrap().as_str(),
+            "12-kpsa1@mef.example.com",
+            "{ip}: the SNI-less credential"
+        );
+        drop(c);
+        let (s, c) = dtls_raw_sni(cfg(false), ip).await;
+        let (s, _c) = (
+            s.unwrap_or_else(|e| panic!("DTLS server, SNI {ip}: {e}")),
+            c.unwrap_or_else(|e| panic!("DTLS client, SNI {ip}: {e}")),
+        );
+        assert_eq!(s.peer().sni, None, "{ip}");
+
+        let (s, c) = tls_raw_sni(cfg(true), ip).await;
+        assert!(s.is_err(), "TLS, require_sni, SNI {ip}");
+        let msg = c.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(msg.contains("unrecognized name"), "TLS {ip}: {msg}");
+        let (s, c) = dtls_raw_sni(cfg(true), ip).await;
+        assert!(s.is_err() && c.is_err(), "DTLS, require_sni, SNI {ip}");
+    }
+    for name in ["1.2.3.4.example", "123abc"] {
+        let (s, c) = tls_raw_sni(cfg(false), name).await;
+        assert!(
+            s.is_err() && c.is_err(),
+            "{name} is a name, not the authority"
+        );
+    }
+}

@@ -151,6 +151,18 @@ impl Drop for Proc {
     }
 }
 
+/// Fails (never skips) when an interop peer binary is missing, naming the apt package.
+pub fn require(bin: &str, apt_package: &str) {
+    let found = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(bin).is_file()))
+        .unwrap_or(false);
+    assert!(
+        found,
+        "interop peer `{bin}` not found in PATH: install it with `apt-get install -y {apt_package}` \
+         (scripts/setup.sh does this)"
+    );
+}
+
 /// Runs `cmd` to completion: (exit code, stdout, stderr).
 pub fn run(cmd: &mut Command) -> (Option<i32>, String, String) {
     let out = cmd

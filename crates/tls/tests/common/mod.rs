@@ -6,6 +6,7 @@
 pub mod pki;
 
 use std::io::Read;
+use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -203,4 +204,149 @@ pub fn psk_client_cfg(id: &str, key_hex: &str, timeout: Duration) -> m2msec_tls:
     );
     c.handshake_timeout = timeout;
     c
+}
+
+/// The workspace venv's interpreter (`.venv/bin/python`, or `$M2MSEC_PYTHON`), checked to
+/// import `mbedtls`; panics with the fix otherwise (never skips).
+pub fn python() -> PathBuf {
+    let py = std::env::var_os("M2MSEC_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("../..")
+                .join(".venv/bin/python")
+        });
+    assert!(
+        py.is_file(),
+        "python-mbedtls interop: no Python interpreter at {} (set M2MSEC_PYTHON or run \
+         ./scripts/setup.sh, which creates .venv and installs scripts/requirements-test.txt)",
+        py.display()
+    );
+    let out = Command::new(&py)
+        .args([
+            "-c",
+            "import mbedtls.tls, mbedtls.version; print(mbedtls.version.version)",
+        ])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", py.display()));
+    assert!(
+        out.status.success(),
+        "python-mbedtls interop: {} cannot import mbedtls (run ./scripts/setup.sh, which runs \
+         `.venv/bin/pip install -r scripts/requirements-test.txt`): {}",
+        py.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    py
+}
+
+/// A peer script in `tests/peers/`.
+pub fn script(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/peers")
+        .join(name)
+}
+
+/// A real ClientHello (no cookie), captured from our client.
+pub async fn captured_client_hello(client: &m2msec_tls::DtlsClient) -> Vec<u8> {
+    let sink = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let addr = sink.local_addr().unwrap();
+    let c = client.clone();
+    let h = tokio::spawn(async move { c.connect_addr(addr, Some("mef.example.com")).await });
+    let mut buf = vec![0u8; 65536];
+    let (n, _) = tokio::time::timeout(WAIT, sink.recv_from(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    h.abort();
+    buf.truncate(n);
+    buf
+}
+
+/// The cookie of a HelloVerifyRequest datagram (RFC 6347 §4.2.1): record header (13 bytes),
+/// handshake header (12), server_version (2), cookie<0..255>.
+pub fn hello_verify_cookie(d: &[u8]) -> Option<Vec<u8>> {
+    if d.first() != Some(&22) || d.get(13) != Some(&3) {
+        return None;
+    }
+    let len = usize::from(*d.get(27)?);
+    d.get(28..28 + len).map(<[u8]>::to_vec)
+}
+
+/// `hello` (a single-record, unfragmented DTLS ClientHello without cookie) with `cookie`
+/// inserted, as a client sends it in reply to a HelloVerifyRequest (message_seq 1).
+pub fn client_hello_with_cookie(hello: &[u8], cookie: &[u8]) -> Vec<u8> {
+    let body = &hello[25..];
+    // client_version (2), random (32), session_id<0..32>, cookie<0..255>, the rest.
+    let sid_end = 35 + usize::from(body[34]);
+    let cookie_end = sid_end + 1 + usize::from(body[sid_end]);
+    let mut new_body = body[..sid_end].to_vec();
+    new_body.push(u8::try_from(cookie.len()).unwrap());
+    new_body.extend_from_slice(cookie);
+    new_body.extend_from_slice(&body[cookie_end..]);
+    let blen = u32::try_from(new_body.len()).unwrap().to_be_bytes();
+    // Record header: type, version, epoch (unchanged), sequence_number 1, length.
+    let mut out = hello[..5].to_vec();
+    out.extend_from_slice(&[0, 0, 0, 0, 0, 1]);
+    out.extend_from_slice(&u16::try_from(12 + new_body.len()).unwrap().to_be_bytes());
+    out.push(1); // client_hello
+    out.extend_from_slice(&blen[1..]);
+    out.extend_from_slice(&[0, 1]); // message_seq 1
+    out.extend_from_slice(&[0, 0, 0]); // fragment_offset
+    out.extend_from_slice(&blen[1..]); // fragment_length
+    out.extend_from_slice(&new_body);
+    out
+}
+
+/// A DTLS server on 127.0.0.1 answering every datagram of every session with `echo:` + the
+/// datagram. Returns its address, its counters (published every 10 ms) and a channel that
+/// reports each session's end as (peer address, why).
+pub async fn echo_server(
+    cfg: &m2msec_tls::ServerConfig,
+    opts: m2msec_tls::DtlsOptions,
+) -> (
+    std::net::SocketAddr,
+    tokio::sync::watch::Receiver<m2msec_tls::DtlsStats>,
+    tokio::sync::mpsc::UnboundedReceiver<(std::net::SocketAddr, String)>,
+) {
+    let mut server = m2msec_tls::DtlsServer::bind("127.0.0.1:0".parse().unwrap(), cfg, opts)
+        .await
+        .unwrap();
+    let addr = server.local_addr();
+    let (tx, rx) = tokio::sync::watch::channel(server.stats());
+    let (ended_tx, ended_rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(10));
+        loop {
+            tokio::select! {
+                a = server.accept() => match a {
+                    Some(Ok(mut s)) => {
+                        let ended = ended_tx.clone();
+                        tokio::spawn(async move {
+                            let why = loop {
+                                match s.recv().await {
+                                    Ok(d) => {
+                                        let mut reply = b"echo:".to_vec();
+                                        reply.extend_from_slice(&d);
+                                        if let Err(e) = s.send(&reply).await {
+                                            break e.to_string();
+                                        }
+                                    }
+                                    Err(e) => break e.to_string(),
+                                }
+                            };
+                            let _ = ended.send((s.peer().addr, why));
+                        });
+                    }
+                    Some(Err(_)) => {}
+                    None => return,
+                },
+                _ = tick.tick() => {
+                    if tx.send(server.stats()).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    (addr, rx, ended_rx)
 }
