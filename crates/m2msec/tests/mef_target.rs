@@ -38,6 +38,7 @@ const LOCAL_ID: &str = "ae-local@cse.sp.example";
 const LOCAL_KEY: &str = "000102030405060708090a0b0c0d0e0f";
 const LATE_ID: &str = "ae-late@cse.sp.example";
 const LATE_KEY: &str = "101112131415161718191a1b1c1d1e1f";
+const LATE_IDA_ID: &str = "ae-late-ida@cse.sp.example";
 /// Pace of the floods (handshakes per second; 2,000 take 5 s).
 const FLOOD_RATE: f64 = 400.0;
 /// The README's bound with the default `revocation_poll_secs` (5 s), plus scheduling slack.
@@ -449,17 +450,34 @@ fn a_hanging_mef_does_not_pile_up_threads_at_the_cse() {
     provision(d, 0);
     let rt = runtime();
     let (silent_port, accepted) = rt.block_on(relay(None));
-    let (cse, cse_port) = start_cse(d, silent_port, "");
+    // The late device's credential is bound to its AE-ID by configuration (ida), so its
+    // registration needs no answer from the hanging MEF (issue 9 item 1: a requested AE-ID on
+    // a credential without ida would wait for the MEF and then be refused, fail closed).
+    write_key(&d.join("late-ida.key"), LATE_KEY, 0o600);
+    let late_ida = format!(
+        "\n[[psk]]\nidentity = \"{LATE_IDA_ID}\"\nkey_file = \"{}\"\nida = \"Clate\"\n",
+        d.join("late-ida.key").display()
+    );
+    let (cse, cse_port) = start_cse(d, silent_port, &late_ida);
     let pid = cse.child.id();
     let local = Psk::from_hex(LOCAL_KEY).unwrap();
     rt.block_on(async {
-        let mut req = RequestPrimitive::new(Operation::Create, "cb", Some("Clocal"), "reg");
+        // A generated AE-ID: a requested one would need the (hanging) MEF to confirm that no
+        // device was provisioned with it (issue 9 item 1, fail closed).
+        let mut req = RequestPrimitive::new(Operation::Create, "cb", Some("C"), "reg");
         req.ty = Some(2);
         req.pc = Some(json!({"m2m:ae": {"rn": "local", "api": "Nlocal", "rr": false, "srv": ["3"]}}));
-        sample(cse_port, LOCAL_ID, &local, &req, Rsc::Created)
-            .await
-            .unwrap();
-        let get = RequestPrimitive::new(Operation::Retrieve, "cb/local", Some("Clocal"), "get");
+        let mut first = connect(cse_port, LOCAL_ID, &local).await.unwrap();
+        let r = first.send(&req).await.unwrap();
+        assert_eq!(r.rsc, Rsc::Created, "{:?}", r.pc);
+        let aei = r
+            .pc
+            .as_ref()
+            .and_then(|v| v["m2m:ae"]["aei"].as_str())
+            .unwrap()
+            .to_string();
+        drop(first);
+        let get = RequestPrimitive::new(Operation::Retrieve, "cb/local", Some(&aei), "get");
         let mut base = Vec::new();
         for _ in 0..20 {
             base.push(sample(cse_port, LOCAL_ID, &local, &get, Rsc::Ok).await.unwrap());
@@ -476,7 +494,7 @@ fn a_hanging_mef_does_not_pile_up_threads_at_the_cse() {
         reg.pc = Some(json!({"m2m:ae": {"rn": "late", "api": "Nlate", "rr": false, "srv": ["3"]}}));
         let late = legit_client(
             cse_port,
-            LATE_ID.into(),
+            LATE_IDA_ID.into(),
             Psk::from_hex(LATE_KEY).unwrap(),
             Some((reg, Rsc::Created)),
             RequestPrimitive::new(Operation::Retrieve, "cb/late", Some("Clate"), "get"),
@@ -614,5 +632,52 @@ fn revocation_and_re_enrolment_at_the_mef_close_sessions_at_the_cse() {
         // The new KeID works.
         let mut s1b = connect(cse_port, &id1b, &psk1b).await.unwrap();
         assert_eq!(s1b.send(&retrieve_req(1)).await.unwrap().rsc, Rsc::Ok);
+    });
+}
+
+/// Issue 9 item 1 with the MEF: a CSE credential without IdA cannot register the Enrolee-ID the
+/// MEF provisioned for a device of this CSE, before that device has enrolled or registered;
+/// a free stem is still granted; the device then registers its own AE-ID; and when the MEF
+/// cannot be asked, a requested stem is refused (fail closed).
+#[test]
+fn mef_enrolee_ids_cannot_be_squatted() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    provision(d, 1);
+    let (mef, mef_port) = start_mef(d);
+    let (_cse, cse_port) = start_cse(d, mef_port, "");
+    let local = Psk::from_hex(LOCAL_KEY).unwrap();
+    let late = Psk::from_hex(LATE_KEY).unwrap();
+    let reg = |from: &str, rn: &str| {
+        let mut req = RequestPrimitive::new(Operation::Create, "cb", Some(from), "sq");
+        req.ty = Some(2);
+        req.pc = Some(json!({"m2m:ae": {"rn": rn, "api": "Nx", "rr": false, "srv": ["3"]}}));
+        req
+    };
+    let rt = runtime();
+    rt.block_on(async {
+        let mut attacker = connect(cse_port, LOCAL_ID, &local).await.unwrap();
+        // Cdev0 is provisioned at the MEF for this CSE, not yet enrolled.
+        let r = attacker.send(&reg("Cdev0", "squat")).await.unwrap();
+        assert_eq!(r.rsc, Rsc::OriginatorNotAuthenticated, "{:?}", r.pc);
+        let r = attacker.send(&reg("Cfree", "free")).await.unwrap();
+        assert_eq!(r.rsc, Rsc::Created, "{:?}", r.pc);
+    });
+    // The device enrols and registers its Enrolee-ID.
+    let ks0 = enrol(d, mef_port, 0);
+    let (id0, psk0) = device_credential(&ks0);
+    rt.block_on(async {
+        let mut dev = connect(cse_port, &id0, &psk0).await.unwrap();
+        assert_eq!(dev.send(&register_req(0)).await.unwrap().rsc, Rsc::Created);
+    });
+    // With the MEF gone, a stem nobody reserved locally cannot be confirmed free: refused.
+    drop(mef);
+    rt.block_on(async {
+        let mut other = connect(cse_port, LATE_ID, &late).await.unwrap();
+        let r = other.send(&reg("Cunsure", "unsure")).await.unwrap();
+        assert_eq!(r.rsc, Rsc::OriginatorNotAuthenticated, "{:?}", r.pc);
+        // A generated AE-ID needs no confirmation.
+        let r = other.send(&reg("C", "generated")).await.unwrap();
+        assert_eq!(r.rsc, Rsc::Created, "{:?}", r.pc);
     });
 }
