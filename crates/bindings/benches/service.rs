@@ -8,16 +8,16 @@
 //!
 //! * `RATIO rps_{retrieve_cin,create_cin} tls/plain = x.xx`: time per request over one
 //!   keep-alive HTTP/1.1 connection, one request in flight, TLS-PSK against plaintext (goal: at
-//!   most 1.3). Both paths send byte-identical requests with `From: Cbench`, an AE registered
-//!   over TLS in the setup. The engine admits that on both: inside the association the
-//!   credential's learned binding is `Cbench` (TS-0003 §8.2.1), and outside any association a
-//!   registered AE-ID-Stem is accepted with `rq_authn` FALSE (`m2msec_cse::verify`). Access is the
-//!   default creator rule (`acpi` NULL: the `<container>`s were created by `Cbench`), which
-//!   ignores `rq_authn`, so both are permitted the same RETRIEVE of a `<contentInstance>`
-//!   (`/cb/Cbench/rd/c0`) and the same CREATE of a `<contentInstance>` (in `/cb/Cbench/wr`,
-//!   `mni` 100, so each CREATE also deletes the oldest instance). `RETRIEVE <CSEBase>` is not
-//!   measured: nobody has default privileges on it (no administrator originator in this slice),
-//!   so it is 4103 on both paths and would measure an error response.
+//!   most 1.3). Both paths send the same requests but for `From`: `Cbench`, an AE registered
+//!   over TLS in the setup, on the TLS path, and `Cplain`, an AE registered on the plaintext
+//!   listener, on the plaintext path (an AE-ID registered over a credential is refused outside
+//!   its association, issue 9 item 3, and unauthenticated requests hold no creator rights). The
+//!   `<container>`s carry one ACP (`acpi`) whose single rule grants both originators every
+//!   operation without `acaf`, so both paths take the same access decision: the same RETRIEVE
+//!   of a `<contentInstance>` (`/cb/Cbench/rd/c0`) and the same CREATE of a
+//!   `<contentInstance>` (in `/cb/Cbench/wr`, `mni` 100, so each CREATE also deletes the oldest
+//!   instance). `RETRIEVE <CSEBase>` is not measured: nobody has default privileges on it, so it
+//!   is 4103 on both paths and would measure an error response.
 //! * `RATIO registrations/bare_handshakes = x.xx`: sequential AE registrations, each a new TCP
 //!   connection, a TLS-PSK handshake with a credential never used before, `POST /cb`
 //!   (CREATE `<AE>`, `From: C`, so the CSE assigns a C-type AE-ID and binds the credential to
@@ -74,6 +74,8 @@ use tokio::net::TcpStream;
 
 const MAIN_ID: &str = "bench@mef.sp.example";
 const AE: &str = "Cbench";
+/// The AE of the plaintext path (same length as [`AE`], so the requests have the same size).
+const PLAIN_AE: &str = "Cplain";
 const CIN: &str = r#"{"m2m:cin":{"con":"21.5","cnf":"text/plain:0"}}"#;
 const REG_AE: &str = r#"{"m2m:ae":{"api":"Nreg","rr":false,"srv":["3"]}}"#;
 const BARE_ID: &str = "bare@mef.sp.example";
@@ -323,14 +325,23 @@ fn fixture(n_reg: usize) -> Fixture {
         c.expect(&request("POST", "/cb", AE, Some(2), ae), 2001)
             .await;
         let path = format!("/cb/{AE}");
-        let rd = r#"{"m2m:cnt":{"rn":"rd"}}"#;
-        c.expect(&request("POST", &path, AE, Some(3), rd), 2001)
+        let pol = format!(
+            r#"{{"m2m:acp":{{"rn":"pol","pv":{{"acr":[{{"acor":["{AE}","{PLAIN_AE}"],"acop":63}}]}},"pvs":{{"acr":[{{"acor":["{AE}"],"acop":63}}]}}}}}}"#
+        );
+        c.expect(&request("POST", &path, AE, Some(1), &pol), 2001)
+            .await;
+        let rd = format!(r#"{{"m2m:cnt":{{"rn":"rd","acpi":["cb/{AE}/pol"]}}}}"#);
+        c.expect(&request("POST", &path, AE, Some(3), &rd), 2001)
             .await;
         let c0 = r#"{"m2m:cin":{"rn":"c0","con":"21.5","cnf":"text/plain:0"}}"#;
         c.expect(&request("POST", &format!("{path}/rd"), AE, Some(4), c0), 2001)
             .await;
-        let wr = r#"{"m2m:cnt":{"rn":"wr","mni":100}}"#;
-        c.expect(&request("POST", &path, AE, Some(3), wr), 2001)
+        let wr = format!(r#"{{"m2m:cnt":{{"rn":"wr","mni":100,"acpi":["cb/{AE}/pol"]}}}}"#);
+        c.expect(&request("POST", &path, AE, Some(3), &wr), 2001)
+            .await;
+        let mut p = Conn::new(fx.plain().await);
+        let ae = r#"{"m2m:ae":{"api":"Nplain","rr":false,"srv":["3"]}}"#;
+        p.expect(&request("POST", "/cb", PLAIN_AE, Some(2), ae), 2001)
             .await;
         let cipher = c
             .io
@@ -515,21 +526,33 @@ fn batch<S: AsyncRead + AsyncWrite + Unpin>(
 
 /// Part 1: time per request over one established connection, TLS against plaintext.
 fn requests_per_second(fx: &Fixture, plan: &Plan) {
-    let retrieve = request("GET", &format!("/cb/{AE}/rd/c0"), AE, None, "");
-    let create = request("POST", &format!("/cb/{AE}/wr"), AE, Some(4), CIN);
+    let retrieve = |from| request("GET", &format!("/cb/{AE}/rd/c0"), from, None, "");
+    let create = |from| request("POST", &format!("/cb/{AE}/wr"), from, Some(4), CIN);
     let (mut tls, mut plain) = fx
         .client_rt
         .block_on(async { (Conn::new(fx.tls().await), Conn::new(fx.plain().await)) });
-    for (name, req, want) in [
-        ("retrieve_cin", &retrieve, 2000),
-        ("create_cin", &create, 2001),
+    for (name, treq, preq, want) in [
+        ("retrieve_cin", retrieve(AE), retrieve(PLAIN_AE), 2000),
+        ("create_cin", create(AE), create(PLAIN_AE), 2001),
     ] {
-        batch(&fx.client_rt, &mut tls, req, want, plan.rps_batch / 4 + 1);
-        batch(&fx.client_rt, &mut plain, req, want, plan.rps_batch / 4 + 1);
+        batch(&fx.client_rt, &mut tls, &treq, want, plan.rps_batch / 4 + 1);
+        batch(
+            &fx.client_rt,
+            &mut plain,
+            &preq,
+            want,
+            plan.rps_batch / 4 + 1,
+        );
         let (mut t, mut p) = (Vec::new(), Vec::new());
         for _ in 0..plan.rounds {
-            t.push(batch(&fx.client_rt, &mut tls, req, want, plan.rps_batch));
-            p.push(batch(&fx.client_rt, &mut plain, req, want, plan.rps_batch));
+            t.push(batch(&fx.client_rt, &mut tls, &treq, want, plan.rps_batch));
+            p.push(batch(
+                &fx.client_rt,
+                &mut plain,
+                &preq,
+                want,
+                plan.rps_batch,
+            ));
         }
         let (t, p) = (median(t), median(p));
         println!(
@@ -547,10 +570,11 @@ fn requests_per_second(fx: &Fixture, plan: &Plan) {
 /// The engine alone (no HTTP, no I/O, no spawn_blocking) and one spawn_blocking round trip on
 /// the server runtime, per request.
 fn costs(fx: &Fixture, plan: &Plan) {
+    // Outside any association, as the plaintext AE (module docs).
     let mut h = HeaderMap::new();
     h.insert(
         HeaderName::from_static("x-m2m-origin"),
-        HeaderValue::from_static(AE),
+        HeaderValue::from_static(PLAIN_AE),
     );
     h.insert(
         HeaderName::from_static("x-m2m-ri"),
@@ -764,6 +788,13 @@ fn threads() -> usize {
 /// Part 3: p50/p99 latency with `plan.clients` concurrent clients, TLS against plaintext.
 fn latency(fx: &Fixture, plan: &Plan) {
     let req = Arc::new(request("GET", &format!("/cb/{AE}/rd/c0"), AE, None, ""));
+    let preq = Arc::new(request(
+        "GET",
+        &format!("/cb/{AE}/rd/c0"),
+        PLAIN_AE,
+        None,
+        "",
+    ));
     let (mut tls, mut plain) = fx.client_rt.block_on(async {
         let mut t = Vec::with_capacity(plan.clients);
         let mut p = Vec::with_capacity(plan.clients);
@@ -783,7 +814,7 @@ fn latency(fx: &Fixture, plan: &Plan) {
         t50.push(percentile(&lat, 50));
         t99.push(percentile(&lat, 99));
         trate.push(rate);
-        let (c, lat, rate) = run_clients(&fx.client_rt, plain, &req, plan.window);
+        let (c, lat, rate) = run_clients(&fx.client_rt, plain, &preq, plan.window);
         plain = c;
         p50.push(percentile(&lat, 50));
         p99.push(percentile(&lat, 99));

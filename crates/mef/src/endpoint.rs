@@ -190,7 +190,18 @@ struct MefResolver {
 }
 
 impl PskResolver for MefResolver {
-    fn resolve(&self, _sni: Option<&str>, identity: &PskIdentity) -> Option<ResolvedPsk> {
+    fn resolve(&self, sni: Option<&str>, identity: &PskIdentity) -> Option<ResolvedPsk> {
+        let r = self.lookup(sni, identity);
+        if r.is_none() {
+            // Issue 9 item 10: refused identities at WARN, rate-limited, never the key.
+            m2msec_bindings::audit::unknown_identity(identity.as_str(), "unknown or revoked");
+        }
+        r
+    }
+}
+
+impl MefResolver {
+    fn lookup(&self, _sni: Option<&str>, identity: &PskIdentity) -> Option<ResolvedPsk> {
         if identity.as_str().starts_with(CERT_DEVICE_PREFIX) {
             return None;
         }
