@@ -229,7 +229,14 @@ fn demo_runs_every_step_on_loopback() {
     let ids: Vec<&str> = steps.iter().filter_map(|s| s["id"].as_str()).collect();
     assert_eq!(
         ids,
-        ["start", "provision", "enrol", "register", "write", "ibc_verify"],
+        [
+            "start",
+            "provision",
+            "enrol",
+            "register",
+            "write",
+            "ibc_verify"
+        ],
         "{v}"
     );
     let (code, _, err) = run(m2msec().args(["demo", "--devices", "1"]));

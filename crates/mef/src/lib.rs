@@ -16,6 +16,7 @@
 mod blocking;
 pub mod endpoint;
 pub mod enrolee;
+pub mod exchange;
 pub mod pkg;
 pub mod pkg_service;
 pub mod provision;
