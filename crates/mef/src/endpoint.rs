@@ -320,7 +320,7 @@ impl MefEndpoint {
             Effect::Extract { id2 } => EffectResult::Extracted(
                 self.pkg
                     .extract(id2.as_bytes())
-                    .map(|k| (k, self.pkg.kpak()))
+                    .map(|k| Box::new((k, self.pkg.kpak())))
                     .map_err(|e| e.to_string()),
             ),
             Effect::Commit(c) => EffectResult::Committed(self.with_store(|s| {

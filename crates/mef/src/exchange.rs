@@ -150,7 +150,7 @@ impl std::fmt::Debug for Commit {
 #[derive(Debug)]
 pub enum EffectResult {
     /// The PKG's answer to [`Effect::Extract`]: the keys and its KPAK, or why it failed.
-    Extracted(Result<(UserKeys, Kpak), String>),
+    Extracted(Result<Box<(UserKeys, Kpak)>, String>),
     /// The store's answer to [`Effect::Commit`].
     Committed(Result<CommitOutcome, StoreError>),
 }
@@ -576,7 +576,7 @@ impl Exchange {
         match (self.pending.take(), result) {
             (Some(Pending::Extract { rqi, id2 }), EffectResult::Extracted(r)) => {
                 let (keys, kpak) = match r {
-                    Ok(k) => k,
+                    Ok(k) => *k,
                     Err(e) => {
                         tracing::error!(error = %e, "PKG extraction failed");
                         return err(Rsc::InternalServerError, &rqi, "PKG extraction failed");
