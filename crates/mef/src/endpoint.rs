@@ -109,15 +109,7 @@ pub enum MefSession {
     },
 }
 
-/// Clock: unix seconds.
-pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
-
-fn system_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
+pub use crate::clock::Clock;
 
 /// The MEF endpoint.
 pub struct MefEndpoint {
@@ -209,7 +201,7 @@ impl MefEndpoint {
         pkg: Arc<dyn Pkg>,
         targets: Vec<TargetClient>,
     ) -> Result<(Arc<Self>, ServerConfig), StoreError> {
-        Self::with_clock(cfg, data_dir, pkg, targets, Arc::new(system_now))
+        Self::with_clock(cfg, data_dir, pkg, targets, crate::clock::system())
     }
 
     /// As [`MefEndpoint::new`] with a clock (tests).

@@ -35,6 +35,7 @@ use m2msec_cse::{Operation, RequestPrimitive, ResponsePrimitive, Rsc};
 use m2msec_keystore::{load_or_create_kek, write_secret_file, Sealer};
 use m2msec_tls::{ClientConfig, DtlsClient, DtlsOptions, Psk, PskIdentity, TlsClient};
 
+use crate::clock::Clock;
 use crate::endpoint::validate_ibc;
 use crate::wire::{self, *};
 
@@ -580,13 +581,6 @@ impl Channel {
     }
 }
 
-fn system_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
-
 /// Runs the enrolment exchange of the Pre-Provisioned Symmetric Key RSPF (TS-0003 §8.3.2.1):
 /// the bootstrap handshake with psk_identity = KpmID and psk = Kpm; returns what to store.
 pub async fn enrol(p: &EnrolParams) -> Result<EnrolmentSecrets, EnrolError> {
@@ -606,6 +600,15 @@ pub async fn enrol(p: &EnrolParams) -> Result<EnrolmentSecrets, EnrolError> {
 pub async fn enrol_with(
     p: &EnrolParams,
     cfg: ClientConfig,
+) -> Result<EnrolmentSecrets, EnrolError> {
+    enrol_with_clock(p, cfg, &crate::clock::system()).await
+}
+
+/// [`enrol_with`] reading the time (the IBC credential's validation) from `clock`.
+pub async fn enrol_with_clock(
+    p: &EnrolParams,
+    cfg: ClientConfig,
+    clock: &Clock,
 ) -> Result<EnrolmentSecrets, EnrolError> {
     let mef_fqdn: Fqdn = p.kpm_id.fqdn().clone();
     let hs_err = |e: m2msec_tls::Error| {
@@ -642,7 +645,7 @@ pub async fn enrol_with(
     while let Some(req) = m.poll_request() {
         match channel.send(&req).await {
             Ok(r) => {
-                let _ = m.handle_response(r, system_now());
+                let _ = m.handle_response(r, clock());
             }
             Err(e) => m.transport_failed(&e),
         }

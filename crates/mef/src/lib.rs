@@ -4,6 +4,7 @@
 //!
 //! - [`wire`]: the JSON content of the MEF's primitives (and the **[I]** mapping choices).
 //! - [`store`]: devices, enrolments, key registrations and the PKG secret in SQLite, sealed.
+//! - [`clock`]: the one injectable clock of the MEF and the Enrolee.
 //! - [`pkg`]: the ECCSI KMS (RFC 6507) that extracts IBC credentials.
 //! - [`exchange`]: the MEF side of the enrolment exchange, a sans-IO state machine that returns
 //!   effects (PKG extraction, conditional commit) instead of performing them.
@@ -29,6 +30,7 @@
 #![warn(missing_docs)]
 
 mod blocking;
+pub mod clock;
 pub mod endpoint;
 pub mod enrolee;
 pub mod exchange;

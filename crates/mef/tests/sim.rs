@@ -27,11 +27,13 @@ use m2msec_core::kdf::{enrolment_key, SuidEncoding};
 use m2msec_core::secret::Kpm;
 use m2msec_cse::{Operation, RequestPrimitive};
 use m2msec_mef::endpoint::{MefSession, Step};
-use m2msec_mef::enrolee::{enrol, EnrolError, EnrolParams, EnrolmentSecrets, Fed, Machine};
+use m2msec_mef::enrolee::{
+    enrol_with_clock, EnrolError, EnrolParams, EnrolmentSecrets, Fed, Machine,
+};
 use m2msec_mef::exchange::{Effect, Exchange};
 use m2msec_mef::store::{Device, MefStore};
 use m2msec_mef::{LocalPkg, MefConfig, MefEndpoint, TargetClient};
-use m2msec_tls::{Psk, PskIdentity};
+use m2msec_tls::{ClientConfig, Psk, PskIdentity};
 use rand_core::RngCore;
 
 const FQDN: &str = "mef.sim.example";
@@ -68,7 +70,8 @@ impl RngCore for SeededRng {
 
 struct Mef {
     ep: Arc<MefEndpoint>,
-    clock: Arc<AtomicI64>,
+    clock: m2msec_mef::clock::Clock,
+    hand: Arc<AtomicI64>,
     tls: m2msec_tls::ServerConfig,
     dir: tempfile::TempDir,
 }
@@ -77,7 +80,7 @@ struct Mef {
 /// [`CSE`] and [`CSE2`]: two MO_NODE commands, then NO_MORE_COMMANDS).
 fn mef() -> Mef {
     let dir = tempfile::tempdir().unwrap();
-    let clock = Arc::new(AtomicI64::new(NOW));
+    let (clock_fn, clock) = m2msec_mef::clock::manual(NOW);
     let cfg = MefConfig {
         fqdn: FQDN.parse().unwrap(),
         ibc: true,
@@ -96,10 +99,7 @@ fn mef() -> Mef {
         dir.path(),
         Arc::new(LocalPkg::generate()),
         targets,
-        Arc::new({
-            let clock = clock.clone();
-            move || clock.load(Ordering::Relaxed)
-        }),
+        clock_fn.clone(),
     )
     .unwrap();
     for i in 0..3u8 {
@@ -116,7 +116,8 @@ fn mef() -> Mef {
     }
     Mef {
         ep,
-        clock,
+        clock: clock_fn,
+        hand: clock,
         tls,
         dir,
     }
@@ -483,6 +484,40 @@ fn the_mef_refuses_to_end_or_issue_a_credential_before_the_commands_complete() {
     assert!(r.outcome.is_ok() && r2.outcome.is_ok());
 }
 
+/// Time moves without sleeping (issue 10 item 7): an Enrolee whose clock is past the
+/// credential's expiry refuses it, reports failure, and the MEF commits nothing.
+#[test]
+fn an_enrolee_that_finds_the_credential_expired_reports_failure_and_nothing_is_committed() {
+    let mef = mef();
+    let mut rng = SeededRng(SEED);
+    let mut export = [0u8; 48];
+    rng.fill_bytes(&mut export);
+    let bootstrap = ExportedKeyingMaterial::from_bytes(&export).unwrap();
+    let mut x = mef.ep.open_exchange(KPM_ID, &bootstrap, None).unwrap();
+    let mut m = Machine::new(
+        &params(0, 0),
+        enrolment_key(&bootstrap, &FQDN.parse().unwrap()),
+    );
+    let mut effects = Vec::new();
+    let mut last = None;
+    for _ in 0..16 {
+        let Some(req) = m.poll_request() else { break };
+        last = Some((req.op, req.pc.clone()));
+        let h = serve(&mef.ep, &mut x, req, &mut rng, None, &mut effects).unwrap();
+        // The credential lives 3600 s from the registration; the Enrolee is an hour late.
+        mef.hand.store(NOW + 3600, Ordering::Relaxed);
+        let _ = m.handle_response(h.response, mef.clock.as_ref()());
+    }
+    let e = m.outcome().unwrap().unwrap_err().to_string();
+    assert!(e.contains("does not validate"), "{e}");
+    // Its last request was the failure report.
+    let (op, pc) = last.unwrap();
+    assert_eq!(op, Operation::Update);
+    assert_eq!(pc.unwrap()["ibcEnrol"]["success"], false);
+    assert_eq!(effects, ["extract"]);
+    assert_eq!(committed(&mef), None);
+}
+
 /// Records the request primitives the MEF receives, whatever the binding.
 struct Recording {
     inner: Arc<MefEndpoint>,
@@ -543,19 +578,18 @@ async fn the_tokio_drivers_over_https_and_coaps_send_the_simulated_trace() {
     let coap_addr = coap.local_addr();
     tokio::spawn(coap.serve());
 
-    // The tokio driver validates the credential at the real time: the MEF's clock is set to it.
-    mef.clock.store(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs() as i64,
-        Ordering::Relaxed,
-    );
-    let https = enrol(&params(addr.port(), 1)).await;
+    // One clock for both sides: the MEF's fixed one, also the Enrolee driver's.
+    let psk = |i: u8| {
+        ClientConfig::psk(
+            PskIdentity::new(&format!("dev{i}@{FQDN}")).unwrap(),
+            Psk::new(&[i + 1; 32]).unwrap(),
+        )
+    };
+    let https = enrol_with_clock(&params(addr.port(), 1), psk(1), &mef.clock).await;
     let https_trace = std::mem::take(&mut *rec.seen.lock().unwrap());
     let mut p = params(coap_addr.port(), 2);
     p.transport = m2msec_mef::enrolee::MefTransport::Coaps;
-    let coaps = enrol(&p).await;
+    let coaps = enrol_with_clock(&p, psk(2), &mef.clock).await;
     let coaps_trace = std::mem::take(&mut *rec.seen.lock().unwrap());
     https.unwrap();
     coaps.unwrap();
