@@ -645,7 +645,11 @@ pub async fn enrol_with_clock(
     while let Some(req) = m.poll_request() {
         match channel.send(&req).await {
             Ok(r) => {
-                let _ = m.handle_response(r, clock());
+                // One request at a time on one channel: a response to another request means
+                // the channel is broken.
+                if let Ok(Fed::Ignored) = m.handle_response(r, clock()) {
+                    m.transport_failed(&"a response to another request");
+                }
             }
             Err(e) => m.transport_failed(&e),
         }
