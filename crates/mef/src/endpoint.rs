@@ -14,7 +14,11 @@
 //!   enrols again. The commit is conditional on the device's enrolment generation read at the
 //!   bootstrap (issue 9 item 9): when two exchanges of one device overlap, the second to commit
 //!   is refused with CONFLICT (4105) and its Enrolee reports failure, so exactly one reports
-//!   success and its KeID is the valid one.
+//!   success and its KeID is the valid one. The exchange's logic is the sans-IO
+//!   [`crate::exchange::Exchange`]; this service opens it ([`MefEndpoint::open_exchange`]),
+//!   performs its effects ([`MefEndpoint::perform`]: the PKG's extraction, the commit) and
+//!   serves the session's requests outside the exchange (key registration, the committed
+//!   registration).
 //! - **Target** (a configured MEF client: a CSE that must fetch keys, authenticated by its own
 //!   PSK, BRIEF A3): `/fetchCredentials` and MEF Key Retrieval, authorised against the
 //!   Enrolment Targets / targetIDs with the authenticated client ID, and the project-defined
@@ -41,7 +45,7 @@ use m2msec_core::timestamp::Timestamp;
 use m2msec_cse::{CseError, Operation, RequestPrimitive, ResponsePrimitive, Rsc};
 use m2msec_tls::{Psk, PskIdentity, PskResolver, ResolvedPsk, ServerConfig};
 
-use crate::exchange::{Effect, EffectResult, Exchange, Output};
+use crate::exchange::{ts, Effect, EffectResult, Exchange, Output};
 use crate::pkg::Pkg;
 use crate::store::{KeyRegRow, MefStore, StoreError};
 use crate::wire::{self, *};
@@ -171,8 +175,6 @@ fn ok(rsc: Rsc, rqi: &str, pc: Value) -> Handled {
     r.pc = Some(pc);
     r.into()
 }
-
-use crate::exchange::ts;
 
 fn random_hex(n: usize) -> String {
     crate::exchange::random_hex(&mut OsRng, n)
