@@ -77,13 +77,19 @@ struct Mef {
 }
 
 /// A MEF on a fresh store at the fixed clock, with devices `dev0..dev2` (Enrolment Targets
-/// [`CSE`] and [`CSE2`]: two MO_NODE commands, then NO_MORE_COMMANDS).
+/// [`CSE`] and [`CSE2`]: two MO_NODE commands, then NO_MORE_COMMANDS), running seed 001's IBC
+/// enrolment.
 fn mef() -> Mef {
+    mef_ibc(true)
+}
+
+/// [`mef`], with or without the IBC enrolment.
+fn mef_ibc(ibc: bool) -> Mef {
     let dir = tempfile::tempdir().unwrap();
     let (clock_fn, clock) = m2msec_mef::clock::manual(NOW);
     let cfg = MefConfig {
         fqdn: FQDN.parse().unwrap(),
-        ibc: true,
+        ibc,
         retry_duration: "PT1H".parse::<XsDuration>().unwrap(),
         suid_encoding: SuidEncoding::AsciiDecimal,
         max_registration_secs: 86_400,
@@ -332,7 +338,11 @@ fn shape(trace: &[RequestPrimitive]) -> Vec<Shape> {
 const SEED: u64 = 0x5eed;
 
 fn clean_run() -> (Mef, Run) {
-    let mef = mef();
+    clean_run_ibc(true)
+}
+
+fn clean_run_ibc(ibc: bool) -> (Mef, Run) {
+    let mef = mef_ibc(ibc);
     let r = run(&mef, SEED, Fault::None, &[]);
     (mef, r)
 }
@@ -378,7 +388,13 @@ fn is_final_loss(fault: Fault, last: usize) -> bool {
 
 #[test]
 fn a_message_lost_at_any_step_or_a_crash_around_any_effect_commits_nothing_unless_complete() {
-    let (_, clean) = clean_run();
+    for ibc in [true, false] {
+        lost_or_crashed(ibc);
+    }
+}
+
+fn lost_or_crashed(ibc: bool) {
+    let (_, clean) = clean_run_ibc(ibc);
     let steps = clean.trace.len();
     let last = steps - 1;
     let mut faults = Vec::new();
@@ -391,7 +407,7 @@ fn a_message_lost_at_any_step_or_a_crash_around_any_effect_commits_nothing_unles
         ]);
     }
     for fault in faults {
-        let mef = mef();
+        let mef = mef_ibc(ibc);
         let before = gen(&mef);
         let r = run(&mef, SEED, fault, &clean.trace);
         let e = match &r.outcome {
@@ -421,7 +437,13 @@ fn a_message_lost_at_any_step_or_a_crash_around_any_effect_commits_nothing_unles
 
 #[test]
 fn a_duplicated_replayed_or_early_step_is_refused_or_idempotent_and_the_exchange_completes() {
-    let (_, clean) = clean_run();
+    for ibc in [true, false] {
+        duplicated_replayed_or_early(ibc);
+    }
+}
+
+fn duplicated_replayed_or_early(ibc: bool) {
+    let (_, clean) = clean_run_ibc(ibc);
     let steps = clean.trace.len();
     let mut faults = Vec::new();
     for k in 0..steps {
@@ -434,7 +456,7 @@ fn a_duplicated_replayed_or_early_step_is_refused_or_idempotent_and_the_exchange
         }
     }
     for fault in faults {
-        let mef = mef();
+        let mef = mef_ibc(ibc);
         let before = gen(&mef);
         let r = run(&mef, SEED, fault, &clean.trace);
         let out = match r.outcome {
@@ -454,8 +476,8 @@ fn a_duplicated_replayed_or_early_step_is_refused_or_idempotent_and_the_exchange
         );
         assert_eq!(
             r.effects.iter().filter(|e| **e == "extract").count(),
-            1,
-            "{fault:?}: one credential"
+            usize::from(ibc),
+            "{fault:?}: one credential (with IBC)"
         );
         for (first, extra, op, to) in &r.extra {
             let refused = *extra >= 4000;
@@ -482,6 +504,11 @@ fn the_mef_refuses_to_end_or_issue_a_credential_before_the_commands_complete() {
     let r2 = run(&self::mef(), SEED, Fault::Early(1, 4), &clean.trace);
     assert_eq!(r2.extra[0].1, 4005, "{:?}", r2.extra);
     assert!(r.outcome.is_ok() && r2.outcome.is_ok());
+    // Without IBC the end of exchange is refused before the commands complete, too.
+    let (_, clean) = clean_run_ibc(false);
+    let r3 = run(&mef_ibc(false), SEED, Fault::Early(1, 4), &clean.trace);
+    assert_eq!(r3.extra[0].1, 4005, "{:?}", r3.extra);
+    assert!(r3.outcome.is_ok());
 }
 
 /// Time moves without sleeping (issue 10 item 7): an Enrolee whose clock is past the
