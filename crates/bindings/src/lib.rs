@@ -8,6 +8,9 @@
 //!   listener), hyper HTTP/1.1 per connection, the channel's authenticated peer as the engine's
 //!   [`m2msec_cse::SecurityContext`], timeouts and size limits.
 //!
+//! In the pattern of `docs/architecture.md` the bindings are **drivers**: they move primitives
+//! between a transport and a service's [`Endpoint`]; protocol logic belongs in the procedures'
+//! sans-IO state machines (e.g. `m2msec_mef::exchange`), not here.
 #![forbid(unsafe_code)]
 #![deny(missing_debug_implementations)]
 #![warn(missing_docs)]

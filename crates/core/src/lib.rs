@@ -11,6 +11,9 @@
 //! - [`sec`], [`suid`], [`timestamp`], [`duration`]: clause-12 `sec:` data types, `m2m:suid`,
 //!   `m2m:timestamp`, `xs:duration`.
 //! - [`eccsi`]: ECCSI identity-based signatures (RFC 6507) on P-256, the PKG scheme of seed 001.
+//!
+//! Procedures built on this crate follow `docs/architecture.md`: a sans-IO state machine (time
+//! and RNG passed in, effects returned), a thin async driver per transport, one service per role.
 #![forbid(unsafe_code)]
 #![deny(missing_debug_implementations)]
 

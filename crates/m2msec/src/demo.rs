@@ -52,7 +52,10 @@ pub struct DemoArgs {
     json: bool,
 }
 
+/// One step of the demo. `id` is stable (snake_case) so that scripts can find a step; `name` is
+/// for people and may change.
 struct Step {
+    id: &'static str,
     name: &'static str,
     ok: usize,
     failed: usize,
@@ -61,7 +64,7 @@ struct Step {
 
 impl Step {
     fn json(&self) -> Value {
-        json!({"step": self.name, "ok": self.ok, "failed": self.failed,
+        json!({"id": self.id, "step": self.name, "ok": self.ok, "failed": self.failed,
                "ms": (self.elapsed.as_secs_f64() * 1000.0 * 10.0).round() / 10.0})
     }
 }
@@ -230,6 +233,7 @@ async fn demo(n: usize) -> Result<(Value, bool), CliError> {
         .ok_or_else(|| CliError::other("CSE address"))?;
     tokio::spawn(cse_server.serve());
     steps.push(Step {
+        id: "start",
         name: "start MEF+PKG and IN-CSE",
         ok: 2,
         failed: 0,
@@ -265,6 +269,7 @@ async fn demo(n: usize) -> Result<(Value, bool), CliError> {
         provisioned += out.len();
     }
     steps.push(Step {
+        id: "provision",
         name: "provision devices",
         ok: provisioned,
         failed: n - provisioned,
@@ -316,6 +321,7 @@ async fn demo(n: usize) -> Result<(Value, bool), CliError> {
     }
     let enrolled = runs.iter().filter(|r| r.secrets.is_some()).count();
     steps.push(Step {
+        id: "enrol",
         name: "enrol (TLS-PSK + IBC)",
         ok: enrolled,
         failed: n - enrolled,
@@ -375,12 +381,14 @@ async fn demo(n: usize) -> Result<(Value, bool), CliError> {
     let registered = runs.iter().filter(|r| r.registered).count();
     let wrote = runs.iter().filter(|r| r.wrote).count();
     steps.push(Step {
+        id: "register",
         name: "register AE (KeID via MEF)",
         ok: registered,
         failed: n - registered,
         elapsed: t_reg.elapsed().saturating_sub(write_time),
     });
     steps.push(Step {
+        id: "write",
         name: "write contentInstance",
         ok: wrote,
         failed: n - wrote,
@@ -420,6 +428,7 @@ async fn demo(n: usize) -> Result<(Value, bool), CliError> {
         }
     }
     steps.push(Step {
+        id: "ibc_verify",
         name: "IBC mutual verification",
         ok: verified,
         failed: 2 - verified,

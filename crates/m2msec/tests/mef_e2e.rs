@@ -220,9 +220,25 @@ fn demo_runs_every_step_on_loopback() {
             .starts_with("mef.demo.m2msec|"));
         assert!(d["ae_id"].as_str().unwrap().starts_with("Cdemo"));
     }
-    for s in v["steps"].as_array().unwrap() {
+    let steps = v["steps"].as_array().unwrap();
+    for s in steps {
         assert_eq!(s["failed"], 0, "{s}");
+        assert!(s["step"].as_str().is_some_and(|n| !n.is_empty()), "{s}");
     }
+    // Issue 10 item 10: every step has a stable snake_case id beside its human name.
+    let ids: Vec<&str> = steps.iter().filter_map(|s| s["id"].as_str()).collect();
+    assert_eq!(
+        ids,
+        [
+            "start",
+            "provision",
+            "enrol",
+            "register",
+            "write",
+            "ibc_verify"
+        ],
+        "{v}"
+    );
     let (code, _, err) = run(m2msec().args(["demo", "--devices", "1"]));
     assert_eq!(code, Some(2));
     assert_eq!(err.lines().count(), 1, "{err}");

@@ -14,13 +14,17 @@
 //!   enrols again. The commit is conditional on the device's enrolment generation read at the
 //!   bootstrap (issue 9 item 9): when two exchanges of one device overlap, the second to commit
 //!   is refused with CONFLICT (4105) and its Enrolee reports failure, so exactly one reports
-//!   success and its KeID is the valid one.
+//!   success and its KeID is the valid one. The exchange's logic is the sans-IO
+//!   [`crate::exchange::Exchange`]; this service opens it ([`MefEndpoint::open_exchange`]),
+//!   performs its effects ([`MefEndpoint::perform`]: the PKG's extraction, the commit) and
+//!   serves the session's requests outside the exchange (key registration, the committed
+//!   registration).
 //! - **Target** (a configured MEF client: a CSE that must fetch keys, authenticated by its own
 //!   PSK, BRIEF A3): `/fetchCredentials` and MEF Key Retrieval, authorised against the
 //!   Enrolment Targets / targetIDs with the authenticated client ID, and the project-defined
 //!   change feed and Enrolee-ID reservation query ([`crate::wire`]) for that client.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -32,20 +36,18 @@ use serde_json::Value;
 use m2msec_bindings::{AssociationInfo, CloseSignal, Endpoint, Handled, Opened};
 use m2msec_core::duration::XsDuration;
 use m2msec_core::eccsi::SigningKey;
-use m2msec_core::export::ExporterLabel;
+use m2msec_core::export::{ExportedKeyingMaterial, ExporterLabel};
 use m2msec_core::ids::{Fqdn, KeId};
 use m2msec_core::kdf::{enrolment_key, KdfIdentifier, SuidEncoding};
-use m2msec_core::sec::{
-    AnyUri, CmdArgs, CmdDescription, CmdStatusCode, M2mId, MoNodeCmdArgs, NoMoreCmdArgs,
-};
-use m2msec_core::secret::{Ke, Kpm};
+use m2msec_core::secret::Kpm;
 use m2msec_core::suid::Suid;
 use m2msec_core::timestamp::Timestamp;
 use m2msec_cse::{CseError, Operation, RequestPrimitive, ResponsePrimitive, Rsc};
 use m2msec_tls::{Psk, PskIdentity, PskResolver, ResolvedPsk, ServerConfig};
 
+use crate::exchange::{ts, Effect, EffectResult, Exchange, Output};
 use crate::pkg::Pkg;
-use crate::store::{CommitOutcome, Enrolment, KeyRegRow, MefStore, StoreError};
+use crate::store::{KeyRegRow, MefStore, StoreError};
 use crate::wire::{self, *};
 
 /// SUID of the keys the exchange configures for each Enrolment Target: 22, a symmetric key
@@ -111,55 +113,7 @@ pub enum MefSession {
     },
 }
 
-/// Where an exchange is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Stage {
-    Bootstrapped,
-    Registered,
-    Ended,
-}
-
-/// The Enrolee side of one session, as the MEF tracks it.
-pub struct Exchange {
-    kpm_id: String,
-    /// The device's enrolment generation at the bootstrap: the commit's compare-and-set.
-    gen: i64,
-    enrolee_id: String,
-    targets: Vec<String>,
-    enrolment_secs: u64,
-    ke: Ke,
-    ke_id: KeId,
-    kc: Option<(m2msec_core::secret::Kc, [u8; 16])>,
-    stage: Stage,
-    reg_id: String,
-    reg_expires: i64,
-    enrolment_expires: i64,
-    admin_fqdn: String,
-    labels: Option<Vec<String>>,
-    commands: VecDeque<(String, CmdDescription)>,
-    retrieved: bool,
-    id2: Option<String>,
-}
-
-impl std::fmt::Debug for Exchange {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Exchange")
-            .field("kpm_id", &self.kpm_id)
-            .field("ke_id", &self.ke_id.to_string())
-            .field("stage", &self.stage)
-            .finish_non_exhaustive()
-    }
-}
-
-/// Clock: unix seconds.
-pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
-
-fn system_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
+pub use crate::clock::Clock;
 
 /// The MEF endpoint.
 pub struct MefEndpoint {
@@ -233,14 +187,17 @@ fn ok(rsc: Rsc, rqi: &str, pc: Value) -> Handled {
     r.into()
 }
 
-fn ts(secs: i64) -> Timestamp {
-    Timestamp::from_unix(secs).unwrap_or_else(|_| Timestamp::from_unix(0).expect("epoch"))
+fn random_hex(n: usize) -> String {
+    crate::exchange::random_hex(&mut OsRng, n)
 }
 
-fn random_hex(n: usize) -> String {
-    let mut b = vec![0u8; n];
-    OsRng.fill_bytes(&mut b);
-    hex::encode(b)
+/// What [`MefEndpoint::exchange_step`] produced.
+#[derive(Debug)]
+pub enum Step {
+    /// The answer.
+    Reply(Handled),
+    /// An effect to perform ([`MefEndpoint::perform`]) and feed to [`Exchange::resume`].
+    Effect(Effect),
 }
 
 fn store_err(rqi: &str, e: StoreError) -> Handled {
@@ -257,7 +214,7 @@ impl MefEndpoint {
         pkg: Arc<dyn Pkg>,
         targets: Vec<TargetClient>,
     ) -> Result<(Arc<Self>, ServerConfig), StoreError> {
-        Self::with_clock(cfg, data_dir, pkg, targets, Arc::new(system_now))
+        Self::with_clock(cfg, data_dir, pkg, targets, crate::clock::system())
     }
 
     /// As [`MefEndpoint::new`] with a clock (tests).
@@ -310,7 +267,17 @@ impl MefEndpoint {
         (self.clock)()
     }
 
-    fn open_enrolee(&self, info: &AssociationInfo<'_>, kpm_id: &str) -> Option<MefSession> {
+    /// A new enrolment exchange for the device provisioned under `kpm_id`, after a bootstrap
+    /// handshake whose exports are `bootstrap` (Ke, KeID: TS-0003 §10.3.1, §10.3.4) and
+    /// `connection` (Kc, BRIEF A10). `None` if the device is unknown or revoked (or the store
+    /// fails). The transports call this at `open`; the simulated pair of `tests/sim.rs` calls
+    /// it with exports of its own.
+    pub fn open_exchange(
+        &self,
+        kpm_id: &str,
+        bootstrap: &ExportedKeyingMaterial,
+        connection: Option<&ExportedKeyingMaterial>,
+    ) -> Option<Exchange> {
         let ((device, _kpm), gen): ((_, Kpm), i64) = self
             .with_reader(|s| Ok::<_, StoreError>((s.device(kpm_id)?, s.enrol_gen(kpm_id)?)))
             .ok()
@@ -318,250 +285,86 @@ impl MefEndpoint {
         if device.revoked.is_some() {
             return None;
         }
-        let export = (info.exporter)(ExporterLabel::Bootstrap)?;
-        let ek = enrolment_key(&export, &self.cfg.fqdn);
-        let kc = (info.exporter)(ExporterLabel::Connection).map(|e| e.split_connection());
+        let ek = enrolment_key(bootstrap, &self.cfg.fqdn);
         tracing::info!(kpm_id, ke_id = %ek.ke_id, "bootstrap handshake: enrolment key generated");
-        Some(MefSession::Enrolee(Box::new(Mutex::new(Exchange {
-            kpm_id: kpm_id.to_string(),
+        Some(Exchange::new(
+            device,
             gen,
-            enrolee_id: device.enrolee_id,
-            targets: device.targets,
-            enrolment_secs: device.enrolment_secs,
-            ke: ek.ke,
-            ke_id: ek.ke_id,
-            kc,
-            stage: Stage::Bootstrapped,
-            reg_id: String::new(),
-            reg_expires: 0,
-            enrolment_expires: 0,
-            admin_fqdn: String::new(),
-            labels: None,
-            commands: VecDeque::new(),
-            retrieved: false,
-            id2: None,
-        }))))
+            ek,
+            connection.map(ExportedKeyingMaterial::split_connection),
+        ))
     }
 
-    fn queue_commands(&self, x: &mut Exchange) {
-        x.commands.clear();
-        for (i, t) in x.targets.iter().enumerate() {
-            let (Ok(path), Ok(suid), Ok(target)) = (
-                format!("./authenticationProfile/{i}").parse::<AnyUri>(),
-                Suid::new(TARGET_SUID),
-                t.parse::<M2mId>(),
-            ) else {
-                continue;
-            };
-            let d = CmdDescription::new(
-                CmdArgs::MoNode(MoNodeCmdArgs::authentication_profile(path, suid)),
-                Some(target),
-            );
-            x.commands.push_back((random_hex(8), d));
+    fn open_enrolee(&self, info: &AssociationInfo<'_>, kpm_id: &str) -> Option<MefSession> {
+        let bootstrap = (info.exporter)(ExporterLabel::Bootstrap)?;
+        let connection = (info.exporter)(ExporterLabel::Connection);
+        let x = self.open_exchange(kpm_id, &bootstrap, connection.as_ref())?;
+        Some(MefSession::Enrolee(Box::new(Mutex::new(x))))
+    }
+
+    /// One request of an Enrolee's session: the exchange's answer or the effect it asks for
+    /// (requests outside the exchange, e.g. key registration, are served here against the
+    /// store). `rng` draws the exchange's identifiers.
+    pub fn exchange_step(
+        &self,
+        x: &mut Exchange,
+        prim: RequestPrimitive,
+        rng: &mut dyn RngCore,
+    ) -> Step {
+        match x.handle(&self.cfg, prim, self.now(), rng) {
+            Output::Reply(h) => Step::Reply(h),
+            Output::Effect(e) => Step::Effect(e),
+            Output::Outside(prim) => Step::Reply(self.outside_exchange(x, prim)),
         }
-        let d = CmdDescription::new(
-            CmdArgs::NoMore(NoMoreCmdArgs {
-                retry_duration: self.cfg.retry_duration,
-            }),
-            None,
-        );
-        x.commands.push_back((random_hex(8), d));
     }
 
-    fn cmd_value(x: &Exchange, status: CmdStatusCode) -> Value {
-        match x.commands.front() {
-            Some((id, d)) => wire::wrap(
-                "mefClientCmd",
-                &ClientCmd {
-                    cmd_id: id.clone(),
-                    description: serde_json::to_value(d).ok(),
-                    status: status as u16,
-                },
+    /// Performs an effect of the exchange: the PKG's extraction, or the conditional commit in
+    /// the store (one transaction).
+    pub fn perform(&self, effect: &Effect) -> EffectResult {
+        match effect {
+            Effect::Extract { id2 } => EffectResult::Extracted(
+                self.pkg
+                    .extract(id2.as_bytes())
+                    .map(|k| Box::new((k, self.pkg.kpak())))
+                    .map_err(|e| e.to_string()),
             ),
-            None => Value::Null,
-        }
-    }
-
-    fn handle_enrolee(&self, x: &mut Exchange, prim: RequestPrimitive) -> Handled {
-        let rqi = prim.rqi.clone();
-        if let Some(fr) = &prim.fr {
-            if fr != &x.enrolee_id {
-                return err(
-                    Rsc::OriginatorNotAuthenticated,
-                    &rqi,
-                    "From is not the Enrolee-ID provisioned for this KpmID",
-                );
-            }
-        }
-        if x.stage == Stage::Ended {
-            return err(
-                Rsc::OperationNotAllowed,
-                &rqi,
-                "the enrolment exchange has ended",
-            );
-        }
-        let to = prim.to.trim_start_matches('/');
-        let reg_prefix = format!("{MEF_BASE}/{}", x.reg_id);
-        match (prim.op, to) {
-            (Operation::Create, MEF_BASE) if prim.ty == Some(TY_MEF_CLIENT_REG) => {
-                self.client_registration(x, &prim)
-            }
-            (Operation::Create, MEF_BASE) if prim.ty == Some(TY_MEF_KEY_REG) => {
-                self.key_registration(x, &prim)
-            }
-            (Operation::Create, MEF_BASE) => err(
-                Rsc::BadRequest,
-                &rqi,
-                "ty must be mefClientReg or mefKeyReg",
-            ),
-            (op, t)
-                if t.strip_prefix("mef/")
-                    .is_some_and(|id| !id.contains('/') && id != "keys")
-                    && (x.stage != Stage::Registered || t != reg_prefix)
-                    && matches!(
-                        op,
-                        Operation::Retrieve | Operation::Update | Operation::Delete
-                    ) =>
-            {
-                self.committed_registration(x, &prim, &t["mef/".len()..])
-            }
-            (Operation::Retrieve, t) if x.stage == Stage::Registered && t == reg_prefix => {
-                // Configuration Retrieval (TS-0003 §8.3.5.2.4) of this session's registration.
-                ok(Rsc::Ok, &rqi, wire::wrap("mefClientReg", &self.reg_view(x)))
-            }
-            (Operation::Update, t) if x.stage == Stage::Registered && t == reg_prefix => {
-                let now = self.now();
-                let max = now
-                    .saturating_add(self.cfg.max_registration_secs as i64)
-                    .min(x.enrolment_expires);
-                match parse_reg_update(prim.pc.as_ref(), now, max) {
-                    Ok((expires, labels, echo)) => {
-                        if let Some(e) = expires {
-                            x.reg_expires = e;
-                        }
-                        if labels.is_some() {
-                            x.labels = labels;
-                        }
-                        ok(Rsc::Updated, &rqi, echo)
-                    }
-                    Err(e) => err(Rsc::BadRequest, &rqi, e),
-                }
-            }
-            _ if x.stage != Stage::Registered || !to.starts_with(&reg_prefix) => {
-                if let Some(rel) = to.strip_prefix("mef/keys/") {
-                    return self.key_reg_by_source(&x.enrolee_id, rel, &prim);
-                }
-                err(Rsc::NotFound, &rqi, "no such MEF resource in this session")
-            }
-            (Operation::Retrieve, t) if t == format!("{reg_prefix}/cmd") => {
-                let status = if x.retrieved {
-                    CmdStatusCode::Reissued
-                } else {
-                    CmdStatusCode::Issued
-                };
-                x.retrieved = true;
-                ok(Rsc::Ok, &rqi, Self::cmd_value(x, status))
-            }
-            (Operation::Update, t) if t == format!("{reg_prefix}/cmd") => {
-                let upd: ClientCmd = match wire::unwrap("mefClientCmd", prim.pc.as_ref()) {
-                    Ok(u) => u,
-                    // TS-0003 §8.3.9.6 step 2a: BAD_REQUEST on a parse failure.
-                    Err(e) => return err(Rsc::BadRequest, &rqi, e),
-                };
-                let current = x.commands.front().map(|(id, _)| id.clone());
-                if current.as_deref() == Some(upd.cmd_id.as_str()) {
-                    tracing::debug!(cmd_id = %upd.cmd_id, status = upd.status, "MEF client command update");
-                    x.commands.pop_front();
-                    x.retrieved = true;
-                }
-                // A cmdID mismatch is silently discarded (§8.3.9.6 step 2b): the response
-                // carries the command still current.
-                ok(
-                    Rsc::Updated,
-                    &rqi,
-                    Self::cmd_value(x, CmdStatusCode::Issued),
+            Effect::Commit(c) => EffectResult::Committed(self.with_store(|s| {
+                s.commit_enrolment(
+                    &c.enrolment,
+                    &c.ke,
+                    &c.admin_fqdn,
+                    c.labels.as_deref(),
+                    c.reg_expires,
+                    c.expected_gen,
+                    c.now,
                 )
-            }
-            (Operation::Create, t)
-                if t == format!("{reg_prefix}/ibc") && prim.ty == Some(TY_IBC_ENROL) =>
-            {
-                self.ibc_enrol(x, &prim)
-            }
-            (Operation::Update, t) if t == format!("{reg_prefix}/ibc") => {
-                self.end_exchange(x, &prim)
-            }
-            (Operation::Delete, t) if t == reg_prefix => {
-                // De-registration inside the exchange abandons it: nothing was committed.
-                x.stage = Stage::Ended;
-                Handled {
-                    response: ResponsePrimitive::new(Rsc::Deleted, rqi.as_str()),
-                    close: true,
-                }
-            }
-            _ => err(Rsc::NotFound, &rqi, "no such MEF resource or operation"),
+            })),
         }
     }
 
-    fn client_registration(&self, x: &mut Exchange, prim: &RequestPrimitive) -> Handled {
-        let rqi = &prim.rqi;
-        if x.stage != Stage::Bootstrapped {
-            return err(
-                Rsc::OriginatorHasAlreadyRegistered,
-                rqi,
-                "this session already has a MEF client registration",
-            );
-        }
-        let req: ClientRegRequest = match wire::unwrap("mefClientReg", prim.pc.as_ref()) {
-            Ok(r) => r,
-            Err(e) => return err(Rsc::BadRequest, rqi, e),
-        };
-        if req.admin_fqdn.parse::<Fqdn>().is_err() {
-            return err(Rsc::BadRequest, rqi, "adminFQDN is not a host name");
-        }
-        if let Some(id) = &req.enrolee_id {
-            if id != &x.enrolee_id {
-                return err(
-                    Rsc::OriginatorHasNoPrivilege,
-                    rqi,
-                    "enroleeID is not the Enrolee-ID provisioned for this KpmID",
-                );
+    /// The exchange driven to its answer: each effect performed, its result fed back.
+    fn handle_enrolee(&self, x: &mut Exchange, prim: RequestPrimitive) -> Handled {
+        match self.exchange_step(x, prim, &mut OsRng) {
+            Step::Reply(h) => h,
+            Step::Effect(e) => {
+                let r = self.perform(&e);
+                x.resume(r)
             }
         }
-        let now = self.now();
-        x.enrolment_expires = now.saturating_add(x.enrolment_secs as i64);
-        let max = now
-            .saturating_add(self.cfg.max_registration_secs as i64)
-            .min(x.enrolment_expires);
-        x.reg_expires = req
-            .expiration_time
-            .map(|t| t.to_unix().clamp(now, max))
-            .unwrap_or(max);
-        x.reg_id = format!("mcr-{}", random_hex(8));
-        x.admin_fqdn = req.admin_fqdn;
-        x.labels = req.labels;
-        x.stage = Stage::Registered;
-        x.retrieved = false;
-        self.queue_commands(x);
-        let reg = self.reg_view(x);
-        ok(Rsc::Created, rqi, wire::wrap("mefClientReg", &reg))
     }
 
-    fn reg_view(&self, x: &Exchange) -> ClientReg {
-        ClientReg {
-            reg_id: x.reg_id.clone(),
-            expiration_time: ts(x.reg_expires),
-            labels: x.labels.clone(),
-            client_id: x.enrolee_id.clone(),
-            admin_fqdn: x.admin_fqdn.clone(),
-            ke_id: x.ke_id.to_string(),
-            enrolment_expiry: ts(x.enrolment_expires),
-            ibc_enrolment: self.cfg.ibc,
-            key_derivation: self.cfg.key_derivation(),
-            children: vec![ChildRef {
-                nm: "cmd".into(),
-                typ: TY_MEF_CLIENT_CMD,
-                val: format!("{MEF_BASE}/{}/cmd", x.reg_id),
-            }],
+    /// The requests of an Enrolee's session that are not part of its exchange.
+    fn outside_exchange(&self, x: &Exchange, prim: RequestPrimitive) -> Handled {
+        let to = prim.to.trim_start_matches('/').to_string();
+        if prim.op == Operation::Create {
+            return self.key_registration(x, &prim);
+        }
+        if let Some(rel) = to.strip_prefix("mef/keys/") {
+            return self.key_reg_by_source(x.enrolee_id(), rel, &prim);
+        }
+        match to.strip_prefix("mef/") {
+            Some(id) => self.committed_registration(x, &prim, id),
+            None => err(Rsc::NotFound, &prim.rqi, "no such MEF resource"),
         }
     }
 
@@ -571,7 +374,7 @@ impl MefEndpoint {
     fn committed_registration(&self, x: &Exchange, prim: &RequestPrimitive, id: &str) -> Handled {
         let rqi = &prim.rqi;
         let found = match self.with_reader(|s| {
-            Ok::<_, StoreError>((s.registration(&x.kpm_id)?, s.enrolment_of(&x.kpm_id)?))
+            Ok::<_, StoreError>((s.registration(x.kpm_id())?, s.enrolment_of(x.kpm_id())?))
         }) {
             Ok(f) => f,
             Err(e) => return store_err(rqi, e),
@@ -608,7 +411,7 @@ impl MefEndpoint {
                         let labels = labels.or(reg.labels);
                         let r = self.with_store(|s| {
                             s.update_registration(
-                                &x.kpm_id,
+                                x.kpm_id(),
                                 expires.unwrap_or(reg.expires),
                                 labels.as_deref(),
                             )
@@ -621,9 +424,9 @@ impl MefEndpoint {
                     Err(e) => err(Rsc::BadRequest, rqi, e),
                 }
             }
-            Operation::Delete => match self.with_store(|s| s.deregister(&x.kpm_id, now)) {
+            Operation::Delete => match self.with_store(|s| s.deregister(x.kpm_id(), now)) {
                 Ok(_) => {
-                    tracing::info!(kpm_id = %x.kpm_id, reg_id = %reg.reg_id, "MEF client de-registered");
+                    tracing::info!(kpm_id = %x.kpm_id(), reg_id = %reg.reg_id, "MEF client de-registered");
                     ResponsePrimitive::new(Rsc::Deleted, rqi.as_str()).into()
                 }
                 Err(e) => store_err(rqi, e),
@@ -636,117 +439,7 @@ impl MefEndpoint {
         }
     }
 
-    fn ibc_enrol(&self, x: &mut Exchange, prim: &RequestPrimitive) -> Handled {
-        let rqi = &prim.rqi;
-        if !self.cfg.ibc {
-            return err(
-                Rsc::OperationNotAllowed,
-                rqi,
-                "IBC enrolment is not enabled",
-            );
-        }
-        let req: IbcEnrolRequest = match wire::unwrap("ibcEnrol", prim.pc.as_ref()) {
-            Ok(r) => r,
-            Err(e) => return err(Rsc::BadRequest, rqi, e),
-        };
-        if req.id1 != x.enrolee_id {
-            return err(
-                Rsc::OriginatorHasNoPrivilege,
-                rqi,
-                "ID1 is not the Enrolee-ID provisioned for this KpmID",
-            );
-        }
-        let expiry = ts(x.enrolment_expires);
-        let id2 = match KdfIdentifier::new(&format!("{}|{}|{}", self.cfg.fqdn, expiry, req.id1)) {
-            Ok(i) => i.as_str().to_string(),
-            Err(e) => return err(Rsc::BadRequest, rqi, format!("ID2: {e}")),
-        };
-        let keys = match self.pkg.extract(id2.as_bytes()) {
-            Ok(k) => k,
-            Err(e) => {
-                tracing::error!(error = %e, "PKG extraction failed");
-                return err(Rsc::InternalServerError, rqi, "PKG extraction failed");
-            }
-        };
-        let cred = IbcCredential {
-            id2: id2.clone(),
-            ssk: hex::encode(&keys.ssk.to_bytes()[..]),
-            pvt: keys.pvt.to_hex(),
-            kpak: self.pkg.kpak().to_hex(),
-            expiry,
-        };
-        x.id2 = Some(id2);
-        ok(Rsc::Created, rqi, wire::wrap("ibcCred", &cred))
-    }
-
-    fn end_exchange(&self, x: &mut Exchange, prim: &RequestPrimitive) -> Handled {
-        let rqi = &prim.rqi;
-        let rep: IbcReport = match wire::unwrap("ibcEnrol", prim.pc.as_ref()) {
-            Ok(r) => r,
-            Err(e) => return err(Rsc::BadRequest, rqi, e),
-        };
-        if self.cfg.ibc && x.id2.is_none() && rep.success {
-            return err(
-                Rsc::OperationNotAllowed,
-                rqi,
-                "no IBC credential was issued",
-            );
-        }
-        x.stage = Stage::Ended;
-        if !rep.success {
-            tracing::warn!(kpm_id = %x.kpm_id, "Enrolee reported failure: nothing committed");
-            return Handled {
-                response: ResponsePrimitive::new(Rsc::Updated, rqi.as_str()),
-                close: true,
-            };
-        }
-        let e = Enrolment {
-            kpm_id: x.kpm_id.clone(),
-            ke_id: x.ke_id.to_string(),
-            enrolee_id: x.enrolee_id.clone(),
-            reg_id: x.reg_id.clone(),
-            id2: x.id2.clone(),
-            expires: x.enrolment_expires,
-        };
-        let now = self.now();
-        let r = self.with_store(|s| {
-            s.commit_enrolment(
-                &e,
-                &x.ke,
-                &x.admin_fqdn,
-                x.labels.as_deref(),
-                x.reg_expires,
-                x.gen,
-                now,
-            )
-        });
-        match r {
-            Ok(CommitOutcome::Committed(_)) => {}
-            Ok(CommitOutcome::Superseded) => {
-                tracing::warn!(kpm_id = %x.kpm_id, ke_id = %x.ke_id,
-                    "enrolment not committed: another exchange of this device committed (or it de-registered) since this one began");
-                let mut h = err(
-                    Rsc::Conflict,
-                    rqi,
-                    "another enrolment of this device was committed since this exchange began; nothing was committed, enrol again",
-                );
-                h.close = true;
-                return h;
-            }
-            Err(e) => return store_err(rqi, e),
-        }
-        tracing::info!(kpm_id = %x.kpm_id, ke_id = %x.ke_id, "enrolment committed");
-        let end = EndOfExchange {
-            end_of_enrolment_exchange: true,
-            ke_id: x.ke_id.to_string(),
-            enrolment_expiry: ts(x.enrolment_expires),
-        };
-        let mut h = ok(Rsc::Updated, rqi, wire::wrap("endOfExchange", &end));
-        h.close = true;
-        h
-    }
-
-    fn key_registration(&self, x: &mut Exchange, prim: &RequestPrimitive) -> Handled {
+    fn key_registration(&self, x: &Exchange, prim: &RequestPrimitive) -> Handled {
         let rqi = &prim.rqi;
         let req: KeyRegRequest = match wire::unwrap("mefKeyReg", prim.pc.as_ref()) {
             Ok(r) => r,
@@ -793,7 +486,7 @@ impl MefEndpoint {
                 }
             },
             // BRIEF A10/A11: Kc from EXPORTER-oneM2M-Connection, RelativeKeyID = hex(KcID).
-            None => match &x.kc {
+            None => match x.kc() {
                 Some((kc, id)) => (
                     hex::encode(id),
                     zeroize::Zeroizing::new(kc.expose_secret().to_vec()),
@@ -809,8 +502,8 @@ impl MefEndpoint {
             .unwrap_or(max);
         let row = KeyRegRow {
             rel_key_id: rel.clone(),
-            source_client: x.enrolee_id.clone(),
-            kpm_id: Some(x.kpm_id.clone()),
+            source_client: x.enrolee_id().to_string(),
+            kpm_id: Some(x.kpm_id().to_string()),
             suid: suid.value(),
             target_ids: targets,
             labels: req.labels,
@@ -1239,12 +932,16 @@ impl Endpoint for MefEndpoint {
 }
 
 /// New expiry, new labels, and the response content of a Registration Update.
-type RegUpdate = (Option<i64>, Option<Vec<String>>, Value);
+pub(crate) type RegUpdate = (Option<i64>, Option<Vec<String>>, Value);
 
 /// A Registration Update body (TS-0003 table 8.3.5.2.5-1): at least one of `expirationTime`
 /// and `labels`; the expiry is clamped to `now..=max`. Returns the new values and the response
 /// content, which carries only the fields sent (table 8.3.5.2.5-2).
-fn parse_reg_update(pc: Option<&Value>, now: i64, max: i64) -> Result<RegUpdate, String> {
+pub(crate) fn parse_reg_update(
+    pc: Option<&Value>,
+    now: i64,
+    max: i64,
+) -> Result<RegUpdate, String> {
     let m = match pc.and_then(|p| p.get("mefClientReg")) {
         Some(Value::Object(m)) if pc.and_then(Value::as_object).map(|o| o.len()) == Some(1) => m,
         _ => return Err("content must be {\"mefClientReg\": {...}}".into()),

@@ -1,6 +1,9 @@
 //! The Enrolee (MEF Client) side of the enrolment (TS-0003 §8.3.2.1, §8.3.4.6, §8.3.9, seed
 //! 001) and its local keystore.
 //!
+//! The exchange is the sans-IO [`Machine`]; [`enrol`] and [`enrol_with`] are its thin tokio
+//! driver over HTTP/TLS or CoAP/DTLS.
+//!
 //! [`enrol`] runs the whole exchange over one TLS-PSK session (psk_identity = KpmID, psk =
 //! Kpm, SNI = the MEF's FQDN): exports Ke/KeID, registers, follows the MEF Client Commands
 //! (each MO_NODE `[authenticationProfile]` names an Enrolment Target and SUID: the Enrolee
@@ -21,7 +24,9 @@ use m2msec_bindings::client::HttpClient;
 use m2msec_bindings::CoapClient;
 use m2msec_core::export::ExporterLabel;
 use m2msec_core::ids::{Fqdn, KpmId};
-use m2msec_core::kdf::{enrolment_key, usage_constrained_key, KdfIdentifier, SuidEncoding};
+use m2msec_core::kdf::{
+    enrolment_key, usage_constrained_key, EnrolmentKey, KdfIdentifier, SuidEncoding,
+};
 use m2msec_core::sec::{CmdArgs, CmdStatusCode};
 use m2msec_core::secret::{Ke, Kpm, UsageConstrainedKey};
 use m2msec_core::suid::Suid;
@@ -30,6 +35,7 @@ use m2msec_cse::{Operation, RequestPrimitive, ResponsePrimitive, Rsc};
 use m2msec_keystore::{load_or_create_kek, write_secret_file, Sealer};
 use m2msec_tls::{ClientConfig, DtlsClient, DtlsOptions, Psk, PskIdentity, TlsClient};
 
+use crate::clock::Clock;
 use crate::endpoint::validate_ibc;
 use crate::wire::{self, *};
 
@@ -70,7 +76,7 @@ pub struct EnrolParams {
 }
 
 /// Enrolment failures.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum EnrolError {
     /// TLS handshake or transport.
     #[error("{0}")]
@@ -153,6 +159,414 @@ fn refused(step: &'static str, r: &ResponsePrimitive) -> EnrolError {
     }
 }
 
+/// The Enrolee's side of the enrolment exchange as a sans-IO state machine (TS-0003 §8.3.2.1
+/// steps 5–16, §8.3.4.6, §8.3.9, seed 001).
+///
+/// It does no I/O and reads no clock: a driver asks it for the next request
+/// ([`Machine::poll_request`]), sends it over whatever binding it runs (HTTP/TLS, CoAP/DTLS,
+/// or the in-memory pair of `tests/sim.rs`), and feeds back the response
+/// ([`Machine::handle_response`], with the time) or the transport's failure
+/// ([`Machine::transport_failed`]). At most one request is outstanding; a response whose `rqi`
+/// is not the outstanding request's (a duplicate, a replay, a late one) is ignored. When
+/// [`Machine::poll_request`] returns `None` and nothing is outstanding, [`Machine::outcome`]
+/// holds the result.
+///
+/// The exchange: Client Registration (§8.3.5.2.3) → Retrieve the MEF Client Command and
+/// Update it with its status until NO_MORE_COMMANDS (§8.3.9.5: a repeated cmdID answers 40, an
+/// unsupported class 41; at most [`MAX_COMMANDS`]) → IBC credential enrolment and its
+/// validation (RFC 6507 §5.1.2, embedded expiry; an invalid credential is reported as a
+/// failure and the exchange fails) → the success report, answered by the MEF's end of
+/// exchange carrying our KeID.
+pub struct Machine {
+    id1: String,
+    targets: Vec<String>,
+    admin_fqdn: String,
+    mef_fqdn: Fqdn,
+    ke: Option<Ke>,
+    ke_id: String,
+    state: State,
+    n: u64,
+    awaiting: Option<(String, &'static str, Rsc)>,
+    reg: Option<ClientReg>,
+    summary: Option<Enrolled>,
+    processed: usize,
+    last_cmd_id: Option<String>,
+    ibc: Option<IbcCredential>,
+    outcome: Option<Result<EnrolmentSecrets, EnrolError>>,
+}
+
+impl std::fmt::Debug for Machine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Machine")
+            .field("ke_id", &self.ke_id)
+            .field("state", &self.state)
+            .field("awaiting", &self.awaiting)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The next request the Enrolee sends (or the end).
+#[derive(Debug, Clone)]
+enum State {
+    Register,
+    CmdRetrieve {
+        to: String,
+    },
+    CmdUpdate {
+        to: String,
+        upd: ClientCmd,
+    },
+    Ibc {
+        to: String,
+    },
+    /// The credential did not validate: report failure, then fail with this error.
+    IbcFailed {
+        to: String,
+        why: String,
+    },
+    End {
+        to: String,
+    },
+    Done,
+}
+
+/// What [`Machine::handle_response`] did with a response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fed {
+    /// It answered the outstanding request; the machine moved on.
+    Accepted,
+    /// No request was outstanding, or it answers another one: dropped, nothing changed.
+    Ignored,
+}
+
+impl Machine {
+    /// A machine for `p` after the bootstrap handshake, whose `EXPORTER-oneM2M-Bootstrap`
+    /// export gave `ek` (TS-0003 §8.3.2.1 step 4, §10.3.1).
+    pub fn new(p: &EnrolParams, ek: EnrolmentKey) -> Self {
+        Machine {
+            id1: p.id1.clone(),
+            targets: p.targets.clone(),
+            admin_fqdn: p.admin_fqdn.clone(),
+            mef_fqdn: p.kpm_id.fqdn().clone(),
+            ke_id: ek.ke_id.to_string(),
+            ke: Some(ek.ke),
+            state: State::Register,
+            n: 0,
+            awaiting: None,
+            reg: None,
+            summary: None,
+            processed: 0,
+            last_cmd_id: None,
+            ibc: None,
+            outcome: None,
+        }
+    }
+
+    /// Whether the exchange is over ([`Machine::outcome`] is set).
+    pub fn is_done(&self) -> bool {
+        matches!(self.state, State::Done)
+    }
+
+    /// The result, once the exchange is over (taken: later calls return `None`).
+    pub fn outcome(&mut self) -> Option<Result<EnrolmentSecrets, EnrolError>> {
+        self.outcome.take()
+    }
+
+    /// The next request to send, if none is outstanding and the exchange is not over.
+    pub fn poll_request(&mut self) -> Option<RequestPrimitive> {
+        if self.awaiting.is_some() {
+            return None;
+        }
+        let (step, op, to, ty, pc, expect) = match &self.state {
+            State::Done => return None,
+            State::Register => {
+                let req = ClientRegRequest {
+                    expiration_time: None,
+                    labels: None,
+                    admin_fqdn: self.admin_fqdn.clone(),
+                    enrolee_id: Some(self.id1.clone()),
+                };
+                (
+                    "client registration",
+                    Operation::Create,
+                    MEF_BASE.to_string(),
+                    Some(TY_MEF_CLIENT_REG),
+                    Some(wire::wrap("mefClientReg", &req)),
+                    Rsc::Created,
+                )
+            }
+            State::CmdRetrieve { to } => (
+                "command retrieve",
+                Operation::Retrieve,
+                to.clone(),
+                None,
+                None,
+                Rsc::Ok,
+            ),
+            State::CmdUpdate { to, upd } => (
+                "command update",
+                Operation::Update,
+                to.clone(),
+                None,
+                Some(wire::wrap("mefClientCmd", upd)),
+                Rsc::Updated,
+            ),
+            State::Ibc { to } => (
+                "IBC enrolment",
+                Operation::Create,
+                to.clone(),
+                Some(TY_IBC_ENROL),
+                Some(wire::wrap(
+                    "ibcEnrol",
+                    &IbcEnrolRequest {
+                        id1: self.id1.clone(),
+                    },
+                )),
+                Rsc::Created,
+            ),
+            State::IbcFailed { to, .. } => (
+                "IBC report",
+                Operation::Update,
+                to.clone(),
+                None,
+                Some(wire::wrap("ibcEnrol", &IbcReport { success: false })),
+                Rsc::Updated,
+            ),
+            State::End { to } => (
+                "end of exchange",
+                Operation::Update,
+                to.clone(),
+                None,
+                Some(wire::wrap("ibcEnrol", &IbcReport { success: true })),
+                Rsc::Updated,
+            ),
+        };
+        self.n += 1;
+        let rqi = format!("enr-{}", self.n);
+        let mut req = RequestPrimitive::new(op, &to, Some(&self.id1), rqi.clone());
+        req.ty = ty;
+        req.pc = pc;
+        self.awaiting = Some((rqi, step, expect));
+        Some(req)
+    }
+
+    fn finish(&mut self, r: Result<EnrolmentSecrets, EnrolError>) {
+        self.state = State::Done;
+        self.awaiting = None;
+        self.outcome = Some(r);
+    }
+
+    fn fail(&mut self, e: EnrolError) -> Result<Fed, EnrolError> {
+        self.finish(Err(e.clone()));
+        Err(e)
+    }
+
+    /// The transport could not deliver the outstanding request or its response: the exchange
+    /// fails (after a failure report, with the reason of that report).
+    pub fn transport_failed(&mut self, e: &dyn std::fmt::Display) {
+        let Some((_, step, _)) = self.awaiting.take() else {
+            return;
+        };
+        let err = match &self.state {
+            State::IbcFailed { why, .. } => EnrolError::Protocol(why.clone()),
+            _ => EnrolError::Transport(format!("{step}: {e}")),
+        };
+        self.finish(Err(err));
+    }
+
+    /// Feeds the response to the outstanding request; `now` (unix seconds) is when the IBC
+    /// credential is validated. `Err` when the exchange failed (also kept as the outcome).
+    pub fn handle_response(&mut self, r: ResponsePrimitive, now: i64) -> Result<Fed, EnrolError> {
+        let Some((rqi, step, expect)) = self.awaiting.clone() else {
+            return Ok(Fed::Ignored);
+        };
+        // A binding may answer without the rqi (e.g. an error it generates itself); with one,
+        // it must be the outstanding request's.
+        if !r.rqi.is_empty() && r.rqi != rqi {
+            return Ok(Fed::Ignored);
+        }
+        self.awaiting = None;
+        if let State::IbcFailed { why, .. } = &self.state {
+            // Whatever the MEF answers to the failure report, the exchange failed.
+            let e = EnrolError::Protocol(why.clone());
+            return self.fail(e);
+        }
+        if r.rsc != expect {
+            return self.fail(refused(step, &r));
+        }
+        match self.step(r, now) {
+            Ok(()) => Ok(Fed::Accepted),
+            Err(e) => self.fail(e),
+        }
+    }
+
+    fn step(&mut self, r: ResponsePrimitive, now: i64) -> Result<(), EnrolError> {
+        match std::mem::replace(&mut self.state, State::Done) {
+            State::Register => {
+                let reg: ClientReg =
+                    wire::unwrap("mefClientReg", r.pc.as_ref()).map_err(EnrolError::Protocol)?;
+                if reg.ke_id != self.ke_id {
+                    return Err(EnrolError::Protocol(format!(
+                        "KeID mismatch: MEF {} vs local {}",
+                        reg.ke_id, self.ke_id
+                    )));
+                }
+                self.summary = Some(Enrolled {
+                    ke_id: self.ke_id.clone(),
+                    enrolee_id: reg.client_id.clone(),
+                    enrolment_expiry: reg.enrolment_expiry,
+                    reg_id: reg.reg_id.clone(),
+                    targets: Vec::new(),
+                    ibc_id: None,
+                    ibc_expiry: None,
+                    commands: Vec::new(),
+                    key_derivation: reg.key_derivation,
+                });
+                let cmd = reg.children.iter().find(|c| c.typ == TY_MEF_CLIENT_CMD);
+                self.state = match cmd {
+                    // MEF Client Commands (§8.3.4.6, §8.3.9): Retrieve, execute, Update.
+                    Some(c) => State::CmdRetrieve { to: c.val.clone() },
+                    None => State::Done,
+                };
+                self.reg = Some(reg);
+                if matches!(self.state, State::Done) {
+                    self.after_commands()?;
+                }
+            }
+            State::CmdRetrieve { to } | State::CmdUpdate { to, .. } => {
+                let cmd: ClientCmd =
+                    wire::unwrap("mefClientCmd", r.pc.as_ref()).map_err(EnrolError::Protocol)?;
+                self.command(to, cmd)?;
+            }
+            State::Ibc { to } => {
+                let cred: IbcCredential =
+                    wire::unwrap("ibcCred", r.pc.as_ref()).map_err(EnrolError::Protocol)?;
+                let valid = validate_ibc(&cred, now).is_ok()
+                    && cred.id2.starts_with(&format!("{}|", self.mef_fqdn))
+                    && cred.id2.ends_with(&format!("|{}", self.id1));
+                if !valid {
+                    self.state = State::IbcFailed {
+                        to,
+                        why: "the IBC credential does not validate (RFC 6507 §5.1.2)".into(),
+                    };
+                    return Ok(());
+                }
+                if let Some(s) = self.summary.as_mut() {
+                    s.ibc_id = Some(cred.id2.clone());
+                    s.ibc_expiry = Some(cred.expiry);
+                }
+                self.ibc = Some(cred);
+                self.state = State::End { to };
+            }
+            State::End { .. } => {
+                let end: EndOfExchange =
+                    wire::unwrap("endOfExchange", r.pc.as_ref()).map_err(EnrolError::Protocol)?;
+                let (Some(summary), Some(ke)) = (self.summary.take(), self.ke.take()) else {
+                    return Err(EnrolError::Protocol("unexpected end of exchange".into()));
+                };
+                if !end.end_of_enrolment_exchange || end.ke_id != summary.ke_id {
+                    return Err(EnrolError::Protocol("unexpected end of exchange".into()));
+                }
+                let ibc = self.ibc.take();
+                self.finish(Ok(EnrolmentSecrets { summary, ke, ibc }));
+            }
+            State::IbcFailed { .. } | State::Done => {
+                return Err(EnrolError::Protocol("response after the exchange".into()))
+            }
+        }
+        Ok(())
+    }
+
+    /// One MEF Client Command (§8.3.9.5): parse; repeated cmdID → 40; unsupported class → 41;
+    /// else execute. NO_MORE_COMMANDS ends the loop without an Update (the retry timer is the
+    /// caller's).
+    fn command(&mut self, to: String, cmd: ClientCmd) -> Result<(), EnrolError> {
+        if self.processed >= MAX_COMMANDS {
+            return self.after_commands();
+        }
+        self.processed += 1;
+        let parsed = cmd
+            .description
+            .as_ref()
+            .map(m2msec_core::sec::CmdDescription::parse_for_client);
+        let ke_id = self.ke_id.clone();
+        let summary = self
+            .summary
+            .as_mut()
+            .ok_or_else(|| EnrolError::Protocol("command before registration".into()))?;
+        let (status, class, done) = match parsed {
+            None => return Err(EnrolError::Protocol("command without description".into())),
+            Some(Err(rej)) => match rej.status_code() {
+                Some(code) => (code, 255, false),
+                None => return Err(EnrolError::Protocol(format!("command: {rej}"))),
+            },
+            Some(Ok(_)) if self.last_cmd_id.as_deref() == Some(cmd.cmd_id.as_str()) => {
+                (CmdStatusCode::RepeatedCmdId, 255, false)
+            }
+            Some(Ok(d)) => match d.args() {
+                CmdArgs::NoMore(_) => (CmdStatusCode::Ok, 0, true),
+                CmdArgs::MoNode(m) => {
+                    let suid = m
+                        .object_type_specific_args()
+                        .map(|a| a.suid.value())
+                        .unwrap_or(0);
+                    match d.target_id() {
+                        Some(t) if suid / 10 == 2 => {
+                            summary.targets.push(TargetKey {
+                                target_id: t.to_string(),
+                                suid,
+                                key_id: ke_id,
+                            });
+                            (CmdStatusCode::Ok, 3, false)
+                        }
+                        _ => (CmdStatusCode::MoNodeUnacceptableArgs, 3, false),
+                    }
+                }
+                _ => (CmdStatusCode::ClassNotSupported, 255, false),
+            },
+        };
+        summary
+            .commands
+            .push((cmd.cmd_id.clone(), class, status as u16));
+        if done {
+            return self.after_commands();
+        }
+        self.last_cmd_id = Some(cmd.cmd_id.clone());
+        self.state = State::CmdUpdate {
+            to,
+            upd: ClientCmd {
+                cmd_id: cmd.cmd_id,
+                description: None,
+                status: status as u16,
+            },
+        };
+        Ok(())
+    }
+
+    /// Every expected target provisioned; then the IBC enrolment (seed 001, BRIEF A32) or the
+    /// success report.
+    fn after_commands(&mut self) -> Result<(), EnrolError> {
+        let (Some(summary), Some(reg)) = (&self.summary, &self.reg) else {
+            return Err(EnrolError::Protocol("no registration".into()));
+        };
+        for t in &self.targets {
+            if !summary.targets.iter().any(|k| &k.target_id == t) {
+                return Err(EnrolError::Protocol(format!(
+                    "the MEF did not provision a key for target {t}"
+                )));
+            }
+        }
+        let to = format!("{MEF_BASE}/{}/ibc", reg.reg_id);
+        self.state = if reg.ibc_enrolment {
+            State::Ibc { to }
+        } else {
+            State::End { to }
+        };
+        Ok(())
+    }
+}
+
+/// A channel the tokio driver sends request primitives over.
 enum Channel {
     Http(HttpClient),
     Coap(Box<CoapClient>),
@@ -164,38 +578,6 @@ impl Channel {
             Channel::Http(h) => h.send(req).await.map_err(|e| e.to_string()),
             Channel::Coap(c) => c.request(req, &[]).await.map_err(|e| e.to_string()),
         }
-    }
-}
-
-struct Session {
-    http: Channel,
-    from: String,
-    n: u64,
-}
-
-impl Session {
-    async fn call(
-        &mut self,
-        step: &'static str,
-        op: Operation,
-        to: &str,
-        ty: Option<u64>,
-        pc: Option<serde_json::Value>,
-        expect: Rsc,
-    ) -> Result<ResponsePrimitive, EnrolError> {
-        self.n += 1;
-        let mut req = RequestPrimitive::new(op, to, Some(&self.from), format!("enr-{}", self.n));
-        req.ty = ty;
-        req.pc = pc;
-        let r = self
-            .http
-            .send(&req)
-            .await
-            .map_err(|e| EnrolError::Transport(format!("{step}: {e}")))?;
-        if r.rsc != expect {
-            return Err(refused(step, &r));
-        }
-        Ok(r)
     }
 }
 
@@ -212,9 +594,21 @@ pub async fn enrol(p: &EnrolParams) -> Result<EnrolmentSecrets, EnrolError> {
 /// RSPF (TS-0003 §8.3.2.2), where the Enrolee and the MEF authenticate each other with
 /// certificates (`ClientConfig::certificate` expecting the MEF's FQDN). The MEF's FQDN is the
 /// FQDN of `p.kpm_id`; `p.kpm` is not used.
+///
+/// The driver of [`Machine`]: the handshake, then one request at a time over HTTP/TLS or
+/// CoAP/DTLS until the machine is done.
 pub async fn enrol_with(
     p: &EnrolParams,
     cfg: ClientConfig,
+) -> Result<EnrolmentSecrets, EnrolError> {
+    enrol_with_clock(p, cfg, &crate::clock::system()).await
+}
+
+/// [`enrol_with`] reading the time (the IBC credential's validation) from `clock`.
+pub async fn enrol_with_clock(
+    p: &EnrolParams,
+    cfg: ClientConfig,
+    clock: &Clock,
 ) -> Result<EnrolmentSecrets, EnrolError> {
     let mef_fqdn: Fqdn = p.kpm_id.fqdn().clone();
     let hs_err = |e: m2msec_tls::Error| {
@@ -224,7 +618,7 @@ pub async fn enrol_with(
         ))
     };
     // TS-0003 §8.3.2.1 step 4, §10.3.1: Ke and KeID from the bootstrap export.
-    let (export, http) = match p.transport {
+    let (export, mut channel) = match p.transport {
         MefTransport::Https => {
             let client = TlsClient::new(cfg).map_err(hs_err)?;
             let ch = client
@@ -247,202 +641,21 @@ pub async fn enrol_with(
             (export, Channel::Coap(Box::new(CoapClient::new(session))))
         }
     };
-    let ek = enrolment_key(&export, &mef_fqdn);
-    let mut s = Session {
-        http,
-        from: p.id1.clone(),
-        n: 0,
-    };
-
-    // Client Registration (§8.3.5.2.3).
-    let req = ClientRegRequest {
-        expiration_time: None,
-        labels: None,
-        admin_fqdn: p.admin_fqdn.clone(),
-        enrolee_id: Some(p.id1.clone()),
-    };
-    let r = s
-        .call(
-            "client registration",
-            Operation::Create,
-            MEF_BASE,
-            Some(TY_MEF_CLIENT_REG),
-            Some(wire::wrap("mefClientReg", &req)),
-            Rsc::Created,
-        )
-        .await?;
-    let reg: ClientReg =
-        wire::unwrap("mefClientReg", r.pc.as_ref()).map_err(EnrolError::Protocol)?;
-    if reg.ke_id != ek.ke_id.to_string() {
-        return Err(EnrolError::Protocol(format!(
-            "KeID mismatch: MEF {} vs local {}",
-            reg.ke_id, ek.ke_id
-        )));
-    }
-    let mut summary = Enrolled {
-        ke_id: ek.ke_id.to_string(),
-        enrolee_id: reg.client_id.clone(),
-        enrolment_expiry: reg.enrolment_expiry,
-        reg_id: reg.reg_id.clone(),
-        targets: Vec::new(),
-        ibc_id: None,
-        ibc_expiry: None,
-        commands: Vec::new(),
-        key_derivation: reg.key_derivation,
-    };
-
-    // MEF Client Commands (§8.3.4.6, §8.3.9): Retrieve, execute, Update, until NO_MORE.
-    if let Some(cmd_ref) = reg.children.iter().find(|c| c.typ == TY_MEF_CLIENT_CMD) {
-        let to = cmd_ref.val.clone();
-        let r = s
-            .call(
-                "command retrieve",
-                Operation::Retrieve,
-                &to,
-                None,
-                None,
-                Rsc::Ok,
-            )
-            .await?;
-        let mut cmd: ClientCmd =
-            wire::unwrap("mefClientCmd", r.pc.as_ref()).map_err(EnrolError::Protocol)?;
-        let mut last_id: Option<String> = None;
-        for _ in 0..MAX_COMMANDS {
-            let parsed = cmd
-                .description
-                .as_ref()
-                .map(m2msec_core::sec::CmdDescription::parse_for_client);
-            // §8.3.9.5: parse; repeated cmdID → 40; unsupported class → 41; else execute.
-            let (status, class, done) = match parsed {
-                None => return Err(EnrolError::Protocol("command without description".into())),
-                Some(Err(rej)) => match rej.status_code() {
-                    Some(code) => (code, 255, false),
-                    None => return Err(EnrolError::Protocol(format!("command: {rej}"))),
-                },
-                Some(Ok(_)) if last_id.as_deref() == Some(cmd.cmd_id.as_str()) => {
-                    (CmdStatusCode::RepeatedCmdId, 255, false)
+    let mut m = Machine::new(p, enrolment_key(&export, &mef_fqdn));
+    while let Some(req) = m.poll_request() {
+        match channel.send(&req).await {
+            Ok(r) => {
+                // One request at a time on one channel: a response to another request means
+                // the channel is broken.
+                if let Ok(Fed::Ignored) = m.handle_response(r, clock()) {
+                    m.transport_failed(&"a response to another request");
                 }
-                Some(Ok(d)) => match d.args() {
-                    CmdArgs::NoMore(_) => (CmdStatusCode::Ok, 0, true),
-                    CmdArgs::MoNode(m) => {
-                        let suid = m
-                            .object_type_specific_args()
-                            .map(|a| a.suid.value())
-                            .unwrap_or(0);
-                        match d.target_id() {
-                            Some(t) if suid / 10 == 2 => {
-                                summary.targets.push(TargetKey {
-                                    target_id: t.to_string(),
-                                    suid,
-                                    key_id: ek.ke_id.to_string(),
-                                });
-                                (CmdStatusCode::Ok, 3, false)
-                            }
-                            _ => (CmdStatusCode::MoNodeUnacceptableArgs, 3, false),
-                        }
-                    }
-                    _ => (CmdStatusCode::ClassNotSupported, 255, false),
-                },
-            };
-            summary
-                .commands
-                .push((cmd.cmd_id.clone(), class, status as u16));
-            if done {
-                // NO_MORE_COMMANDS: no Update (§8.3.9.5); the retry timer is the caller's.
-                break;
             }
-            let upd = ClientCmd {
-                cmd_id: cmd.cmd_id.clone(),
-                description: None,
-                status: status as u16,
-            };
-            last_id = Some(cmd.cmd_id.clone());
-            let r = s
-                .call(
-                    "command update",
-                    Operation::Update,
-                    &to,
-                    None,
-                    Some(wire::wrap("mefClientCmd", &upd)),
-                    Rsc::Updated,
-                )
-                .await?;
-            cmd = wire::unwrap("mefClientCmd", r.pc.as_ref()).map_err(EnrolError::Protocol)?;
+            Err(e) => m.transport_failed(&e),
         }
     }
-    for t in &p.targets {
-        if !summary.targets.iter().any(|k| &k.target_id == t) {
-            return Err(EnrolError::Protocol(format!(
-                "the MEF did not provision a key for target {t}"
-            )));
-        }
-    }
-
-    // IBC credential enrolment (seed 001, BRIEF A32).
-    let ibc_to = format!("{MEF_BASE}/{}/ibc", reg.reg_id);
-    let mut ibc = None;
-    if reg.ibc_enrolment {
-        let r = s
-            .call(
-                "IBC enrolment",
-                Operation::Create,
-                &ibc_to,
-                Some(TY_IBC_ENROL),
-                Some(wire::wrap(
-                    "ibcEnrol",
-                    &IbcEnrolRequest { id1: p.id1.clone() },
-                )),
-                Rsc::Created,
-            )
-            .await?;
-        let cred: IbcCredential =
-            wire::unwrap("ibcCred", r.pc.as_ref()).map_err(EnrolError::Protocol)?;
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(0);
-        let valid = validate_ibc(&cred, now).is_ok()
-            && cred.id2.starts_with(&format!("{mef_fqdn}|"))
-            && cred.id2.ends_with(&format!("|{}", p.id1));
-        if !valid {
-            let _ = s
-                .call(
-                    "IBC report",
-                    Operation::Update,
-                    &ibc_to,
-                    None,
-                    Some(wire::wrap("ibcEnrol", &IbcReport { success: false })),
-                    Rsc::Updated,
-                )
-                .await;
-            return Err(EnrolError::Protocol(
-                "the IBC credential does not validate (RFC 6507 §5.1.2)".into(),
-            ));
-        }
-        summary.ibc_id = Some(cred.id2.clone());
-        summary.ibc_expiry = Some(cred.expiry);
-        ibc = Some(cred);
-    }
-    let r = s
-        .call(
-            "end of exchange",
-            Operation::Update,
-            &ibc_to,
-            None,
-            Some(wire::wrap("ibcEnrol", &IbcReport { success: true })),
-            Rsc::Updated,
-        )
-        .await?;
-    let end: EndOfExchange =
-        wire::unwrap("endOfExchange", r.pc.as_ref()).map_err(EnrolError::Protocol)?;
-    if !end.end_of_enrolment_exchange || end.ke_id != summary.ke_id {
-        return Err(EnrolError::Protocol("unexpected end of exchange".into()));
-    }
-    Ok(EnrolmentSecrets {
-        summary,
-        ke: ek.ke,
-        ibc,
-    })
+    m.outcome()
+        .unwrap_or_else(|| Err(EnrolError::Protocol("the exchange did not end".into())))
 }
 
 // ----- the Enrolee's keystore ---------------------------------------------------------------
