@@ -105,10 +105,10 @@ const UNSUPPORTED_OPTIONS: [(u16, &str); 8] = [
     (opt::ASRI, "asri"),
 ];
 
-/// oneM2M options accepted and ignored in a request: Event Category (a transport hint),
-/// Vendor Information, and the response-only Content Offset / Content Status / Assigned Token
-/// Identifiers.
-const IGNORED_OPTIONS: [u16; 5] = [opt::EC, opt::VSI, opt::CTO, opt::CTS, opt::ATI];
+/// oneM2M options accepted and ignored in a request: Event Category (a transport hint) and the
+/// response-only Content Offset / Content Status / Assigned Token Identifiers. Vendor
+/// Information (oneM2M-VSI) is mapped and echoed in the response.
+const IGNORED_OPTIONS: [u16; 4] = [opt::EC, opt::CTO, opt::CTS, opt::ATI];
 
 /// A request the binding could not turn into a primitive: the oneM2M error (with the request
 /// identifier when one was readable) and the CoAP response code to answer with.
@@ -381,6 +381,8 @@ pub fn request_from_coap(pkt: &Packet, max_body: usize) -> Result<RequestPrimiti
         string_option(pkt, opt::FR, MAX_FROM_LEN, "oneM2M-FR", rqi_s)?.filter(|s| !s.is_empty());
     let rvi = string_option(pkt, opt::RVI, 16, "oneM2M-RVI", rqi_s)?;
     let ot = string_option(pkt, opt::OT, 64, "oneM2M-OT", rqi_s)?;
+    // TS-0008 table 6.2.2.4-1: oneM2M-VSI, a string of 0-255 bytes.
+    let vsi = string_option(pkt, opt::VSI, 255, "oneM2M-VSI", rqi_s)?;
     let ty = uint_option(pkt, opt::TY, 4, "oneM2M-TY", rqi_s)?;
     if values(pkt, opt::RSC).next().is_some() {
         return Err(bad("oneM2M-RSC is a response option"));
@@ -470,6 +472,9 @@ pub fn request_from_coap(pkt: &Packet, max_body: usize) -> Result<RequestPrimiti
     }
     if let Some(ot) = ot {
         prim.insert("ot".into(), Value::from(ot));
+    }
+    if let Some(vsi) = vsi {
+        prim.insert("vsi".into(), Value::from(vsi));
     }
 
     // Uri-Query (TS-0008 §6.2.2.3): short names as in TS-0004 §8.2.2, not percent-encoded
@@ -564,6 +569,9 @@ pub fn response_to_coap(resp: &ResponsePrimitive, op: Option<Operation>, cf: u16
     }
     if let Some(ot) = &resp.ot {
         p.add_option(CoapOption::Unknown(opt::OT), ot.to_string().into_bytes());
+    }
+    if let Some(vsi) = &resp.vsi {
+        p.add_option(CoapOption::Unknown(opt::VSI), vsi.as_bytes().to_vec());
     }
     // §6.4: Max-Age 0 disables CoAP caching, for the complete oneM2M mapping.
     p.add_option(CoapOption::MaxAge, Vec::new());

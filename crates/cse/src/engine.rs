@@ -78,8 +78,10 @@ impl Default for Limits {
 
 /// Most child resources listed in one response.
 pub const MAX_CHILDREN_LISTED: usize = 1000;
-/// Release versions accepted in `rvi` (TS-0004 §6.4.1).
-pub const SUPPORTED_RELEASE_VERSIONS: [&str; 4] = ["2a", "3", "4", "5"];
+/// Release versions accepted in `rvi` and advertised in `<CSEBase>` `srv` (TS-0004 §6.4.1,
+/// §7.3.2.1): only the releases whose resource attributes and request parameters this engine
+/// serves. A request with a later `rvi` is RELEASE_VERSION_NOT_SUPPORTED (4001).
+pub const SUPPORTED_RELEASE_VERSIONS: [&str; 2] = ["2a", "3"];
 
 /// `m2m:cseTypeID` (TS-0004 §6.3.4.2.3) of the roles this engine can play.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,6 +107,45 @@ pub struct CseConfig {
     pub poa: Vec<String>,
 }
 
+/// Name and resource ID of the `<accessControlPolicy>` that holds the configured `<CSEBase>`
+/// policy (module docs, "The `<CSEBase>` policy").
+pub const CSE_BASE_ACP: &str = "acpCSEBase";
+
+/// Who may do what on `<CSEBase>` (module docs, "The `<CSEBase>` policy").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CseBasePolicy {
+    /// AEs registered here may RETRIEVE `<CSEBase>` (default true).
+    pub registered_aes_retrieve: bool,
+    /// The administrator originator: an AE-ID or a CSE-ID in any form. It is granted every
+    /// operation on `<CSEBase>` and on [`CSE_BASE_ACP`], only when authenticated (`acaf`).
+    pub admin: Option<String>,
+    /// Whether the administrator is also accepted outside any association (the loopback
+    /// plaintext listener), as authenticated. Off by default.
+    pub admin_plaintext: bool,
+}
+
+impl Default for CseBasePolicy {
+    fn default() -> Self {
+        CseBasePolicy {
+            registered_aes_retrieve: true,
+            admin: None,
+            admin_plaintext: false,
+        }
+    }
+}
+
+/// Parses an administrator ID: an AE-ID if it reads as one (`C…`, `S…`, `/cse/C…`, `/S…`),
+/// else a CSE-ID.
+fn parse_originator(s: &str) -> Option<Originator> {
+    if let Ok(a) = s.parse::<m2msec_core::ids::AeId>() {
+        return Some(Originator::Ae(a));
+    }
+    if s.starts_with('/') {
+        return s.parse::<CseId>().ok().map(Originator::Cse);
+    }
+    None
+}
+
 /// The engine.
 pub struct Cse<S: Store> {
     store: S,
@@ -115,6 +156,8 @@ pub struct Cse<S: Store> {
     clock: Box<dyn Fn() -> i64 + Send>,
     reservations: std::sync::Arc<dyn Reservations>,
     limits: Limits,
+    /// The administrator (absolute form) and whether it is accepted outside associations.
+    admin: Option<(Originator, String, bool)>,
 }
 
 impl<S: Store> core::fmt::Debug for Cse<S> {
@@ -170,8 +213,20 @@ impl<S: Store> Cse<S> {
     /// As [`Cse::new`] with a clock returning Unix seconds (tests, replays).
     pub fn with_clock(
         cfg: CseConfig,
+        store: S,
+        clock: Box<dyn Fn() -> i64 + Send>,
+    ) -> Result<Cse<S>, CseError> {
+        Self::with_policy(cfg, store, clock, &CseBasePolicy::default())
+    }
+
+    /// As [`Cse::with_clock`], with the `<CSEBase>` policy (module docs): its
+    /// `<accessControlPolicy>` [`CSE_BASE_ACP`] is created at first start and rewritten from
+    /// `policy` at every start, and kept in `<CSEBase>` `acpi`.
+    pub fn with_policy(
+        cfg: CseConfig,
         mut store: S,
         clock: Box<dyn Fn() -> i64 + Send>,
+        policy: &CseBasePolicy,
     ) -> Result<Cse<S>, CseError> {
         validate_resource_name(&cfg.cb_rn)?;
         let stem = cfg.cse_id.stem().to_string();
@@ -186,6 +241,22 @@ impl<S: Store> Cse<S> {
         };
         let now = Timestamp::from_unix(clock()).map_err(|e| CseError::internal(e.to_string()))?;
         let cb_ri = stem.clone();
+        let admin = match &policy.admin {
+            None => None,
+            Some(a) => {
+                let o = parse_originator(a).ok_or_else(|| {
+                    CseError::bad_request(format!("administrator {a:?} is not an AE-ID or CSE-ID"))
+                })?;
+                let abs = o.absolute(&ids);
+                Some((o, abs, policy.admin_plaintext))
+            }
+        };
+        let (pv, pvs) = cse_base_rules(
+            &stem,
+            cfg.cse_type,
+            policy.registered_aes_retrieve,
+            admin.as_ref().map(|a| a.1.as_str()),
+        );
         {
             let mut tx = store.begin().map_err(db)?;
             match tx.get_by_path(&cfg.cb_rn).map_err(db)? {
@@ -196,6 +267,20 @@ impl<S: Store> Cse<S> {
                         return Err(CseError::internal(
                             "the store holds a different CSEBase (name or CSE-ID changed)",
                         ));
+                    }
+                    // What the CSE serves follows the code and the configuration, not the
+                    // store: a store written by an earlier version advertised more releases.
+                    let mut cb = cb;
+                    if let Attrs::CseBase { srv, poa, .. } = &mut cb.attrs {
+                        let want: Vec<String> = SUPPORTED_RELEASE_VERSIONS
+                            .iter()
+                            .map(|s| s.to_string())
+                            .collect();
+                        if *srv != want || *poa != cfg.poa {
+                            *srv = want;
+                            poa.clone_from(&cfg.poa);
+                            tx.update(&cb).map_err(db)?;
+                        }
                     }
                 }
                 None => {
@@ -229,6 +314,53 @@ impl<S: Store> Cse<S> {
                     tx.insert(&cb).map_err(db)?;
                 }
             }
+            // The configured <CSEBase> policy (module docs).
+            let acp_path = format!("{}/{CSE_BASE_ACP}", cfg.cb_rn);
+            match tx.get(CSE_BASE_ACP).map_err(db)? {
+                Some(mut acp)
+                    if acp.ty == ResourceType::AccessControlPolicy && acp.path == acp_path =>
+                {
+                    let want = Attrs::Acp {
+                        pv: pv.clone(),
+                        pvs: pvs.clone(),
+                    };
+                    if acp.attrs != want {
+                        acp.attrs = want;
+                        acp.lt = now;
+                        tx.update(&acp).map_err(db)?;
+                    }
+                }
+                Some(_) => return Err(CseError::internal(format!(
+                    "the store holds a resource {CSE_BASE_ACP:?} that is not the <CSEBase> policy"
+                ))),
+                None => {
+                    let acp = Resource {
+                        ty: ResourceType::AccessControlPolicy,
+                        ri: CSE_BASE_ACP.into(),
+                        rn: CSE_BASE_ACP.into(),
+                        pi: Some(cb_ri.clone()),
+                        path: acp_path,
+                        ct: now,
+                        lt: now,
+                        et: None,
+                        lbl: None,
+                        acpi: None,
+                        creator: None,
+                        cr: None,
+                        attrs: Attrs::Acp { pv, pvs },
+                    };
+                    tx.insert(&acp).map_err(db)?;
+                }
+            }
+            let mut cb = tx
+                .get(&cb_ri)
+                .map_err(db)?
+                .ok_or_else(|| CseError::internal("<CSEBase> vanished"))?;
+            let list = cb.acpi.get_or_insert_with(Vec::new);
+            if !list.iter().any(|a| a == CSE_BASE_ACP) {
+                list.insert(0, CSE_BASE_ACP.into());
+                tx.update(&cb).map_err(db)?;
+            }
             tx.commit().map_err(db)?;
         }
         Ok(Cse {
@@ -240,6 +372,7 @@ impl<S: Store> Cse<S> {
             clock,
             reservations: std::sync::Arc::new(NoReservations),
             limits: Limits::default(),
+            admin,
         })
     }
 
@@ -270,6 +403,7 @@ impl<S: Store> Cse<S> {
         let rqi = req.rqi.clone();
         let to = req.fr.clone();
         let rvi = req.rvi.clone();
+        let vsi = req.vsi.clone();
         let now = Timestamp::from_unix((self.clock)()).ok();
         let mut resp = match self.process(sec, req) {
             Ok(r) => r,
@@ -285,6 +419,8 @@ impl<S: Store> Cse<S> {
         }
         resp.fr = Some(self.cse_id());
         resp.rvi = rvi;
+        // Vendor Information is echoed (TS-0004 table 6.4.2-1; TS-0009 §6.4.23).
+        resp.vsi = vsi;
         resp.ot = now;
         resp
     }
@@ -362,7 +498,9 @@ impl<S: Store> Cse<S> {
         let cb_ri = self.cb_ri.clone();
         let cse_type = self.cfg.cse_type;
         let reservations = self.reservations.clone();
+        let admin = self.admin.clone();
         let eng = Eng {
+            admin: admin.as_ref(),
             ids: &ids,
             addr: &addr,
             cb_ri: &cb_ri,
@@ -382,7 +520,50 @@ impl<S: Store> Cse<S> {
     }
 }
 
+/// The `pv` and `pvs` of [`CSE_BASE_ACP`] (module docs, "The `<CSEBase>` policy").
+fn cse_base_rules(
+    stem: &str,
+    cse_type: CseType,
+    registered_aes_retrieve: bool,
+    admin: Option<&str>,
+) -> (SetOfAcrs, SetOfAcrs) {
+    use crate::acp::AccessControlRule;
+    let rule = |acor: Vec<String>, acop: u32, acaf: bool| AccessControlRule {
+        acor,
+        acop,
+        acco: Vec::new(),
+        acaf: acaf.then_some(true),
+        acod: Vec::new(),
+    };
+    let mut pv = Vec::new();
+    // An AE registered here: a C-type AE-ID of this CSE, or (IN-CSE only: S-type AE-IDs are
+    // assigned by the IN-CSE) an S-type AE-ID of this SP. `verify` admits such an AE-ID only
+    // when the AE is registered here or its association is bound to it.
+    let mut registered = vec![format!("/{stem}/C*")];
+    if cse_type == CseType::In {
+        registered.push("/S*".into());
+    }
+    if registered_aes_retrieve {
+        pv.push(rule(registered, Operation::Retrieve.acop_bit(), false));
+    }
+    let pvs = match admin {
+        Some(a) => {
+            pv.push(rule(vec![a.to_string()], 63, true));
+            vec![rule(vec![a.to_string()], 63, true)]
+        }
+        // `selfPrivileges` needs a rule (TS-0004 §7.4.2): the hosting CSE itself, which no
+        // request may claim as its originator (crate::verify).
+        None => vec![rule(
+            vec![format!("/{stem}")],
+            Operation::Retrieve.acop_bit(),
+            true,
+        )],
+    };
+    (SetOfAcrs { acr: pv }, SetOfAcrs { acr: pvs })
+}
+
 struct Eng<'a> {
+    admin: Option<&'a (Originator, String, bool)>,
     ids: &'a LocalIds,
     addr: &'a CseAddress,
     cb_ri: &'a str,
@@ -423,7 +604,10 @@ impl Eng<'_> {
     ) -> Result<ResponsePrimitive, CseError> {
         // --- TS-0003 §7.2.1 / TS-0004 §7.3.2.1: originator ----------------------------------
         let ae_create = create_ty == Some(ResourceType::Ae);
-        let verified = verify(sec, ae_create, req.fr.as_deref(), self.ids, self.res, tx)?;
+        let verified = match self.plaintext_admin(sec, ae_create, req.fr.as_deref()) {
+            Some(v) => v,
+            None => verify(sec, ae_create, req.fr.as_deref(), self.ids, self.res, tx)?,
+        };
         let orig_abs = verified.originator.as_ref().map(|o| o.absolute(self.ids));
         let ctx = Ctx {
             verified: &verified,
@@ -443,6 +627,27 @@ impl Eng<'_> {
             Operation::Delete => self.delete(tx, &ctx, &target, rcn),
             Operation::Notify => Err(CseError::new(Rsc::OperationNotAllowed, "notify")),
         }
+    }
+
+    /// The administrator outside any association, where the configuration accepts it there
+    /// (module docs): verified as the administrator, `rq_authn` TRUE.
+    fn plaintext_admin(
+        &self,
+        sec: &SecurityContext,
+        ae_create: bool,
+        from: Option<&str>,
+    ) -> Option<Verified> {
+        let (admin, abs, plaintext) = self.admin?;
+        if !*plaintext || ae_create || !matches!(sec, SecurityContext::None) {
+            return None;
+        }
+        let from = parse_originator(from?)?;
+        (from.absolute(self.ids) == *abs).then(|| Verified {
+            originator: Some(admin.clone()),
+            rq_authn: true,
+            ae_plan: None,
+            bind_credential: None,
+        })
     }
 
     fn resolve(
@@ -719,7 +924,7 @@ impl Eng<'_> {
         let et = a.expiration(&ctx.now)?;
         let lbl = a.labels()?;
         let acpi = if ty.has_acpi() {
-            let v = a.strings("acpi")?.filter(|v| !v.is_empty());
+            let v = a.acpi()?;
             self.check_acpi_refs(tx, &v)?;
             v
         } else {
@@ -760,6 +965,26 @@ impl Eng<'_> {
                     ));
                 }
                 let ae_id = m2msec_core::ids::AeId::CseRelative { stem: stem.clone() };
+                if let Some((_, admin_abs, _)) = self.admin {
+                    // The administrator's AE-ID is reserved for an association bound to it by
+                    // configuration or certificate: registering it elsewhere would grant the
+                    // administrator's privileges to whoever registers first.
+                    let bound_to_it = match sec {
+                        SecurityContext::Association(a) => match &a.bound {
+                            Some(crate::verify::BoundIdentity::Ae(list)) => {
+                                list.iter().any(|b| self.ids.absolute_ae(b) == *admin_abs)
+                            }
+                            _ => false,
+                        },
+                        SecurityContext::None => false,
+                    };
+                    if self.ids.absolute_ae(&ae_id) == *admin_abs && !bound_to_it {
+                        return Err(CseError::new(
+                            Rsc::OriginatorNotAuthenticated,
+                            "this AE-ID is the administrator's: only an association bound to it may register it",
+                        ));
+                    }
+                }
                 creator = Some(self.ids.absolute_ae(&ae_id));
                 bind = ctx
                     .verified
@@ -776,7 +1001,7 @@ impl Eng<'_> {
                         poa: a.strings("poa")?,
                         srv: a.strings("srv")?,
                         or: a.string("or")?,
-                        csz: a.strings("csz")?,
+                        csz: a.serializations()?,
                     },
                 )
             }
@@ -882,7 +1107,7 @@ impl Eng<'_> {
                 (
                     self.new_ri(ty)?,
                     Attrs::ContentInstance {
-                        cnf: a.string("cnf")?,
+                        cnf: a.content_info()?,
                         cs,
                         con,
                         st: st.saturating_add(1),
@@ -1123,7 +1348,7 @@ impl Eng<'_> {
         pc: Option<&Value>,
         rcn: ResultContent,
     ) -> Result<ResponsePrimitive, CseError> {
-        if matches!(r.ty, ResourceType::ContentInstance | ResourceType::CseBase) {
+        if r.ty == ResourceType::ContentInstance {
             return Err(CseError::new(
                 Rsc::OperationNotAllowed,
                 "this resource cannot be updated",
@@ -1209,7 +1434,7 @@ fn apply_update(
         r.lbl = a.labels()?;
     }
     if a.has("acpi") {
-        let v = a.strings("acpi")?.filter(|v| !v.is_empty());
+        let v = a.acpi()?;
         eng.check_acpi_refs(tx, &v)?;
         r.acpi = v;
     }
@@ -1239,7 +1464,7 @@ fn apply_update(
                 *or = a.string("or")?;
             }
             if a.has("csz") {
-                *csz = a.strings("csz")?;
+                *csz = a.serializations()?;
             }
         }
         Attrs::RemoteCse { rr, poa, srv, .. } => {
@@ -1278,7 +1503,9 @@ fn apply_update(
                 *pvs = set;
             }
         }
-        Attrs::ContentInstance { .. } | Attrs::CseBase { .. } => {
+        // <CSEBase>: only acpi and lbl are writable (TS-0001 §9.6.3), handled above.
+        Attrs::CseBase { .. } => {}
+        Attrs::ContentInstance { .. } => {
             return Err(CseError::new(Rsc::OperationNotAllowed, "not updatable"))
         }
     }
