@@ -305,7 +305,16 @@ fn known_request_option(num: u16) -> bool {
     matches!(
         num,
         3 | 4 | 6 | 7 | 11 | 12 | 14 | 15 | 17 | 23 | 28 | 60 | 258
-    ) || [opt::FR, opt::RQI, opt::OT, opt::RVI, opt::TY, opt::RSC].contains(&num)
+    ) || [
+        opt::FR,
+        opt::RQI,
+        opt::OT,
+        opt::RVI,
+        opt::VSI,
+        opt::TY,
+        opt::RSC,
+    ]
+    .contains(&num)
         || IGNORED_OPTIONS.contains(&num)
         || UNSUPPORTED_OPTIONS.iter().any(|(n, _)| *n == num)
 }
@@ -679,6 +688,7 @@ pub fn response_from_coap(pkt: &Packet) -> Result<ResponsePrimitive, CseError> {
     let mut r = ResponsePrimitive::new(rsc, text(opt::RQI).unwrap_or_default());
     r.fr = text(opt::FR);
     r.rvi = text(opt::RVI);
+    r.vsi = text(opt::VSI);
     r.ot = text(opt::OT).and_then(|s| s.parse().ok());
     if !pkt.payload.is_empty() {
         r.pc =
@@ -778,6 +788,26 @@ mod tests {
         ] {
             assert_eq!(n % 2, 1, "{n}");
         }
+    }
+
+    /// Issue 11 item 7: oneM2M-VSI (TS-0008 §6.2.2.4.17) reaches the primitive and the
+    /// response's Vendor Information goes back in the same option.
+    #[test]
+    fn vendor_information_option_maps_both_ways() {
+        let mut p = create_ae();
+        p.add_option(CoapOption::Unknown(opt::VSI), b"acme/1".to_vec());
+        let r = request_from_coap(&reparse(&p), 1024).unwrap();
+        assert_eq!(r.vsi.as_deref(), Some("acme/1"));
+        let mut resp = ResponsePrimitive::new(Rsc::Ok, "r1");
+        resp.vsi = r.vsi;
+        let back = reparse(&response_to_coap(&resp, Some(Operation::Retrieve), CF_JSON));
+        assert_eq!(
+            response_from_coap(&back).unwrap().vsi.as_deref(),
+            Some("acme/1")
+        );
+        let mut long = create_ae();
+        long.add_option(CoapOption::Unknown(opt::VSI), vec![b'a'; 256]);
+        assert!(request_from_coap(&reparse(&long), 1024).is_err());
     }
 
     #[test]

@@ -630,6 +630,7 @@ pub fn response_from_http(
     let mut r = ResponsePrimitive::new(rsc, text(X_M2M_RI).unwrap_or_default());
     r.fr = text(X_M2M_ORIGIN).map(str::to_string);
     r.rvi = text(X_M2M_RVI).map(str::to_string);
+    r.vsi = text(X_M2M_VSI).map(str::to_string);
     r.ot = text(X_M2M_OT).and_then(|s| s.parse().ok());
     if !body.is_empty() {
         r.pc = Some(

@@ -15,9 +15,8 @@
 //! any association or forwarded by a registree CSE never holds creator rights. Our reading of
 //! "creator": for an `<AE>` the AE itself; for
 //! a `<remoteCSE>` the registree CSE; for `<container>`/`<contentInstance>` the originator of the
-//! CREATE (`cr`); for `<CSEBase>` nobody (this slice has no administrator originator), so resources
-//! directly under `<CSEBase>` other than `<AE>`/`<remoteCSE>` registrations need an ACP configured
-//! out of band. A `<contentInstance>` uses its parent `<container>`'s policies (TS-0001 §9.6.7);
+//! CREATE (`cr`); for `<CSEBase>` nobody, but `<CSEBase>` always has a policy (below). A
+//! `<contentInstance>` uses its parent `<container>`'s policies (TS-0001 §9.6.7);
 //! an `<accessControlPolicy>` uses its own `selfPrivileges` (TS-0001 §10.2.3.1). Registration (CREATE
 //! `<AE>` or `<remoteCSE>` under `<CSEBase>`) skips Recv-6.3 (TS-0004 §7.4.5.2.1, §7.4.4.2.1).
 //!
@@ -28,6 +27,22 @@
 //! *current* `acpi` names, in addition to the ordinary UPDATE privilege on the resource; when the
 //! current `acpi` is NULL, by the default privileges (the creator, with `rq_authn` TRUE). So an
 //! originator granted UPDATE on a resource cannot swap its policies for its own.
+//!
+//! **The `<CSEBase>` policy** ([`CseBasePolicy`]; TS-0001 §9.6.3 gives `<CSEBase>` an
+//! `accessControlPolicyIDs` but says nothing of where its policy comes from, so ours comes from the
+//! configuration). At every start the engine writes the `<accessControlPolicy>` [`CSE_BASE_ACP`]
+//! (child of `<CSEBase>`, created at first start) from the configuration and keeps it first in
+//! `<CSEBase>` `acpi`; other entries the administrator added stay. Its `pv`: RETRIEVE for "an AE
+//! registered here", written `/<cse>/C*` (a C-type AE-ID of this CSE) and, on an IN-CSE, `/S*`
+//! (S-type AE-IDs are assigned SP-wide by the IN-CSE, TS-0001 §7.1.2): [`crate::verify`] already
+//! refuses an AE-ID that is neither registered here nor bound to the request's association (4106),
+//! and one owned by a credential outside that credential's association; plus, if configured, every
+//! operation for the administrator with `acaf` TRUE. Its `pvs`: the administrator (every
+//! operation, `acaf`), else this CSE's own CSE-ID (a rule nobody can satisfy). The administrator is
+//! authenticated like anyone else (an association bound to its AE-ID or CSE-ID); outside any
+//! association only if [`CseBasePolicy::admin_plaintext`] says so, and then with `rq_authn` TRUE.
+//! An AE-ID administrator is reserved: CREATE `<AE>` with it is 4106 except over an association
+//! bound to it. `<CSEBase>` accepts UPDATE of `acpi` and `lbl` only (TS-0001 table 9.6.3-3).
 //!
 //! **Storage limits** ([`Limits`]): a `<container>` created without `mni`/`mbs` gets the configured
 //! defaults (TS-0004 §7.4.7.2.1 lets the hosting CSE assign them), and a CREATE that would bring
@@ -178,7 +193,8 @@ fn db(e: StoreError) -> CseError {
     }
 }
 
-fn system_now() -> i64 {
+/// The system clock in Unix seconds (the clock of [`Cse::new`]).
+pub fn system_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
@@ -245,7 +261,9 @@ impl<S: Store> Cse<S> {
             None => None,
             Some(a) => {
                 let o = parse_originator(a).ok_or_else(|| {
-                    CseError::bad_request(format!("administrator {a:?} is not an AE-ID or CSE-ID"))
+                    CseError::bad_request(format!(
+                        "[cse_base] admin {a:?} is not an AE-ID or CSE-ID"
+                    ))
                 })?;
                 let abs = o.absolute(&ids);
                 Some((o, abs, policy.admin_plaintext))
@@ -330,9 +348,11 @@ impl<S: Store> Cse<S> {
                         tx.update(&acp).map_err(db)?;
                     }
                 }
-                Some(_) => return Err(CseError::internal(format!(
+                Some(_) => {
+                    return Err(CseError::internal(format!(
                     "the store holds a resource {CSE_BASE_ACP:?} that is not the <CSEBase> policy"
-                ))),
+                )))
+                }
                 None => {
                     let acp = Resource {
                         ty: ResourceType::AccessControlPolicy,

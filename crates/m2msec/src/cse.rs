@@ -80,6 +80,9 @@ struct Config {
     limits: LimitsSection,
     #[serde(default)]
     storage: StorageSection,
+    /// `[cse_base]`: the `<CSEBase>` policy and the administrator.
+    #[serde(default)]
+    cse_base: CseBaseSection,
     #[serde(default)]
     psk: Vec<PskEntry>,
     #[serde(default)]
@@ -171,6 +174,32 @@ struct LimitsSection {
     idle_timeout_secs: u64,
     #[serde(default = "d_conns")]
     max_connections: usize,
+}
+
+/// `[cse_base]`: who may do what on `<CSEBase>` ([`m2msec_cse::CseBasePolicy`]).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CseBaseSection {
+    #[serde(default = "d_true")]
+    registered_aes_retrieve: bool,
+    #[serde(default)]
+    admin: Option<String>,
+    #[serde(default)]
+    admin_plaintext: bool,
+}
+
+fn d_true() -> bool {
+    true
+}
+
+impl Default for CseBaseSection {
+    fn default() -> Self {
+        CseBaseSection {
+            registered_aes_retrieve: true,
+            admin: None,
+            admin_plaintext: false,
+        }
+    }
 }
 
 /// `[storage]`: the engine's storage limits ([`m2msec_cse::Limits`]); 0 disables a limit.
@@ -398,6 +427,7 @@ fn bound_identity(e: &PskEntry) -> Result<Option<BoundIdentity>, CliError> {
 /// The validated configuration.
 struct Loaded {
     engine: CseConfig,
+    cse_base: m2msec_cse::CseBasePolicy,
     storage: m2msec_cse::Limits,
     data_dir: PathBuf,
     server: ServerOptions,
@@ -490,7 +520,15 @@ fn load(path: &Path) -> Result<Loaded, CliError> {
             return Err(cfg_err(format!("[limits] {name} must be 1..86400")));
         }
     }
+    if c.cse_base.admin_plaintext && c.cse_base.admin.is_none() {
+        return Err(cfg_err("[cse_base] admin_plaintext needs an admin"));
+    }
     Ok(Loaded {
+        cse_base: m2msec_cse::CseBasePolicy {
+            registered_aes_retrieve: c.cse_base.registered_aes_retrieve,
+            admin: c.cse_base.admin.clone(),
+            admin_plaintext: c.cse_base.admin_plaintext,
+        },
         storage: c.storage.limits(),
         engine: CseConfig {
             sp,
@@ -542,7 +580,13 @@ fn serve(a: ServeArgs) -> Result<ExitCode, CliError> {
     let loaded = load(&a.config)?;
     let store = SqliteStore::open(&loaded.data_dir)
         .map_err(|e| cfg_err(format!("data_dir {}: {e}", loaded.data_dir.display())))?;
-    let mut cse = Cse::new(loaded.engine, store).map_err(|e| cfg_err(e.detail))?;
+    let mut cse = Cse::with_policy(
+        loaded.engine,
+        store,
+        Box::new(m2msec_cse::engine::system_now),
+        &loaded.cse_base,
+    )
+    .map_err(|e| cfg_err(e.detail))?;
     cse.set_limits(loaded.storage);
     // Credentials administered with `m2msec cse credential` (keys sealed under data_dir/kek).
     let cred_store = m2msec_cse::credentials::CredentialStore::open(&loaded.data_dir)
