@@ -318,3 +318,53 @@ async fn empty_acpi_update_is_4000() {
     let r = put(json!(["acpCSEBase"])).await;
     assert_eq!(r.rsc, 2004, "{}", r.body);
 }
+
+/// Item 2: a CREATE without `et` gets one; an expired `<contentInstance>` is gone and no longer
+/// counts in its container (real clock: an `et` two seconds ahead, at least 1 s after the CREATE).
+#[tokio::test]
+async fn expiration_time_assigned_and_enforced_over_http() {
+    let addr = start_admin().await;
+    let ct = json_ty(3);
+    let r = http(
+        addr,
+        "POST",
+        "/cb",
+        &[("X-M2M-Origin", "CAdmin"), ("Content-Type", &ct)],
+        Some(json!({"m2m:cnt": {"rn": "c"}})),
+    )
+    .await;
+    assert_eq!(r.rsc, 2001, "{}", r.body);
+    assert!(r.body["m2m:cnt"]["et"].is_string(), "{}", r.body);
+    let soon = m2msec_core::timestamp::Timestamp::from_unix(m2msec_cse::engine::system_now() + 2)
+        .unwrap()
+        .to_string();
+    let ct4 = json_ty(4);
+    for (rn, et) in [("short", Some(soon)), ("long", None)] {
+        let mut cin = json!({"rn": rn, "con": "12345"});
+        if let Some(et) = et {
+            cin["et"] = json!(et);
+        }
+        let r = http(
+            addr,
+            "POST",
+            "/cb/c",
+            &[("X-M2M-Origin", "CAdmin"), ("Content-Type", &ct4)],
+            Some(json!({"m2m:cin": cin})),
+        )
+        .await;
+        assert_eq!(r.rsc, 2001, "{}", r.body);
+    }
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let r = http(
+        addr,
+        "GET",
+        "/cb/c/short",
+        &[("X-M2M-Origin", "CAdmin")],
+        None,
+    )
+    .await;
+    assert_eq!(r.rsc, 4004);
+    let r = http(addr, "GET", "/cb/c", &[("X-M2M-Origin", "CAdmin")], None).await;
+    assert_eq!(r.body["m2m:cnt"]["cni"], json!(1), "{}", r.body);
+    assert_eq!(r.body["m2m:cnt"]["cbs"], json!(5), "{}", r.body);
+}

@@ -44,6 +44,17 @@
 //! An AE-ID administrator is reserved: CREATE `<AE>` with it is 4106 except over an association
 //! bound to it. `<CSEBase>` accepts UPDATE of `acpi` and `lbl` only (TS-0001 table 9.6.3-3).
 //!
+//! **Expiration** (TS-0001 §10.1.2 c; `et` has multiplicity 1 in TS-0004). Every resource a
+//! request creates gets an `expirationTime`: the originator's, brought down to
+//! [`Limits::max_expiration_secs`] after the request's time if later, or that maximum when the
+//! originator gives none; an UPDATE of `et` is bounded the same way, and `et: null` is
+//! BAD_REQUEST (a mandatory attribute cannot be deleted). An expired resource is gone: before
+//! each request the engine deletes (with their subtrees) up to [`PURGE_PER_REQUEST`] expired
+//! resources, taking an expired `<contentInstance>` out of its container's `cni`/`cbs`, and
+//! [`Cse::purge_expired`] (run periodically by the server) removes the rest; lookups skip any
+//! still stored. The store's per-registree `usage` follows through its triggers. `<CSEBase>` and
+//! the configured `<CSEBase>` policy have no `et`.
+//!
 //! **Storage limits** ([`Limits`]): a `<container>` created without `mni`/`mbs` gets the configured
 //! defaults (TS-0004 §7.4.7.2.1 lets the hosting CSE assign them), and a CREATE that would bring
 //! a registree's subtree (`cb/<AE or remoteCSE>/…`) over the per-registree quota of resources or
@@ -77,16 +88,28 @@ pub struct Limits {
     pub registree_max_resources: Option<u64>,
     /// Most bytes (stored representation) under one registree.
     pub registree_max_bytes: Option<u64>,
+    /// Longest lifetime (seconds from the request) a resource's expirationTime may give: the
+    /// value assigned when the originator gives none, and the bound an originator's value is
+    /// brought down to (TS-0001 §10.1.2 c). `None`: no `et` assigned, any future `et` kept.
+    pub max_expiration_secs: Option<u64>,
 }
 
+/// Default of [`Limits::max_expiration_secs`]: 5 years.
+pub const DEFAULT_MAX_EXPIRATION_SECS: u64 = 5 * 365 * 86_400;
+/// Most expired resources removed by one request before it runs (the periodic sweep,
+/// [`Cse::purge_expired`], removes the rest).
+pub const PURGE_PER_REQUEST: usize = 256;
+
 impl Default for Limits {
-    /// 1,000 instances and 1 MiB per container; 10,000 resources and 64 MiB per registree.
+    /// 1,000 instances and 1 MiB per container; 10,000 resources and 64 MiB per registree;
+    /// expirationTime at most 5 years ahead.
     fn default() -> Self {
         Limits {
             container_mni: Some(1_000),
             container_mbs: Some(1 << 20),
             registree_max_resources: Some(10_000),
             registree_max_bytes: Some(64 << 20),
+            max_expiration_secs: Some(DEFAULT_MAX_EXPIRATION_SECS),
         }
     }
 }
@@ -209,6 +232,34 @@ fn random_hex(n: usize) -> Result<String, CseError> {
         .try_fill_bytes(&mut b)
         .map_err(|_| CseError::internal("random number generator failed"))?;
     Ok(hex::encode(b))
+}
+
+/// Removes up to `limit` resources whose expirationTime has passed (TS-0001 §10.1.2: an
+/// expired resource is deleted by the Hosting CSE), with their subtrees; an expired
+/// `<contentInstance>` leaves its `<container>`'s `cni`/`cbs` (TS-0004 §7.4.7). The store's
+/// `usage` triggers follow the deletions. Returns how many were removed.
+fn purge_in(tx: &mut dyn StoreTx, now_us: i64, limit: usize) -> Result<usize, CseError> {
+    let mut n = 0;
+    for r in tx.expired(now_us, limit).map_err(db)? {
+        // An earlier entry (an ancestor, ordered first by path) may have removed it already.
+        let Some(cur) = tx.get(&r.ri).map_err(db)? else {
+            continue;
+        };
+        if let (ResourceType::ContentInstance, Some(pi)) = (cur.ty, cur.pi.as_deref()) {
+            if let Some(mut p) = tx.get(pi).map_err(db)? {
+                if let (Attrs::Container { cni, cbs, .. }, Attrs::ContentInstance { cs, .. }) =
+                    (&mut p.attrs, &cur.attrs)
+                {
+                    *cni = cni.saturating_sub(1);
+                    *cbs = cbs.saturating_sub(*cs);
+                }
+                tx.update(&p).map_err(db)?;
+            }
+        }
+        n += tx.delete_subtree(&cur).map_err(db)?;
+        tracing::debug!(ri = %cur.ri, "expired resource removed");
+    }
+    Ok(n)
 }
 
 struct Ctx<'a> {
@@ -407,6 +458,24 @@ impl<S: Store> Cse<S> {
         self.limits = limits;
     }
 
+    /// Removes every expired resource (module docs, "Expiration"): the periodic sweep, in
+    /// transactions of at most 1,000 resources. Returns how many rows were removed.
+    pub fn purge_expired(&mut self) -> Result<usize, CseError> {
+        let now = Timestamp::from_unix((self.clock)())
+            .map_err(|e| CseError::internal(e.to_string()))?
+            .to_unix_micros();
+        let mut total = 0;
+        loop {
+            let mut tx = self.store.begin().map_err(db)?;
+            let n = purge_in(tx.as_mut(), now, 1000)?;
+            tx.commit().map_err(db)?;
+            total += n;
+            if n == 0 {
+                return Ok(total);
+            }
+        }
+    }
+
     /// The store (for inspection and administration).
     pub fn store_mut(&mut self) -> &mut S {
         &mut self.store
@@ -528,12 +597,25 @@ impl<S: Store> Cse<S> {
             res: reservations.as_ref(),
             limits: self.limits,
         };
+        // Expired resources go before the request sees the store (module docs, "Expiration").
+        // A RETRIEVE reads in a deferred transaction; when something expired it purges in a
+        // write transaction first, rather than upgrading the read one (SQLite may refuse that).
+        let now_us = now.to_unix_micros();
         let mut txb = if req.op == Operation::Retrieve {
-            self.store.begin_read()
+            let mut rtx = self.store.begin_read().map_err(db)?;
+            if !rtx.expired(now_us, 1).map_err(db)?.is_empty() {
+                drop(rtx);
+                let mut wtx = self.store.begin().map_err(db)?;
+                purge_in(wtx.as_mut(), now_us, PURGE_PER_REQUEST)?;
+                wtx.commit().map_err(db)?;
+                rtx = self.store.begin_read().map_err(db)?;
+            }
+            rtx
         } else {
-            self.store.begin()
-        }
-        .map_err(db)?;
+            let mut wtx = self.store.begin().map_err(db)?;
+            purge_in(wtx.as_mut(), now_us, PURGE_PER_REQUEST)?;
+            wtx
+        };
         let resp = eng.run(txb.as_mut(), sec, &req, create_ty, target, now, rcn)?;
         txb.commit().map_err(db)?;
         Ok(resp)
@@ -873,6 +955,27 @@ impl Eng<'_> {
         Ok(())
     }
 
+    /// The expirationTime to store for a requested one (TS-0001 §10.1.2 c): none requested →
+    /// the maximum allowed; beyond the maximum → the maximum (module docs, "Expiration").
+    fn expiration(
+        &self,
+        requested: Option<Timestamp>,
+        now: &Timestamp,
+    ) -> Result<Option<Timestamp>, CseError> {
+        let Some(max_secs) = self.limits.max_expiration_secs else {
+            return Ok(requested);
+        };
+        let max_unix = now
+            .to_unix()
+            .saturating_add(i64::try_from(max_secs).unwrap_or(i64::MAX));
+        let max = Timestamp::from_unix(max_unix)
+            .map_err(|_| CseError::internal("max_expiration_secs is out of the timestamp range"))?;
+        Ok(Some(match requested {
+            Some(t) if t.to_unix_micros() <= max.to_unix_micros() => t,
+            _ => max,
+        }))
+    }
+
     fn new_ri(&self, ty: ResourceType) -> Result<String, CseError> {
         Ok(format!("{}{}", ty.ri_prefix(), random_hex(8)?))
     }
@@ -941,7 +1044,7 @@ impl Eng<'_> {
                 return Err(CseError::bad_request("'la' and 'ol' are reserved names"));
             }
         }
-        let et = a.expiration(&ctx.now)?;
+        let et = self.expiration(a.expiration(&ctx.now)?, &ctx.now)?;
         let lbl = a.labels()?;
         let acpi = if ty.has_acpi() {
             let v = a.acpi()?;
@@ -1448,7 +1551,11 @@ fn apply_update(
     now: &Timestamp,
 ) -> Result<(), CseError> {
     if a.has("et") {
-        r.et = a.expiration(now)?;
+        // expirationTime has multiplicity 1 (TS-0004): it can be changed, not deleted.
+        if a.raw("et").is_some_and(Value::is_null) {
+            return Err(CseError::bad_request("et cannot be deleted"));
+        }
+        r.et = eng.expiration(a.expiration(now)?, now)?;
     }
     if a.has("lbl") {
         r.lbl = a.labels()?;

@@ -421,3 +421,196 @@ fn cse_base_policy_follows_the_configuration_across_restarts() {
 }
 
 use m2msec_cse::{Cse, CseBasePolicy, SqliteStore, CSE_BASE_ACP};
+
+/// A CSE on `store` whose clock the test moves.
+fn cse_at(
+    store: SqliteStore,
+) -> (
+    Cse<SqliteStore>,
+    std::sync::Arc<std::sync::atomic::AtomicI64>,
+) {
+    let t = std::sync::Arc::new(std::sync::atomic::AtomicI64::new(NOW));
+    let c = t.clone();
+    let cse = Cse::with_clock(
+        config(),
+        store,
+        Box::new(move || c.load(std::sync::atomic::Ordering::SeqCst)),
+    )
+    .unwrap();
+    (cse, t)
+}
+
+fn ts(unix: i64) -> String {
+    m2msec_core::timestamp::Timestamp::from_unix(unix)
+        .unwrap()
+        .to_string()
+}
+
+/// Item 2: `et` is assigned when absent (the maximum), kept within the maximum, brought down
+/// to it beyond, and cannot be deleted.
+#[test]
+fn expiration_time_is_assigned_and_bounded() {
+    let (mut cse, _t) = cse_at(SqliteStore::open_in_memory().unwrap());
+    let max = NOW + i64::try_from(m2msec_cse::engine::DEFAULT_MAX_EXPIRATION_SECS).unwrap();
+    let sa = psk("ae-key@mef.sp.example");
+    let r = cse.handle(&sa, create("cb", None, 2, ae_body("Nx")));
+    assert_eq!(attr(&r, "m2m:ae", "et"), &json!(ts(max)), "assigned");
+    let aei = attr(&r, "m2m:ae", "aei").as_str().unwrap().to_string();
+    let ae = format!("cb/{aei}");
+    let r = cse.handle(
+        &sa,
+        create(
+            &ae,
+            Some(&aei),
+            3,
+            json!({"m2m:cnt": {"rn": "a", "et": ts(NOW + 60)}}),
+        ),
+    );
+    assert_eq!(attr(&r, "m2m:cnt", "et"), &json!(ts(NOW + 60)), "kept");
+    let r = cse.handle(
+        &sa,
+        create(
+            &ae,
+            Some(&aei),
+            3,
+            json!({"m2m:cnt": {"rn": "b", "et": ts(max + 1000)}}),
+        ),
+    );
+    assert_eq!(attr(&r, "m2m:cnt", "et"), &json!(ts(max)), "bounded");
+    let upd = |v: Value| {
+        req(Operation::Update, &format!("{ae}/a"), Some(&aei))
+            .with_pc(json!({"m2m:cnt": {"et": v}}))
+    };
+    let r = cse.handle(&sa, upd(json!(ts(max + 5))));
+    assert_eq!(r.rsc, Rsc::Updated);
+    assert_eq!(attr(&r, "m2m:cnt", "et"), &json!(ts(max)));
+    assert_eq!(cse.handle(&sa, upd(Value::Null)).rsc, Rsc::BadRequest);
+    let r = cse.handle(&sa, req(Operation::Retrieve, "cb", Some(&aei)));
+    assert!(attr(&r, "m2m:cb", "et").is_null(), "<CSEBase> has no et");
+}
+
+/// Item 2: expired resources disappear (on the next request, or by the sweep), stop counting
+/// in `cni`/`cbs`, and leave the registree's usage accounting.
+#[test]
+fn expired_resources_disappear_and_stop_counting() {
+    let (mut cse, t) = cse_at(SqliteStore::open_in_memory().unwrap());
+    let sa = psk("ae-key@mef.sp.example");
+    let aei = register(&mut cse, &sa, None);
+    let ae = format!("cb/{aei}");
+    let r = cse.handle(
+        &sa,
+        create(&ae, Some(&aei), 3, json!({"m2m:cnt": {"rn": "c"}})),
+    );
+    assert_eq!(r.rsc, Rsc::Created);
+    let cnt = format!("{ae}/c");
+    for (i, life) in [(0, 10), (1, 10), (2, 1000)] {
+        let r = cse.handle(
+            &sa,
+            create(
+                &cnt,
+                Some(&aei),
+                4,
+                json!({"m2m:cin": {"rn": format!("i{i}"), "con": "abcd", "et": ts(NOW + life)}}),
+            ),
+        );
+        assert_eq!(r.rsc, Rsc::Created, "{:?}", r.pc);
+    }
+    let usage = |cse: &mut Cse<SqliteStore>| {
+        let top = format!("cb/{aei}");
+        let mut tx = m2msec_cse::Store::begin(cse.store_mut()).unwrap();
+        tx.usage(&top).unwrap()
+    };
+    let (n_before, bytes_before) = usage(&mut cse);
+    assert_eq!(n_before, 5);
+    t.store(NOW + 10, std::sync::atomic::Ordering::SeqCst);
+    let r = cse.handle(&sa, req(Operation::Retrieve, &cnt, Some(&aei)));
+    assert_eq!(attr(&r, "m2m:cnt", "cni"), &json!(1));
+    assert_eq!(attr(&r, "m2m:cnt", "cbs"), &json!(4));
+    let r = cse.handle(
+        &sa,
+        req(Operation::Retrieve, &format!("{cnt}/i0"), Some(&aei)),
+    );
+    assert_eq!(r.rsc, Rsc::NotFound);
+    let r = cse.handle(
+        &sa,
+        req(Operation::Retrieve, &format!("{cnt}/ol"), Some(&aei)),
+    );
+    assert_eq!(attr(&r, "m2m:cin", "rn"), &json!("i2"));
+    let (n, bytes) = usage(&mut cse);
+    assert_eq!(n, 3);
+    assert!(bytes < bytes_before);
+    // The sweep, without any request: the AE itself expires with everything under it.
+    t.store(
+        NOW + i64::try_from(m2msec_cse::engine::DEFAULT_MAX_EXPIRATION_SECS).unwrap(),
+        std::sync::atomic::Ordering::SeqCst,
+    );
+    assert_eq!(cse.purge_expired().unwrap(), 3);
+    assert_eq!(usage(&mut cse), (0, 0));
+    let mut tx = m2msec_cse::Store::begin(cse.store_mut()).unwrap();
+    assert!(tx.get(&aei).unwrap().is_none());
+}
+
+/// Item 2: the expirationTime index survives a restart (the purge after a restart finds what
+/// expired while the CSE was down).
+#[test]
+fn expiration_is_enforced_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let sa = psk("ae-key@mef.sp.example");
+    let aei;
+    {
+        let (mut cse, _t) = cse_at(SqliteStore::open(dir.path()).unwrap());
+        aei = register(&mut cse, &sa, None);
+        let r = cse.handle(
+            &sa,
+            create(
+                &format!("cb/{aei}"),
+                Some(&aei),
+                3,
+                json!({"m2m:cnt": {"rn": "c", "et": ts(NOW + 5)}}),
+            ),
+        );
+        assert_eq!(r.rsc, Rsc::Created);
+    }
+    let (mut cse, t) = cse_at(SqliteStore::open(dir.path()).unwrap());
+    t.store(NOW + 6, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(cse.purge_expired().unwrap(), 1);
+    let r = cse.handle(
+        &sa,
+        req(Operation::Retrieve, &format!("cb/{aei}/c"), Some(&aei)),
+    );
+    assert_eq!(r.rsc, Rsc::NotFound);
+}
+
+/// Item 2: a store of schema version 3 (no `et_us`) gets the column filled from the stored
+/// resources' `et` when opened, so resources that had an `et` before the upgrade expire.
+#[test]
+fn migration_fills_the_expiration_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let sa = psk("ae-key@mef.sp.example");
+    let aei;
+    {
+        let (mut cse, _t) = cse_at(SqliteStore::open(dir.path()).unwrap());
+        aei = register(&mut cse, &sa, None);
+        let r = cse.handle(
+            &sa,
+            create(
+                &format!("cb/{aei}"),
+                Some(&aei),
+                3,
+                json!({"m2m:cnt": {"rn": "c", "et": ts(NOW + 5)}}),
+            ),
+        );
+        assert_eq!(r.rsc, Rsc::Created);
+    }
+    let c = rusqlite::Connection::open(dir.path().join(m2msec_cse::store::DB_FILE)).unwrap();
+    c.execute_batch(
+        "DROP INDEX resources_et; ALTER TABLE resources DROP COLUMN et_us;
+         UPDATE schema_version SET version = 3;",
+    )
+    .unwrap();
+    drop(c);
+    let (mut cse, t) = cse_at(SqliteStore::open(dir.path()).unwrap());
+    assert_eq!(cse.store_mut().schema_version().unwrap(), 4);
+    t.store(NOW + 6, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(cse.purge_expired().unwrap(), 1);
+}

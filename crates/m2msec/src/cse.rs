@@ -214,6 +214,12 @@ struct StorageSection {
     registree_max_resources: u64,
     #[serde(default = "d_max_bytes")]
     registree_max_bytes: u64,
+    #[serde(default = "d_max_et")]
+    max_expiration_secs: u64,
+}
+
+fn d_max_et() -> u64 {
+    m2msec_cse::engine::DEFAULT_MAX_EXPIRATION_SECS
 }
 
 fn d_mni() -> u64 {
@@ -240,6 +246,7 @@ impl Default for StorageSection {
             container_default_mbs: d_mbs(),
             registree_max_resources: d_max_resources(),
             registree_max_bytes: d_max_bytes(),
+            max_expiration_secs: d_max_et(),
         }
     }
 }
@@ -252,6 +259,7 @@ impl StorageSection {
             container_mbs: some(self.container_default_mbs),
             registree_max_resources: some(self.registree_max_resources),
             registree_max_bytes: some(self.registree_max_bytes),
+            max_expiration_secs: some(self.max_expiration_secs),
         }
     }
 }
@@ -520,6 +528,11 @@ fn load(path: &Path) -> Result<Loaded, CliError> {
             return Err(cfg_err(format!("[limits] {name} must be 1..86400")));
         }
     }
+    if c.storage.max_expiration_secs > 100 * 365 * 86_400 {
+        return Err(cfg_err(
+            "[storage] max_expiration_secs must be at most 100 years (0 disables it)",
+        ));
+    }
     if c.cse_base.admin_plaintext && c.cse_base.admin.is_none() {
         return Err(cfg_err("[cse_base] admin_plaintext needs an admin"));
     }
@@ -617,6 +630,7 @@ fn serve(a: ServeArgs) -> Result<ExitCode, CliError> {
             .attach_credential_store(cred_store)
             .map_err(|e| cfg_err(format!("credential store: {e}")))?;
         let _watcher = endpoint.spawn_watcher(m2msec_bindings::service::WATCH_INTERVAL);
+        let _sweep = endpoint.spawn_expiry_sweep(m2msec_bindings::service::EXPIRY_SWEEP_INTERVAL);
         if let Some(source) = loaded.mef {
             endpoint.set_remote_key_source(std::sync::Arc::new(source));
         }
