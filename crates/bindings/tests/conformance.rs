@@ -368,3 +368,52 @@ async fn expiration_time_assigned_and_enforced_over_http() {
     assert_eq!(r.body["m2m:cnt"]["cni"], json!(1), "{}", r.body);
     assert_eq!(r.body["m2m:cnt"]["cbs"], json!(5), "{}", r.body);
 }
+
+/// Item 9: a NOTIFY (POST without `ty`) to an `<AE>` is authorized, then answered 5103
+/// TARGET_NOT_REACHABLE (no pointOfAccess), not 4005.
+#[tokio::test]
+async fn notify_to_an_ae_over_http_is_5103() {
+    let addr = start_admin().await;
+    let r = http(
+        addr,
+        "POST",
+        "/cb",
+        &[("X-M2M-Origin", "CAdmin"), ("Content-Type", &json_ty(1))],
+        Some(
+            json!({"m2m:acp": {"rn": "notify", "pv": {"acr": [{"acor": ["CAdmin"], "acop": 16}]},
+                                "pvs": {"acr": [{"acor": ["CAdmin"], "acop": 63}]}}}),
+        ),
+    )
+    .await;
+    assert_eq!(r.rsc, 2001, "{}", r.body);
+    let acp = r.body["m2m:acp"]["ri"].as_str().unwrap().to_string();
+    let r = http(
+        addr,
+        "POST",
+        "/cb",
+        &[("X-M2M-Origin", "Cclient"), ("Content-Type", &json_ty(2))],
+        Some(json!({"m2m:ae": {"api": "Nx", "rr": false, "acpi": [acp]}})),
+    )
+    .await;
+    assert_eq!(r.rsc, 2001, "{}", r.body);
+    register(addr, "Cother").await;
+    let notify = |to: &'static str| async move {
+        http(
+            addr,
+            "POST",
+            to,
+            &[
+                ("X-M2M-Origin", "CAdmin"),
+                ("Content-Type", "application/json"),
+            ],
+            Some(json!({"m2m:sgn": {"vrq": true}})),
+        )
+        .await
+    };
+    let r = notify("/cb/Cclient").await;
+    assert_eq!(r.rsc, 5103, "{}", r.body);
+    let r = notify("/cb/Cother").await;
+    assert_eq!(r.rsc, 4103, "{}", r.body);
+    let r = notify("/cb").await;
+    assert_eq!(r.rsc, 4005, "{}", r.body);
+}

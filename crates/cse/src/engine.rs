@@ -55,6 +55,12 @@
 //! still stored. The store's per-registree `usage` follows through its triggers. `<CSEBase>` and
 //! the configured `<CSEBase>` policy have no `et`.
 //!
+//! **NOTIFY** (TS-0004 §7.3.3.9.1): a NOTIFY to an `<AE>` (or `<remoteCSE>`)
+//! needs the NOTIFY privilege on it (Recv-6.3); then, since this engine sends no requests of its
+//! own, it is TARGET_NOT_REACHABLE (5103): the clause's answer when no `pointOfAccess` works
+//! (none, `requestReachability` FALSE, or none this CSE can re-target to). Other targets receive
+//! no notifications here: OPERATION_NOT_ALLOWED (4005).
+//!
 //! **Storage limits** ([`Limits`]): a `<container>` created without `mni`/`mbs` gets the configured
 //! defaults (TS-0004 §7.4.7.2.1 lets the hosting CSE assign them), and a CREATE that would bring
 //! a registree's subtree (`cb/<AE or remoteCSE>/…`) over the per-registree quota of resources or
@@ -572,12 +578,6 @@ impl<S: Store> Cse<S> {
         } else {
             None
         };
-        if req.op == Operation::Notify {
-            return Err(CseError::new(
-                Rsc::OperationNotAllowed,
-                "this CSE hosts no notification targets",
-            ));
-        }
         let now =
             Timestamp::from_unix((self.clock)()).map_err(|e| CseError::internal(e.to_string()))?;
         let target = parse_to(&req.to, &self.addr)?;
@@ -601,7 +601,7 @@ impl<S: Store> Cse<S> {
         // A RETRIEVE reads in a deferred transaction; when something expired it purges in a
         // write transaction first, rather than upgrading the read one (SQLite may refuse that).
         let now_us = now.to_unix_micros();
-        let mut txb = if req.op == Operation::Retrieve {
+        let mut txb = if matches!(req.op, Operation::Retrieve | Operation::Notify) {
             let mut rtx = self.store.begin_read().map_err(db)?;
             if !rtx.expired(now_us, 1).map_err(db)?.is_empty() {
                 drop(rtx);
@@ -727,8 +727,42 @@ impl Eng<'_> {
             Operation::Retrieve => self.retrieve(tx, &ctx, &target, rcn),
             Operation::Update => self.update(tx, &ctx, target, req.pc.as_ref(), rcn),
             Operation::Delete => self.delete(tx, &ctx, &target, rcn),
-            Operation::Notify => Err(CseError::new(Rsc::OperationNotAllowed, "notify")),
+            Operation::Notify => self.notify(tx, &ctx, &target),
         }
+    }
+
+    /// NOTIFY (TS-0004 §7.3.3.9): to an `<AE>`, the Hosting CSE re-targets the notification to
+    /// the AE's `pointOfAccess` (§7.3.3.9.1), after Recv-6.3 with the NOTIFY privilege. An AE
+    /// without a `poa`, or with `requestReachability` FALSE (TS-0001 §9.6.5: it cannot receive
+    /// requests), is TARGET_NOT_REACHABLE. This engine does not re-target (no outgoing
+    /// requests): a reachable AE is TARGET_NOT_REACHABLE too, saying so in `dbg` (module docs).
+    /// A `<remoteCSE>` (its registree CSE) likewise; other targets host no notification
+    /// receiver here: OPERATION_NOT_ALLOWED.
+    fn notify(
+        &self,
+        tx: &mut dyn StoreTx,
+        ctx: &Ctx<'_>,
+        target: &Resource,
+    ) -> Result<ResponsePrimitive, CseError> {
+        let (rr, poa) = match &target.attrs {
+            Attrs::Ae { rr, poa, .. } | Attrs::RemoteCse { rr, poa, .. } => (*rr, poa.clone()),
+            _ => {
+                return Err(CseError::new(
+                    Rsc::OperationNotAllowed,
+                    "only an <AE> or <remoteCSE> receives notifications here",
+                ))
+            }
+        };
+        self.authorize(tx, ctx, target, Operation::Notify, None)?;
+        let poa = poa.unwrap_or_default();
+        let why = if poa.is_empty() {
+            "the target has no pointOfAccess (TS-0004 §7.3.3.9.1)"
+        } else if !rr {
+            "the target is not request-reachable (requestReachability FALSE)"
+        } else {
+            "this CSE does not re-target notifications to a pointOfAccess"
+        };
+        Err(CseError::new(Rsc::TargetNotReachable, why))
     }
 
     /// The administrator outside any association, where the configuration accepts it there

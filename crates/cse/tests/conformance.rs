@@ -614,3 +614,85 @@ fn migration_fills_the_expiration_index() {
     t.store(NOW + 6, std::sync::atomic::Ordering::SeqCst);
     assert_eq!(cse.purge_expired().unwrap(), 1);
 }
+
+/// Item 9: NOTIFY to an `<AE>`: Recv-6.3 with the NOTIFY privilege first, then
+/// TARGET_NOT_REACHABLE (no pointOfAccess, not request-reachable, or reachable but this CSE
+/// does not re-target); other targets are OPERATION_NOT_ALLOWED.
+#[test]
+fn notify_to_an_ae_is_authorized_then_target_not_reachable() {
+    let mut cse = cse();
+    let sa = psk("ae-key@mef.sp.example");
+    let aei = register(&mut cse, &sa, None);
+    let other = psk("ae-other@mef.sp.example");
+    let r = cse.handle(
+        &other,
+        create(
+            "cb",
+            None,
+            2,
+            json!({"m2m:ae": {"api": "Nx", "rr": true, "poa": ["http://127.0.0.1:9/n"]}}),
+        ),
+    );
+    assert_eq!(r.rsc, Rsc::Created);
+    let reachable = attr(&r, "m2m:ae", "aei").as_str().unwrap().to_string();
+    let notify = |to: &str, from: &str| {
+        req(Operation::Notify, to, Some(from)).with_pc(json!({"m2m:sgn": {"vrq": true}}))
+    };
+    // No privilege: the AE's acpi is NULL, so only the AE itself may notify it.
+    let r = cse.handle(&sa, notify(&reachable, &aei));
+    assert_eq!(r.rsc, Rsc::OriginatorHasNoPrivilege);
+    let r = cse.handle(&sa, notify(&aei, &aei));
+    assert_eq!(r.rsc, Rsc::TargetNotReachable);
+    let r = cse.handle(&other, notify(&reachable, &reachable));
+    assert_eq!(r.rsc, Rsc::TargetNotReachable);
+    // Granted NOTIFY by an ACP of the target AE: the other AE gets the reachability answer.
+    let r = cse.handle(
+        &other,
+        create(
+            &format!("cb/{reachable}"),
+            Some(&reachable),
+            1,
+            json!({"m2m:acp": {"rn": "n", "pv": {"acr": [{"acor": [aei], "acop": 16}]},
+                               "pvs": {"acr": [{"acor": [reachable], "acop": 63}]}}}),
+        ),
+    );
+    assert_eq!(r.rsc, Rsc::Created, "{:?}", r.pc);
+    let acp = attr(&r, "m2m:acp", "ri").as_str().unwrap().to_string();
+    let acp_self = cse.handle(
+        &other,
+        create(
+            &format!("cb/{reachable}"),
+            Some(&reachable),
+            1,
+            json!({"m2m:acp": {"rn": "own", "pv": {"acr": [{"acor": [reachable], "acop": 63}]},
+                               "pvs": {"acr": [{"acor": [reachable], "acop": 63}]}}}),
+        ),
+    );
+    let own = attr(&acp_self, "m2m:acp", "ri")
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = cse.handle(
+        &other,
+        req(Operation::Update, &reachable, Some(&reachable))
+            .with_pc(json!({"m2m:ae": {"acpi": [acp, own]}})),
+    );
+    assert_eq!(r.rsc, Rsc::Updated, "{:?}", r.pc);
+    let r = cse.handle(&sa, notify(&reachable, &aei));
+    assert_eq!(r.rsc, Rsc::TargetNotReachable);
+    // Not a notification receiver.
+    let r = cse.handle(&sa, notify("cb", &aei));
+    assert_eq!(r.rsc, Rsc::OperationNotAllowed);
+    let r = cse.handle(
+        &sa,
+        create(
+            &format!("cb/{aei}"),
+            Some(&aei),
+            3,
+            json!({"m2m:cnt": {"rn": "c"}}),
+        ),
+    );
+    assert_eq!(r.rsc, Rsc::Created);
+    let r = cse.handle(&sa, notify(&format!("cb/{aei}/c"), &aei));
+    assert_eq!(r.rsc, Rsc::OperationNotAllowed);
+}
