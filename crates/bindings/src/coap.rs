@@ -105,10 +105,10 @@ const UNSUPPORTED_OPTIONS: [(u16, &str); 8] = [
     (opt::ASRI, "asri"),
 ];
 
-/// oneM2M options accepted and ignored in a request: Event Category (a transport hint),
-/// Vendor Information, and the response-only Content Offset / Content Status / Assigned Token
-/// Identifiers.
-const IGNORED_OPTIONS: [u16; 5] = [opt::EC, opt::VSI, opt::CTO, opt::CTS, opt::ATI];
+/// oneM2M options accepted and ignored in a request: Event Category (a transport hint) and the
+/// response-only Content Offset / Content Status / Assigned Token Identifiers. Vendor
+/// Information (oneM2M-VSI) is mapped and echoed in the response.
+const IGNORED_OPTIONS: [u16; 4] = [opt::EC, opt::CTO, opt::CTS, opt::ATI];
 
 /// A request the binding could not turn into a primitive: the oneM2M error (with the request
 /// identifier when one was readable) and the CoAP response code to answer with.
@@ -305,7 +305,16 @@ fn known_request_option(num: u16) -> bool {
     matches!(
         num,
         3 | 4 | 6 | 7 | 11 | 12 | 14 | 15 | 17 | 23 | 28 | 60 | 258
-    ) || [opt::FR, opt::RQI, opt::OT, opt::RVI, opt::TY, opt::RSC].contains(&num)
+    ) || [
+        opt::FR,
+        opt::RQI,
+        opt::OT,
+        opt::RVI,
+        opt::VSI,
+        opt::TY,
+        opt::RSC,
+    ]
+    .contains(&num)
         || IGNORED_OPTIONS.contains(&num)
         || UNSUPPORTED_OPTIONS.iter().any(|(n, _)| *n == num)
 }
@@ -381,6 +390,8 @@ pub fn request_from_coap(pkt: &Packet, max_body: usize) -> Result<RequestPrimiti
         string_option(pkt, opt::FR, MAX_FROM_LEN, "oneM2M-FR", rqi_s)?.filter(|s| !s.is_empty());
     let rvi = string_option(pkt, opt::RVI, 16, "oneM2M-RVI", rqi_s)?;
     let ot = string_option(pkt, opt::OT, 64, "oneM2M-OT", rqi_s)?;
+    // TS-0008 table 6.2.2.4-1: oneM2M-VSI, a string of 0-255 bytes.
+    let vsi = string_option(pkt, opt::VSI, 255, "oneM2M-VSI", rqi_s)?;
     let ty = uint_option(pkt, opt::TY, 4, "oneM2M-TY", rqi_s)?;
     if values(pkt, opt::RSC).next().is_some() {
         return Err(bad("oneM2M-RSC is a response option"));
@@ -470,6 +481,9 @@ pub fn request_from_coap(pkt: &Packet, max_body: usize) -> Result<RequestPrimiti
     }
     if let Some(ot) = ot {
         prim.insert("ot".into(), Value::from(ot));
+    }
+    if let Some(vsi) = vsi {
+        prim.insert("vsi".into(), Value::from(vsi));
     }
 
     // Uri-Query (TS-0008 §6.2.2.3): short names as in TS-0004 §8.2.2, not percent-encoded
@@ -564,6 +578,9 @@ pub fn response_to_coap(resp: &ResponsePrimitive, op: Option<Operation>, cf: u16
     }
     if let Some(ot) = &resp.ot {
         p.add_option(CoapOption::Unknown(opt::OT), ot.to_string().into_bytes());
+    }
+    if let Some(vsi) = &resp.vsi {
+        p.add_option(CoapOption::Unknown(opt::VSI), vsi.as_bytes().to_vec());
     }
     // §6.4: Max-Age 0 disables CoAP caching, for the complete oneM2M mapping.
     p.add_option(CoapOption::MaxAge, Vec::new());
@@ -671,6 +688,7 @@ pub fn response_from_coap(pkt: &Packet) -> Result<ResponsePrimitive, CseError> {
     let mut r = ResponsePrimitive::new(rsc, text(opt::RQI).unwrap_or_default());
     r.fr = text(opt::FR);
     r.rvi = text(opt::RVI);
+    r.vsi = text(opt::VSI);
     r.ot = text(opt::OT).and_then(|s| s.parse().ok());
     if !pkt.payload.is_empty() {
         r.pc =
@@ -770,6 +788,26 @@ mod tests {
         ] {
             assert_eq!(n % 2, 1, "{n}");
         }
+    }
+
+    /// Issue 11 item 7: oneM2M-VSI (TS-0008 §6.2.2.4.17) reaches the primitive and the
+    /// response's Vendor Information goes back in the same option.
+    #[test]
+    fn vendor_information_option_maps_both_ways() {
+        let mut p = create_ae();
+        p.add_option(CoapOption::Unknown(opt::VSI), b"acme/1".to_vec());
+        let r = request_from_coap(&reparse(&p), 1024).unwrap();
+        assert_eq!(r.vsi.as_deref(), Some("acme/1"));
+        let mut resp = ResponsePrimitive::new(Rsc::Ok, "r1");
+        resp.vsi = r.vsi;
+        let back = reparse(&response_to_coap(&resp, Some(Operation::Retrieve), CF_JSON));
+        assert_eq!(
+            response_from_coap(&back).unwrap().vsi.as_deref(),
+            Some("acme/1")
+        );
+        let mut long = create_ae();
+        long.add_option(CoapOption::Unknown(opt::VSI), vec![b'a'; 256]);
+        assert!(request_from_coap(&reparse(&long), 1024).is_err());
     }
 
     #[test]

@@ -39,6 +39,8 @@ pub const X_M2M_RVI: &str = "x-m2m-rvi";
 pub const X_M2M_RSC: &str = "x-m2m-rsc";
 /// `X-M2M-OT` (§6.4.12): Originating Timestamp.
 pub const X_M2M_OT: &str = "x-m2m-ot";
+/// `X-M2M-VSI` (TS-0009 §6.4.23): Vendor Information, in requests and responses.
+pub const X_M2M_VSI: &str = "x-m2m-vsi";
 
 /// Header fields of request parameters this CSE recognises but does not implement, with the
 /// short name reported as NOT_IMPLEMENTED (TS-0004 §7.3.2.1): Result Expiration Timestamp,
@@ -101,8 +103,9 @@ impl QueryFields {
                 self.once(k)?;
                 match v.parse::<u64>() {
                     Ok(3) => {}
-                    Ok(1 | 2 | 4) => self.unsupported.push("rt"),
-                    _ => return Err("rt must be 1..4".into()),
+                    // m2m:responseType 1..=5 (TS-0004 §6.3.4.2.6): only blocking is served.
+                    Ok(1 | 2 | 4 | 5) => self.unsupported.push("rt"),
+                    _ => return Err("rt must be 1..5".into()),
                 }
             }
             "drt" => {
@@ -311,7 +314,9 @@ fn percent_decode(s: &str) -> Option<String> {
 }
 
 /// The To parameter from the origin-form path (TS-0009 §6.2.2.1, table 6.2.2.1-1): `/~/X` is
-/// SP-relative `/X`, `/_/X` absolute `//X`, `/X` CSE-relative `X`. One trailing '/' is dropped.
+/// SP-relative `/X`, `/_/X` absolute `//X`, `/X` CSE-relative `X`. A trailing '/' is kept, so the
+/// engine refuses it (an empty segment is no resource name, TS-0004 §6.2.3) rather than the path
+/// silently naming its parent.
 pub fn to_from_path(path: &str) -> Option<String> {
     let decoded = percent_decode(path)?;
     let rest = decoded.strip_prefix('/')?;
@@ -321,10 +326,6 @@ pub fn to_from_path(path: &str) -> Option<String> {
         format!("//{r}")
     } else {
         rest.to_string()
-    };
-    let to = match to.strip_suffix('/') {
-        Some(t) if !t.is_empty() && !t.ends_with('/') => t.to_string(),
-        _ => to,
     };
     let bare = to.trim_start_matches('/');
     if bare.is_empty() || to.len() > MAX_TO_LEN {
@@ -391,6 +392,7 @@ pub fn request_from_http(
     };
     let rvi = header_text(headers, X_M2M_RVI, rqi_s)?.map(str::to_string);
     let ot = header_text(headers, X_M2M_OT, rqi_s)?.map(str::to_string);
+    let vsi = header_text(headers, X_M2M_VSI, rqi_s)?.map(str::to_string);
 
     if let Some(accept) = header_text(headers, ACCEPT.as_str(), rqi_s)? {
         if !accept.is_empty() && !accepts_json(accept) {
@@ -475,6 +477,9 @@ pub fn request_from_http(
     if let Some(ot) = ot {
         prim.insert("ot".into(), Value::from(ot));
     }
+    if let Some(vsi) = vsi {
+        prim.insert("vsi".into(), Value::from(vsi));
+    }
 
     let mut fields = QueryFields::default();
     if let Some(q) = query.map(|q| q.split_once('#').map_or(q, |(q, _)| q)) {
@@ -544,6 +549,9 @@ pub fn response_to_http(resp: &ResponsePrimitive) -> Response<Bytes> {
     }
     if let Some(ot) = &resp.ot {
         insert_header(h, X_M2M_OT, &ot.to_string());
+    }
+    if let Some(vsi) = &resp.vsi {
+        insert_header(h, X_M2M_VSI, vsi);
     }
     if resp.pc.is_some() {
         h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -622,6 +630,7 @@ pub fn response_from_http(
     let mut r = ResponsePrimitive::new(rsc, text(X_M2M_RI).unwrap_or_default());
     r.fr = text(X_M2M_ORIGIN).map(str::to_string);
     r.rvi = text(X_M2M_RVI).map(str::to_string);
+    r.vsi = text(X_M2M_VSI).map(str::to_string);
     r.ot = text(X_M2M_OT).and_then(|s| s.parse().ok());
     if !body.is_empty() {
         r.pc = Some(
@@ -678,9 +687,12 @@ mod tests {
     fn path_forms_of_table_6_2_2_1_1() {
         for (path, to) in [
             (
-                "/CSEBase/ae12/cont27/contInst696/",
+                "/CSEBase/ae12/cont27/contInst696",
                 "CSEBase/ae12/cont27/contInst696",
             ),
+            // The reverse of the concatenation keeps a trailing '/' (the engine refuses it).
+            ("/cse-in/", "cse-in/"),
+            ("/~/id-in/cse-in/", "/id-in/cse-in/"),
             ("/cin00856", "cin00856"),
             ("/~/CSE178/CSEBase/ae12", "/CSE178/CSEBase/ae12"),
             ("/~/CSE178/cin00856", "/CSE178/cin00856"),

@@ -200,6 +200,8 @@ pub const REMOTE_REVOKED_TTL: Duration = REMOTE_CACHE_TTL;
 /// Most revoked remote identities remembered (beyond that, only the race with a fetch in flight
 /// is no longer covered: the source itself refuses them).
 pub const REMOTE_REVOKED_MAX: usize = 4 * REMOTE_CACHE_MAX;
+/// How often [`CseEndpoint::spawn_expiry_sweep`] removes expired resources by default.
+pub const EXPIRY_SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 /// How often the watcher of [`CseEndpoint::spawn_watcher`] looks at the store by default.
 pub const WATCH_INTERVAL: Duration = Duration::from_millis(200);
 
@@ -815,6 +817,34 @@ impl<S: Store + Send + 'static> CseEndpoint<S> {
                         failing = true;
                     }
                     Err(e) => tracing::error!(error = %e, "credential watcher task failed"),
+                }
+            }
+        })
+    }
+
+    /// Removes expired resources every `every` ([`Cse::purge_expired`], on the blocking pool),
+    /// so an idle CSE frees them too; requests purge before they run anyway. The task ends when
+    /// the endpoint is dropped. Needs a tokio runtime.
+    pub fn spawn_expiry_sweep(self: &Arc<Self>, every: Duration) -> tokio::task::JoinHandle<()> {
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(ep) = weak.upgrade() else { return };
+                let done = tokio::task::spawn_blocking(move || {
+                    ep.cse
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .purge_expired()
+                })
+                .await;
+                match done {
+                    Ok(Ok(0)) => {}
+                    Ok(Ok(n)) => tracing::debug!(removed = n, "expired resources removed"),
+                    Ok(Err(e)) => tracing::error!(error = %e.detail, "expiry sweep failed"),
+                    Err(e) => tracing::error!(error = %e, "expiry sweep task failed"),
                 }
             }
         })

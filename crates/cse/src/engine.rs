@@ -15,9 +15,8 @@
 //! any association or forwarded by a registree CSE never holds creator rights. Our reading of
 //! "creator": for an `<AE>` the AE itself; for
 //! a `<remoteCSE>` the registree CSE; for `<container>`/`<contentInstance>` the originator of the
-//! CREATE (`cr`); for `<CSEBase>` nobody (this slice has no administrator originator), so resources
-//! directly under `<CSEBase>` other than `<AE>`/`<remoteCSE>` registrations need an ACP configured
-//! out of band. A `<contentInstance>` uses its parent `<container>`'s policies (TS-0001 §9.6.7);
+//! CREATE (`cr`); for `<CSEBase>` nobody, but `<CSEBase>` always has a policy (below). A
+//! `<contentInstance>` uses its parent `<container>`'s policies (TS-0001 §9.6.7);
 //! an `<accessControlPolicy>` uses its own `selfPrivileges` (TS-0001 §10.2.3.1). Registration (CREATE
 //! `<AE>` or `<remoteCSE>` under `<CSEBase>`) skips Recv-6.3 (TS-0004 §7.4.5.2.1, §7.4.4.2.1).
 //!
@@ -28,6 +27,39 @@
 //! *current* `acpi` names, in addition to the ordinary UPDATE privilege on the resource; when the
 //! current `acpi` is NULL, by the default privileges (the creator, with `rq_authn` TRUE). So an
 //! originator granted UPDATE on a resource cannot swap its policies for its own.
+//!
+//! **The `<CSEBase>` policy** ([`CseBasePolicy`]; TS-0001 §9.6.3 gives `<CSEBase>` an
+//! `accessControlPolicyIDs` but says nothing of where its policy comes from, so ours comes from the
+//! configuration). At every start the engine writes the `<accessControlPolicy>` [`CSE_BASE_ACP`]
+//! (child of `<CSEBase>`, created at first start) from the configuration and keeps it first in
+//! `<CSEBase>` `acpi`; other entries the administrator added stay. Its `pv`: RETRIEVE for "an AE
+//! registered here", written `/<cse>/C*` (a C-type AE-ID of this CSE) and, on an IN-CSE, `/S*`
+//! (S-type AE-IDs are assigned SP-wide by the IN-CSE, TS-0001 §7.1.2): [`crate::verify`] already
+//! refuses an AE-ID that is neither registered here nor bound to the request's association (4106),
+//! and one owned by a credential outside that credential's association; plus, if configured, every
+//! operation for the administrator with `acaf` TRUE. Its `pvs`: the administrator (every
+//! operation, `acaf`), else this CSE's own CSE-ID (a rule nobody can satisfy). The administrator is
+//! authenticated like anyone else (an association bound to its AE-ID or CSE-ID); outside any
+//! association only if [`CseBasePolicy::admin_plaintext`] says so, and then with `rq_authn` TRUE.
+//! An AE-ID administrator is reserved: CREATE `<AE>` with it is 4106 except over an association
+//! bound to it. `<CSEBase>` accepts UPDATE of `acpi` and `lbl` only (TS-0001 table 9.6.3-3).
+//!
+//! **Expiration** (TS-0001 §10.1.2 c; `et` has multiplicity 1 in TS-0004). Every resource a
+//! request creates gets an `expirationTime`: the originator's, brought down to
+//! [`Limits::max_expiration_secs`] after the request's time if later, or that maximum when the
+//! originator gives none; an UPDATE of `et` is bounded the same way, and `et: null` is
+//! BAD_REQUEST (a mandatory attribute cannot be deleted). An expired resource is gone: before
+//! each request the engine deletes (with their subtrees) up to [`PURGE_PER_REQUEST`] expired
+//! resources, taking an expired `<contentInstance>` out of its container's `cni`/`cbs`, and
+//! [`Cse::purge_expired`] (run periodically by the server) removes the rest; lookups skip any
+//! still stored. The store's per-registree `usage` follows through its triggers. `<CSEBase>` and
+//! the configured `<CSEBase>` policy have no `et`.
+//!
+//! **NOTIFY** (TS-0004 §7.3.3.9.1): a NOTIFY to an `<AE>` (or `<remoteCSE>`)
+//! needs the NOTIFY privilege on it (Recv-6.3); then, since this engine sends no requests of its
+//! own, it is TARGET_NOT_REACHABLE (5103): the clause's answer when no `pointOfAccess` works
+//! (none, `requestReachability` FALSE, or none this CSE can re-target to). Other targets receive
+//! no notifications here: OPERATION_NOT_ALLOWED (4005).
 //!
 //! **Storage limits** ([`Limits`]): a `<container>` created without `mni`/`mbs` gets the configured
 //! defaults (TS-0004 §7.4.7.2.1 lets the hosting CSE assign them), and a CREATE that would bring
@@ -62,24 +94,38 @@ pub struct Limits {
     pub registree_max_resources: Option<u64>,
     /// Most bytes (stored representation) under one registree.
     pub registree_max_bytes: Option<u64>,
+    /// Longest lifetime (seconds from the request) a resource's expirationTime may give: the
+    /// value assigned when the originator gives none, and the bound an originator's value is
+    /// brought down to (TS-0001 §10.1.2 c). `None`: no `et` assigned, any future `et` kept.
+    pub max_expiration_secs: Option<u64>,
 }
 
+/// Default of [`Limits::max_expiration_secs`]: 5 years.
+pub const DEFAULT_MAX_EXPIRATION_SECS: u64 = 5 * 365 * 86_400;
+/// Most expired resources removed by one request before it runs (the periodic sweep,
+/// [`Cse::purge_expired`], removes the rest).
+pub const PURGE_PER_REQUEST: usize = 256;
+
 impl Default for Limits {
-    /// 1,000 instances and 1 MiB per container; 10,000 resources and 64 MiB per registree.
+    /// 1,000 instances and 1 MiB per container; 10,000 resources and 64 MiB per registree;
+    /// expirationTime at most 5 years ahead.
     fn default() -> Self {
         Limits {
             container_mni: Some(1_000),
             container_mbs: Some(1 << 20),
             registree_max_resources: Some(10_000),
             registree_max_bytes: Some(64 << 20),
+            max_expiration_secs: Some(DEFAULT_MAX_EXPIRATION_SECS),
         }
     }
 }
 
 /// Most child resources listed in one response.
 pub const MAX_CHILDREN_LISTED: usize = 1000;
-/// Release versions accepted in `rvi` (TS-0004 §6.4.1).
-pub const SUPPORTED_RELEASE_VERSIONS: [&str; 4] = ["2a", "3", "4", "5"];
+/// Release versions accepted in `rvi` and advertised in `<CSEBase>` `srv` (TS-0004 §6.4.1,
+/// §7.3.2.1): only the releases whose resource attributes and request parameters this engine
+/// serves. A request with a later `rvi` is RELEASE_VERSION_NOT_SUPPORTED (4001).
+pub const SUPPORTED_RELEASE_VERSIONS: [&str; 2] = ["2a", "3"];
 
 /// `m2m:cseTypeID` (TS-0004 §6.3.4.2.3) of the roles this engine can play.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,6 +151,45 @@ pub struct CseConfig {
     pub poa: Vec<String>,
 }
 
+/// Name and resource ID of the `<accessControlPolicy>` that holds the configured `<CSEBase>`
+/// policy (module docs, "The `<CSEBase>` policy").
+pub const CSE_BASE_ACP: &str = "acpCSEBase";
+
+/// Who may do what on `<CSEBase>` (module docs, "The `<CSEBase>` policy").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CseBasePolicy {
+    /// AEs registered here may RETRIEVE `<CSEBase>` (default true).
+    pub registered_aes_retrieve: bool,
+    /// The administrator originator: an AE-ID or a CSE-ID in any form. It is granted every
+    /// operation on `<CSEBase>` and on [`CSE_BASE_ACP`], only when authenticated (`acaf`).
+    pub admin: Option<String>,
+    /// Whether the administrator is also accepted outside any association (the loopback
+    /// plaintext listener), as authenticated. Off by default.
+    pub admin_plaintext: bool,
+}
+
+impl Default for CseBasePolicy {
+    fn default() -> Self {
+        CseBasePolicy {
+            registered_aes_retrieve: true,
+            admin: None,
+            admin_plaintext: false,
+        }
+    }
+}
+
+/// Parses an administrator ID: an AE-ID if it reads as one (`C…`, `S…`, `/cse/C…`, `/S…`),
+/// else a CSE-ID.
+fn parse_originator(s: &str) -> Option<Originator> {
+    if let Ok(a) = s.parse::<m2msec_core::ids::AeId>() {
+        return Some(Originator::Ae(a));
+    }
+    if s.starts_with('/') {
+        return s.parse::<CseId>().ok().map(Originator::Cse);
+    }
+    None
+}
+
 /// The engine.
 pub struct Cse<S: Store> {
     store: S,
@@ -115,6 +200,8 @@ pub struct Cse<S: Store> {
     clock: Box<dyn Fn() -> i64 + Send>,
     reservations: std::sync::Arc<dyn Reservations>,
     limits: Limits,
+    /// The administrator (absolute form) and whether it is accepted outside associations.
+    admin: Option<(Originator, String, bool)>,
 }
 
 impl<S: Store> core::fmt::Debug for Cse<S> {
@@ -135,7 +222,8 @@ fn db(e: StoreError) -> CseError {
     }
 }
 
-fn system_now() -> i64 {
+/// The system clock in Unix seconds (the clock of [`Cse::new`]).
+pub fn system_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
@@ -150,6 +238,34 @@ fn random_hex(n: usize) -> Result<String, CseError> {
         .try_fill_bytes(&mut b)
         .map_err(|_| CseError::internal("random number generator failed"))?;
     Ok(hex::encode(b))
+}
+
+/// Removes up to `limit` resources whose expirationTime has passed (TS-0001 §10.1.2: an
+/// expired resource is deleted by the Hosting CSE), with their subtrees; an expired
+/// `<contentInstance>` leaves its `<container>`'s `cni`/`cbs` (TS-0004 §7.4.7). The store's
+/// `usage` triggers follow the deletions. Returns how many were removed.
+fn purge_in(tx: &mut dyn StoreTx, now_us: i64, limit: usize) -> Result<usize, CseError> {
+    let mut n = 0;
+    for r in tx.expired(now_us, limit).map_err(db)? {
+        // An earlier entry (an ancestor, ordered first by path) may have removed it already.
+        let Some(cur) = tx.get(&r.ri).map_err(db)? else {
+            continue;
+        };
+        if let (ResourceType::ContentInstance, Some(pi)) = (cur.ty, cur.pi.as_deref()) {
+            if let Some(mut p) = tx.get(pi).map_err(db)? {
+                if let (Attrs::Container { cni, cbs, .. }, Attrs::ContentInstance { cs, .. }) =
+                    (&mut p.attrs, &cur.attrs)
+                {
+                    *cni = cni.saturating_sub(1);
+                    *cbs = cbs.saturating_sub(*cs);
+                }
+                tx.update(&p).map_err(db)?;
+            }
+        }
+        n += tx.delete_subtree(&cur).map_err(db)?;
+        tracing::debug!(ri = %cur.ri, "expired resource removed");
+    }
+    Ok(n)
 }
 
 struct Ctx<'a> {
@@ -170,8 +286,20 @@ impl<S: Store> Cse<S> {
     /// As [`Cse::new`] with a clock returning Unix seconds (tests, replays).
     pub fn with_clock(
         cfg: CseConfig,
+        store: S,
+        clock: Box<dyn Fn() -> i64 + Send>,
+    ) -> Result<Cse<S>, CseError> {
+        Self::with_policy(cfg, store, clock, &CseBasePolicy::default())
+    }
+
+    /// As [`Cse::with_clock`], with the `<CSEBase>` policy (module docs): its
+    /// `<accessControlPolicy>` [`CSE_BASE_ACP`] is created at first start and rewritten from
+    /// `policy` at every start, and kept in `<CSEBase>` `acpi`.
+    pub fn with_policy(
+        cfg: CseConfig,
         mut store: S,
         clock: Box<dyn Fn() -> i64 + Send>,
+        policy: &CseBasePolicy,
     ) -> Result<Cse<S>, CseError> {
         validate_resource_name(&cfg.cb_rn)?;
         let stem = cfg.cse_id.stem().to_string();
@@ -186,6 +314,24 @@ impl<S: Store> Cse<S> {
         };
         let now = Timestamp::from_unix(clock()).map_err(|e| CseError::internal(e.to_string()))?;
         let cb_ri = stem.clone();
+        let admin = match &policy.admin {
+            None => None,
+            Some(a) => {
+                let o = parse_originator(a).ok_or_else(|| {
+                    CseError::bad_request(format!(
+                        "[cse_base] admin {a:?} is not an AE-ID or CSE-ID"
+                    ))
+                })?;
+                let abs = o.absolute(&ids);
+                Some((o, abs, policy.admin_plaintext))
+            }
+        };
+        let (pv, pvs) = cse_base_rules(
+            &stem,
+            cfg.cse_type,
+            policy.registered_aes_retrieve,
+            admin.as_ref().map(|a| a.1.as_str()),
+        );
         {
             let mut tx = store.begin().map_err(db)?;
             match tx.get_by_path(&cfg.cb_rn).map_err(db)? {
@@ -196,6 +342,20 @@ impl<S: Store> Cse<S> {
                         return Err(CseError::internal(
                             "the store holds a different CSEBase (name or CSE-ID changed)",
                         ));
+                    }
+                    // What the CSE serves follows the code and the configuration, not the
+                    // store: a store written by an earlier version advertised more releases.
+                    let mut cb = cb;
+                    if let Attrs::CseBase { srv, poa, .. } = &mut cb.attrs {
+                        let want: Vec<String> = SUPPORTED_RELEASE_VERSIONS
+                            .iter()
+                            .map(|s| s.to_string())
+                            .collect();
+                        if *srv != want || *poa != cfg.poa {
+                            *srv = want;
+                            poa.clone_from(&cfg.poa);
+                            tx.update(&cb).map_err(db)?;
+                        }
                     }
                 }
                 None => {
@@ -229,6 +389,55 @@ impl<S: Store> Cse<S> {
                     tx.insert(&cb).map_err(db)?;
                 }
             }
+            // The configured <CSEBase> policy (module docs).
+            let acp_path = format!("{}/{CSE_BASE_ACP}", cfg.cb_rn);
+            match tx.get(CSE_BASE_ACP).map_err(db)? {
+                Some(mut acp)
+                    if acp.ty == ResourceType::AccessControlPolicy && acp.path == acp_path =>
+                {
+                    let want = Attrs::Acp {
+                        pv: pv.clone(),
+                        pvs: pvs.clone(),
+                    };
+                    if acp.attrs != want {
+                        acp.attrs = want;
+                        acp.lt = now;
+                        tx.update(&acp).map_err(db)?;
+                    }
+                }
+                Some(_) => {
+                    return Err(CseError::internal(format!(
+                    "the store holds a resource {CSE_BASE_ACP:?} that is not the <CSEBase> policy"
+                )))
+                }
+                None => {
+                    let acp = Resource {
+                        ty: ResourceType::AccessControlPolicy,
+                        ri: CSE_BASE_ACP.into(),
+                        rn: CSE_BASE_ACP.into(),
+                        pi: Some(cb_ri.clone()),
+                        path: acp_path,
+                        ct: now,
+                        lt: now,
+                        et: None,
+                        lbl: None,
+                        acpi: None,
+                        creator: None,
+                        cr: None,
+                        attrs: Attrs::Acp { pv, pvs },
+                    };
+                    tx.insert(&acp).map_err(db)?;
+                }
+            }
+            let mut cb = tx
+                .get(&cb_ri)
+                .map_err(db)?
+                .ok_or_else(|| CseError::internal("<CSEBase> vanished"))?;
+            let list = cb.acpi.get_or_insert_with(Vec::new);
+            if !list.iter().any(|a| a == CSE_BASE_ACP) {
+                list.insert(0, CSE_BASE_ACP.into());
+                tx.update(&cb).map_err(db)?;
+            }
             tx.commit().map_err(db)?;
         }
         Ok(Cse {
@@ -240,6 +449,7 @@ impl<S: Store> Cse<S> {
             clock,
             reservations: std::sync::Arc::new(NoReservations),
             limits: Limits::default(),
+            admin,
         })
     }
 
@@ -252,6 +462,24 @@ impl<S: Store> Cse<S> {
     /// Sets the storage limits (module docs).
     pub fn set_limits(&mut self, limits: Limits) {
         self.limits = limits;
+    }
+
+    /// Removes every expired resource (module docs, "Expiration"): the periodic sweep, in
+    /// transactions of at most 1,000 resources. Returns how many rows were removed.
+    pub fn purge_expired(&mut self) -> Result<usize, CseError> {
+        let now = Timestamp::from_unix((self.clock)())
+            .map_err(|e| CseError::internal(e.to_string()))?
+            .to_unix_micros();
+        let mut total = 0;
+        loop {
+            let mut tx = self.store.begin().map_err(db)?;
+            let n = purge_in(tx.as_mut(), now, 1000)?;
+            tx.commit().map_err(db)?;
+            total += n;
+            if n == 0 {
+                return Ok(total);
+            }
+        }
     }
 
     /// The store (for inspection and administration).
@@ -270,6 +498,7 @@ impl<S: Store> Cse<S> {
         let rqi = req.rqi.clone();
         let to = req.fr.clone();
         let rvi = req.rvi.clone();
+        let vsi = req.vsi.clone();
         let now = Timestamp::from_unix((self.clock)()).ok();
         let mut resp = match self.process(sec, req) {
             Ok(r) => r,
@@ -285,6 +514,8 @@ impl<S: Store> Cse<S> {
         }
         resp.fr = Some(self.cse_id());
         resp.rvi = rvi;
+        // Vendor Information is echoed (TS-0004 table 6.4.2-1; TS-0009 §6.4.23).
+        resp.vsi = vsi;
         resp.ot = now;
         resp
     }
@@ -347,12 +578,6 @@ impl<S: Store> Cse<S> {
         } else {
             None
         };
-        if req.op == Operation::Notify {
-            return Err(CseError::new(
-                Rsc::OperationNotAllowed,
-                "this CSE hosts no notification targets",
-            ));
-        }
         let now =
             Timestamp::from_unix((self.clock)()).map_err(|e| CseError::internal(e.to_string()))?;
         let target = parse_to(&req.to, &self.addr)?;
@@ -362,7 +587,9 @@ impl<S: Store> Cse<S> {
         let cb_ri = self.cb_ri.clone();
         let cse_type = self.cfg.cse_type;
         let reservations = self.reservations.clone();
+        let admin = self.admin.clone();
         let eng = Eng {
+            admin: admin.as_ref(),
             ids: &ids,
             addr: &addr,
             cb_ri: &cb_ri,
@@ -370,19 +597,75 @@ impl<S: Store> Cse<S> {
             res: reservations.as_ref(),
             limits: self.limits,
         };
-        let mut txb = if req.op == Operation::Retrieve {
-            self.store.begin_read()
+        // Expired resources go before the request sees the store (module docs, "Expiration").
+        // A RETRIEVE reads in a deferred transaction; when something expired it purges in a
+        // write transaction first, rather than upgrading the read one (SQLite may refuse that).
+        let now_us = now.to_unix_micros();
+        let mut txb = if matches!(req.op, Operation::Retrieve | Operation::Notify) {
+            let mut rtx = self.store.begin_read().map_err(db)?;
+            if !rtx.expired(now_us, 1).map_err(db)?.is_empty() {
+                drop(rtx);
+                let mut wtx = self.store.begin().map_err(db)?;
+                purge_in(wtx.as_mut(), now_us, PURGE_PER_REQUEST)?;
+                wtx.commit().map_err(db)?;
+                rtx = self.store.begin_read().map_err(db)?;
+            }
+            rtx
         } else {
-            self.store.begin()
-        }
-        .map_err(db)?;
+            let mut wtx = self.store.begin().map_err(db)?;
+            purge_in(wtx.as_mut(), now_us, PURGE_PER_REQUEST)?;
+            wtx
+        };
         let resp = eng.run(txb.as_mut(), sec, &req, create_ty, target, now, rcn)?;
         txb.commit().map_err(db)?;
         Ok(resp)
     }
 }
 
+/// The `pv` and `pvs` of [`CSE_BASE_ACP`] (module docs, "The `<CSEBase>` policy").
+fn cse_base_rules(
+    stem: &str,
+    cse_type: CseType,
+    registered_aes_retrieve: bool,
+    admin: Option<&str>,
+) -> (SetOfAcrs, SetOfAcrs) {
+    use crate::acp::AccessControlRule;
+    let rule = |acor: Vec<String>, acop: u32, acaf: bool| AccessControlRule {
+        acor,
+        acop,
+        acco: Vec::new(),
+        acaf: acaf.then_some(true),
+        acod: Vec::new(),
+    };
+    let mut pv = Vec::new();
+    // An AE registered here: a C-type AE-ID of this CSE, or (IN-CSE only: S-type AE-IDs are
+    // assigned by the IN-CSE) an S-type AE-ID of this SP. `verify` admits such an AE-ID only
+    // when the AE is registered here or its association is bound to it.
+    let mut registered = vec![format!("/{stem}/C*")];
+    if cse_type == CseType::In {
+        registered.push("/S*".into());
+    }
+    if registered_aes_retrieve {
+        pv.push(rule(registered, Operation::Retrieve.acop_bit(), false));
+    }
+    let pvs = match admin {
+        Some(a) => {
+            pv.push(rule(vec![a.to_string()], 63, true));
+            vec![rule(vec![a.to_string()], 63, true)]
+        }
+        // `selfPrivileges` needs a rule (TS-0004 §7.4.2): the hosting CSE itself, which no
+        // request may claim as its originator (crate::verify).
+        None => vec![rule(
+            vec![format!("/{stem}")],
+            Operation::Retrieve.acop_bit(),
+            true,
+        )],
+    };
+    (SetOfAcrs { acr: pv }, SetOfAcrs { acr: pvs })
+}
+
 struct Eng<'a> {
+    admin: Option<&'a (Originator, String, bool)>,
     ids: &'a LocalIds,
     addr: &'a CseAddress,
     cb_ri: &'a str,
@@ -423,7 +706,10 @@ impl Eng<'_> {
     ) -> Result<ResponsePrimitive, CseError> {
         // --- TS-0003 §7.2.1 / TS-0004 §7.3.2.1: originator ----------------------------------
         let ae_create = create_ty == Some(ResourceType::Ae);
-        let verified = verify(sec, ae_create, req.fr.as_deref(), self.ids, self.res, tx)?;
+        let verified = match self.plaintext_admin(sec, ae_create, req.fr.as_deref()) {
+            Some(v) => v,
+            None => verify(sec, ae_create, req.fr.as_deref(), self.ids, self.res, tx)?,
+        };
         let orig_abs = verified.originator.as_ref().map(|o| o.absolute(self.ids));
         let ctx = Ctx {
             verified: &verified,
@@ -441,8 +727,63 @@ impl Eng<'_> {
             Operation::Retrieve => self.retrieve(tx, &ctx, &target, rcn),
             Operation::Update => self.update(tx, &ctx, target, req.pc.as_ref(), rcn),
             Operation::Delete => self.delete(tx, &ctx, &target, rcn),
-            Operation::Notify => Err(CseError::new(Rsc::OperationNotAllowed, "notify")),
+            Operation::Notify => self.notify(tx, &ctx, &target),
         }
+    }
+
+    /// NOTIFY (TS-0004 §7.3.3.9): to an `<AE>`, the Hosting CSE re-targets the notification to
+    /// the AE's `pointOfAccess` (§7.3.3.9.1), after Recv-6.3 with the NOTIFY privilege. An AE
+    /// without a `poa`, or with `requestReachability` FALSE (TS-0001 §9.6.5: it cannot receive
+    /// requests), is TARGET_NOT_REACHABLE. This engine does not re-target (no outgoing
+    /// requests): a reachable AE is TARGET_NOT_REACHABLE too, saying so in `dbg` (module docs).
+    /// A `<remoteCSE>` (its registree CSE) likewise; other targets host no notification
+    /// receiver here: OPERATION_NOT_ALLOWED.
+    fn notify(
+        &self,
+        tx: &mut dyn StoreTx,
+        ctx: &Ctx<'_>,
+        target: &Resource,
+    ) -> Result<ResponsePrimitive, CseError> {
+        let (rr, poa) = match &target.attrs {
+            Attrs::Ae { rr, poa, .. } | Attrs::RemoteCse { rr, poa, .. } => (*rr, poa.clone()),
+            _ => {
+                return Err(CseError::new(
+                    Rsc::OperationNotAllowed,
+                    "only an <AE> or <remoteCSE> receives notifications here",
+                ))
+            }
+        };
+        self.authorize(tx, ctx, target, Operation::Notify, None)?;
+        let poa = poa.unwrap_or_default();
+        let why = if poa.is_empty() {
+            "the target has no pointOfAccess (TS-0004 §7.3.3.9.1)"
+        } else if !rr {
+            "the target is not request-reachable (requestReachability FALSE)"
+        } else {
+            "this CSE does not re-target notifications to a pointOfAccess"
+        };
+        Err(CseError::new(Rsc::TargetNotReachable, why))
+    }
+
+    /// The administrator outside any association, where the configuration accepts it there
+    /// (module docs): verified as the administrator, `rq_authn` TRUE.
+    fn plaintext_admin(
+        &self,
+        sec: &SecurityContext,
+        ae_create: bool,
+        from: Option<&str>,
+    ) -> Option<Verified> {
+        let (admin, abs, plaintext) = self.admin?;
+        if !*plaintext || ae_create || !matches!(sec, SecurityContext::None) {
+            return None;
+        }
+        let from = parse_originator(from?)?;
+        (from.absolute(self.ids) == *abs).then(|| Verified {
+            originator: Some(admin.clone()),
+            rq_authn: true,
+            ae_plan: None,
+            bind_credential: None,
+        })
     }
 
     fn resolve(
@@ -648,6 +989,27 @@ impl Eng<'_> {
         Ok(())
     }
 
+    /// The expirationTime to store for a requested one (TS-0001 §10.1.2 c): none requested →
+    /// the maximum allowed; beyond the maximum → the maximum (module docs, "Expiration").
+    fn expiration(
+        &self,
+        requested: Option<Timestamp>,
+        now: &Timestamp,
+    ) -> Result<Option<Timestamp>, CseError> {
+        let Some(max_secs) = self.limits.max_expiration_secs else {
+            return Ok(requested);
+        };
+        let max_unix = now
+            .to_unix()
+            .saturating_add(i64::try_from(max_secs).unwrap_or(i64::MAX));
+        let max = Timestamp::from_unix(max_unix)
+            .map_err(|_| CseError::internal("max_expiration_secs is out of the timestamp range"))?;
+        Ok(Some(match requested {
+            Some(t) if t.to_unix_micros() <= max.to_unix_micros() => t,
+            _ => max,
+        }))
+    }
+
     fn new_ri(&self, ty: ResourceType) -> Result<String, CseError> {
         Ok(format!("{}{}", ty.ri_prefix(), random_hex(8)?))
     }
@@ -716,10 +1078,10 @@ impl Eng<'_> {
                 return Err(CseError::bad_request("'la' and 'ol' are reserved names"));
             }
         }
-        let et = a.expiration(&ctx.now)?;
+        let et = self.expiration(a.expiration(&ctx.now)?, &ctx.now)?;
         let lbl = a.labels()?;
         let acpi = if ty.has_acpi() {
-            let v = a.strings("acpi")?.filter(|v| !v.is_empty());
+            let v = a.acpi()?;
             self.check_acpi_refs(tx, &v)?;
             v
         } else {
@@ -760,6 +1122,26 @@ impl Eng<'_> {
                     ));
                 }
                 let ae_id = m2msec_core::ids::AeId::CseRelative { stem: stem.clone() };
+                if let Some((_, admin_abs, _)) = self.admin {
+                    // The administrator's AE-ID is reserved for an association bound to it by
+                    // configuration or certificate: registering it elsewhere would grant the
+                    // administrator's privileges to whoever registers first.
+                    let bound_to_it = match sec {
+                        SecurityContext::Association(a) => match &a.bound {
+                            Some(crate::verify::BoundIdentity::Ae(list)) => {
+                                list.iter().any(|b| self.ids.absolute_ae(b) == *admin_abs)
+                            }
+                            _ => false,
+                        },
+                        SecurityContext::None => false,
+                    };
+                    if self.ids.absolute_ae(&ae_id) == *admin_abs && !bound_to_it {
+                        return Err(CseError::new(
+                            Rsc::OriginatorNotAuthenticated,
+                            "this AE-ID is the administrator's: only an association bound to it may register it",
+                        ));
+                    }
+                }
                 creator = Some(self.ids.absolute_ae(&ae_id));
                 bind = ctx
                     .verified
@@ -776,7 +1158,7 @@ impl Eng<'_> {
                         poa: a.strings("poa")?,
                         srv: a.strings("srv")?,
                         or: a.string("or")?,
-                        csz: a.strings("csz")?,
+                        csz: a.serializations()?,
                     },
                 )
             }
@@ -882,7 +1264,7 @@ impl Eng<'_> {
                 (
                     self.new_ri(ty)?,
                     Attrs::ContentInstance {
-                        cnf: a.string("cnf")?,
+                        cnf: a.content_info()?,
                         cs,
                         con,
                         st: st.saturating_add(1),
@@ -1123,7 +1505,7 @@ impl Eng<'_> {
         pc: Option<&Value>,
         rcn: ResultContent,
     ) -> Result<ResponsePrimitive, CseError> {
-        if matches!(r.ty, ResourceType::ContentInstance | ResourceType::CseBase) {
+        if r.ty == ResourceType::ContentInstance {
             return Err(CseError::new(
                 Rsc::OperationNotAllowed,
                 "this resource cannot be updated",
@@ -1203,13 +1585,17 @@ fn apply_update(
     now: &Timestamp,
 ) -> Result<(), CseError> {
     if a.has("et") {
-        r.et = a.expiration(now)?;
+        // expirationTime has multiplicity 1 (TS-0004): it can be changed, not deleted.
+        if a.raw("et").is_some_and(Value::is_null) {
+            return Err(CseError::bad_request("et cannot be deleted"));
+        }
+        r.et = eng.expiration(a.expiration(now)?, now)?;
     }
     if a.has("lbl") {
         r.lbl = a.labels()?;
     }
     if a.has("acpi") {
-        let v = a.strings("acpi")?.filter(|v| !v.is_empty());
+        let v = a.acpi()?;
         eng.check_acpi_refs(tx, &v)?;
         r.acpi = v;
     }
@@ -1239,7 +1625,7 @@ fn apply_update(
                 *or = a.string("or")?;
             }
             if a.has("csz") {
-                *csz = a.strings("csz")?;
+                *csz = a.serializations()?;
             }
         }
         Attrs::RemoteCse { rr, poa, srv, .. } => {
@@ -1278,7 +1664,9 @@ fn apply_update(
                 *pvs = set;
             }
         }
-        Attrs::ContentInstance { .. } | Attrs::CseBase { .. } => {
+        // <CSEBase>: only acpi and lbl are writable (TS-0001 §9.6.3), handled above.
+        Attrs::CseBase { .. } => {}
+        Attrs::ContentInstance { .. } => {
             return Err(CseError::new(Rsc::OperationNotAllowed, "not updatable"))
         }
     }

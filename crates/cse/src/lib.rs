@@ -27,7 +27,7 @@ pub mod rsc;
 pub mod store;
 pub mod verify;
 
-pub use engine::{Cse, CseConfig, CseType, Limits};
+pub use engine::{Cse, CseBasePolicy, CseConfig, CseType, Limits, CSE_BASE_ACP};
 pub use primitive::{Operation, RequestPrimitive, ResponsePrimitive, ResultContent};
 pub use resource::ResourceType;
 pub use rsc::{CseError, Rsc};

@@ -21,6 +21,9 @@ pub const MAX_TO_LEN: usize = 2048;
 pub const MAX_RQI_LEN: usize = 256;
 /// Longest `fr` accepted (an m2m:ID), in bytes.
 pub const MAX_FROM_LEN: usize = m2msec_core::ids::MAX_M2M_ID_LEN;
+/// Longest `vsi` (Vendor Information) accepted, in bytes (TS-0008 §6.2.2.4.17 bounds its CoAP
+/// option to 255).
+pub const MAX_VSI_LEN: usize = 255;
 /// Deepest JSON nesting accepted in a primitive (a guard for the recursive consumers).
 pub const MAX_JSON_DEPTH: usize = 32;
 
@@ -177,6 +180,8 @@ pub struct RequestPrimitive {
     pub ot: Option<Timestamp>,
     /// Filter Criteria (`fc`), present or not; this CSE does not implement discovery.
     pub fc: Option<Value>,
+    /// Vendor Information (`vsi`, TS-0004 table 6.4.1-1): opaque, echoed in the response.
+    pub vsi: Option<String>,
     /// Short names of parameters present that this CSE recognises but does not support
     /// (`rqet`, `rset`, `oet`, `rp`, `da`, `gid`, `drt`=2 …): TS-0004 §7.3.2.1 NOT_IMPLEMENTED.
     pub unsupported: Vec<&'static str>,
@@ -201,6 +206,7 @@ impl RequestPrimitive {
             rvi: None,
             ot: None,
             fc: None,
+            vsi: None,
             unsupported: Vec::new(),
         }
     }
@@ -276,6 +282,7 @@ impl RequestPrimitive {
             ),
         };
         let rvi = req_str(&obj, "rvi", 16)?;
+        let vsi = req_str(&obj, "vsi", MAX_VSI_LEN)?;
         let ot = match req_str(&obj, "ot", 64)? {
             None => None,
             Some(s) => Some(
@@ -299,14 +306,21 @@ impl RequestPrimitive {
             }
         }
         if let Some(v) = obj.get("rt") {
-            // Response Type: only blockingRequest (3) is implemented (TS-0004 §6.3.4.2.6).
-            let blocking = match v {
-                Value::Null => true,
-                Value::Object(m) => m.get("rtv").and_then(Value::as_u64).unwrap_or(3) == 3,
-                other => other.as_u64() == Some(3),
+            // Response Type: only blockingRequest (3) is implemented; the other values of
+            // m2m:responseType (TS-0004 §6.3.4.2.6: 1..=5, 5 flexBlocking since Release 3) are
+            // NOT_IMPLEMENTED, anything else is BAD_REQUEST.
+            let rtv = match v {
+                Value::Null => Some(3),
+                Value::Object(m) => match m.get("rtv") {
+                    None | Some(Value::Null) => Some(3),
+                    Some(x) => x.as_u64(),
+                },
+                other => other.as_u64(),
             };
-            if !blocking {
-                unsupported.push("rt");
+            match rtv {
+                Some(3) => {}
+                Some(1..=5) => unsupported.push("rt"),
+                _ => return Err(CseError::bad_request("rt must be 1..5")),
             }
         }
         Ok(RequestPrimitive {
@@ -320,6 +334,7 @@ impl RequestPrimitive {
             rvi,
             ot,
             fc,
+            vsi,
             unsupported,
         })
     }
@@ -350,6 +365,9 @@ impl RequestPrimitive {
         }
         if let Some(fc) = &self.fc {
             m.insert("fc".into(), fc.clone());
+        }
+        if let Some(vsi) = &self.vsi {
+            m.insert("vsi".into(), Value::from(vsi.clone()));
         }
         Value::Object(m)
     }
@@ -480,6 +498,8 @@ pub struct ResponsePrimitive {
     pub ot: Option<Timestamp>,
     /// Release Version Indicator (`rvi`), copied from the request.
     pub rvi: Option<String>,
+    /// Vendor Information (`vsi`), echoed from the request (TS-0004 table 6.4.2-1).
+    pub vsi: Option<String>,
 }
 
 impl ResponsePrimitive {
@@ -493,6 +513,7 @@ impl ResponsePrimitive {
             fr: None,
             ot: None,
             rvi: None,
+            vsi: None,
         }
     }
 
@@ -525,6 +546,9 @@ impl ResponsePrimitive {
         if let Some(rvi) = &self.rvi {
             m.insert("rvi".into(), Value::from(rvi.clone()));
         }
+        if let Some(vsi) = &self.vsi {
+            m.insert("vsi".into(), Value::from(vsi.clone()));
+        }
         Value::Object(m)
     }
 
@@ -552,6 +576,7 @@ impl ResponsePrimitive {
             fr: s("fr"),
             ot: s("ot").and_then(|t| t.parse().ok()),
             rvi: s("rvi"),
+            vsi: s("vsi"),
         })
     }
 }

@@ -253,8 +253,14 @@ impl Resource {
         m.insert("ty".into(), Value::from(self.ty.as_u64()));
         m.insert("ri".into(), Value::from(self.ri.clone()));
         m.insert("rn".into(), Value::from(self.rn.clone()));
-        if let Some(pi) = &self.pi {
-            m.insert("pi".into(), Value::from(pi.clone()));
+        match &self.pi {
+            Some(pi) => {
+                m.insert("pi".into(), Value::from(pi.clone()));
+            }
+            // TS-0004 §7.4.3.1: the parentID of <CSEBase> is the empty string.
+            None => {
+                m.insert("pi".into(), Value::from(""));
+            }
         }
         m.insert("ct".into(), ts(&self.ct));
         m.insert("lt".into(), ts(&self.lt));
@@ -453,23 +459,33 @@ pub fn parse_to(to: &str, me: &CseAddress) -> Result<Target, CseError> {
         if sp != me.sp {
             return Err(unreachable());
         }
-        let (cse, rest) = rest.split_once('/').unwrap_or((rest, ""));
+        let (cse, rest) = match rest.split_once('/') {
+            Some((c, r)) => (c, Some(r)),
+            None => (rest, None),
+        };
         if cse != me.cse_stem {
             return Err(unreachable());
         }
-        if rest.is_empty() {
-            return Ok(Target::CseBase);
+        match rest {
+            None => return Ok(Target::CseBase),
+            // `/cse-id/` is not an address of <CSEBase>: an empty last segment.
+            Some("") => return Err(CseError::bad_request("empty segment in target")),
+            Some(r) => r,
         }
-        rest
     } else if let Some(rest) = to.strip_prefix('/') {
-        let (cse, rest) = rest.split_once('/').unwrap_or((rest, ""));
+        let (cse, rest) = match rest.split_once('/') {
+            Some((c, r)) => (c, Some(r)),
+            None => (rest, None),
+        };
         if cse != me.cse_stem {
             return Err(unreachable());
         }
-        if rest.is_empty() {
-            return Ok(Target::CseBase);
+        match rest {
+            None => return Ok(Target::CseBase),
+            // `/cse-id/` is not an address of <CSEBase>: an empty last segment.
+            Some("") => return Err(CseError::bad_request("empty segment in target")),
+            Some(r) => r,
         }
-        rest
     } else {
         to
     };
@@ -588,10 +604,12 @@ fn attr_table(ty: ResourceType) -> &'static [(&'static str, Use)] {
             ("poa", Oo),
             ("srv", Oo),
         ],
+        // TS-0001 table 9.6.3-3: accessControlPolicyIDs and labels are RW; <CSEBase> is never
+        // created by a request, so only the UPDATE column matters.
         ResourceType::CseBase => &[
             ("rn", Np),
-            ("acpi", Np),
-            ("lbl", Np),
+            ("acpi", Oo),
+            ("lbl", Oo),
             ("cst", Np),
             ("csi", Np),
             ("srt", Np),
@@ -745,6 +763,66 @@ impl RequestAttrs {
         }
     }
 
+    /// `acpi`: absent or null → None (in an UPDATE, null deletes it, and the default privileges
+    /// apply again); a list of 1 to [`MAX_LIST_LEN`] IDs → Some. An empty list is BAD_REQUEST:
+    /// our reading of TS-0001 §9.6.1.3.2 (multiplicity 0..1 (L): the attribute is either absent
+    /// or a list of policy IDs) and TS-0004 §7.3.3.x (an attribute is deleted with null), since
+    /// `[]` would otherwise mean either "no policy" (then nobody is granted anything) or
+    /// "deleted" (then the creator is); neither is what an originator should get by accident.
+    pub fn acpi(&self) -> Result<Option<Vec<String>>, CseError> {
+        match self.strings("acpi")? {
+            Some(v) if v.is_empty() => Err(CseError::bad_request(
+                "acpi must list at least one policy; use null to delete it",
+            )),
+            other => Ok(other),
+        }
+    }
+
+    /// `csz` (`m2m:serializations`, TS-0004 table 6.3.3-1): a list of at least one of the
+    /// serialization types `application/xml`, `application/json`, `application/cbor` (the
+    /// media types of TS-0004 §8.2; the short forms `xml`, `json`, `cbor` of the table's
+    /// example are accepted too).
+    pub fn serializations(&self) -> Result<Option<Vec<String>>, CseError> {
+        let v = self.strings("csz")?;
+        if let Some(list) = &v {
+            if list.is_empty() {
+                return Err(CseError::bad_request("csz must list at least one type"));
+            }
+            if let Some(bad) = list.iter().find(|t| {
+                !matches!(
+                    t.as_str(),
+                    "application/xml"
+                        | "application/json"
+                        | "application/cbor"
+                        | "xml"
+                        | "json"
+                        | "cbor"
+                )
+            }) {
+                return Err(CseError::bad_request(format!(
+                    "csz: {bad:?} is not a serialization type"
+                )));
+            }
+        }
+        Ok(v)
+    }
+
+    /// `cnf` as `m2m:contentInfo` (TS-0004 table 6.3.3-1): `type/subtype:encoding[:security]`,
+    /// with `encoding` an `m2m:encodingType` (0..=2, table 6.3.4.2.28-1) and `security` an
+    /// `m2m:contentSecurity` (0..=5, table 6.3.4.2.38-1). The encoding is mandatory: "a media
+    /// type followed by a m2m:encodingType".
+    pub fn content_info(&self) -> Result<Option<String>, CseError> {
+        let v = self.string("cnf")?;
+        if let Some(c) = &v {
+            if !valid_content_info(c) {
+                return Err(CseError::bad_request(format!(
+                    "cnf {c:?} is not an m2m:contentInfo (type/subtype:encoding[:security])"
+                )));
+            }
+        }
+        Ok(v)
+    }
+
     /// `lbl` as `m2m:labels`; an empty list means no labels.
     pub fn labels(&self) -> Result<Option<Labels>, CseError> {
         match self.strings("lbl")? {
@@ -776,6 +854,35 @@ impl RequestAttrs {
     pub fn raw(&self, k: &str) -> Option<&Value> {
         self.0.get(k)
     }
+}
+
+/// Whether `s` has the form of `m2m:contentInfo` (see [`RequestAttrs::content_info`]).
+fn valid_content_info(s: &str) -> bool {
+    let mut parts = s.split(':');
+    let media = parts.next().unwrap_or_default();
+    let enc = parts.next();
+    let sec = parts.next();
+    if parts.next().is_some() {
+        return false;
+    }
+    // RFC 6838 §4.2 restricted-name: alphanumerics and !#$&-^_.+ ; one '/'.
+    let name_ok = |n: &str| {
+        !n.is_empty()
+            && n.len() <= 127
+            && n.bytes().all(|b| {
+                b.is_ascii_alphanumeric()
+                    || matches!(
+                        b,
+                        b'!' | b'#' | b'$' | b'&' | b'-' | b'^' | b'_' | b'.' | b'+'
+                    )
+            })
+    };
+    let media_ok = media
+        .split_once('/')
+        .is_some_and(|(t, st)| name_ok(t) && name_ok(st));
+    let enc_ok = matches!(enc, Some("0" | "1" | "2"));
+    let sec_ok = matches!(sec, None | Some("0" | "1" | "2" | "3" | "4" | "5"));
+    media_ok && enc_ok && sec_ok
 }
 
 fn check_text(k: &str, s: &str) -> Result<(), CseError> {

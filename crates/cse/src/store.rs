@@ -9,7 +9,10 @@
 //! schema version.
 //!
 //! Schema versions: 1 (resources, credential bindings); 2 adds `psk_credentials`, the
-//! administered PSK credentials of [`crate::credentials`], with a trigger-kept change counter.
+//! administered PSK credentials of [`crate::credentials`], with a trigger-kept change counter;
+//! 3 the per-registree `usage` table; 4 the indexed `et_us` column (expirationTime in Unix
+//! microseconds) that finds expired resources ([`StoreTx::expired`]), filled from the stored
+//! resources when the migration runs.
 //! Opening a database applies the missing
 //! migrations in order inside one IMMEDIATE transaction (SQLite DDL is transactional), so a
 //! crash or a concurrent opener (the CLI while the CSE runs) never sees a half-migrated file; a
@@ -22,7 +25,7 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use crate::resource::{Resource, ResourceType};
 
 /// The schema version this code writes and reads.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 /// Database file name inside the data directory.
 pub const DB_FILE: &str = "cse.sqlite3";
 
@@ -76,6 +79,9 @@ pub trait StoreTx {
     /// Resources and bytes stored under the top-level resource at path `top` (itself
     /// included): the per-registree usage ([`top_of`]).
     fn usage(&mut self, top: &str) -> Result<(u64, u64), StoreError>;
+    /// Resources whose expirationTime is at or before `now_us` (Unix microseconds), parents
+    /// before their descendants (by path), at most `limit`.
+    fn expired(&mut self, now_us: i64, limit: usize) -> Result<Vec<Resource>, StoreError>;
     /// Whether an `<AE>` with this AE-ID (`aei`, the stem) exists.
     fn ae_exists(&mut self, aei: &str) -> Result<bool, StoreError>;
     /// The `csi` values of all `<remoteCSE>` resources (the registree CSEs).
@@ -188,7 +194,34 @@ const MIGRATIONS: &[(i64, &str)] = &[
             BEGIN UPDATE usage SET bytes = bytes - length(OLD.body) + length(NEW.body)
                   WHERE top = NEW.top; END;",
     ),
+    (
+        4,
+        // expirationTime (Unix microseconds) of each resource, for the purge of expired ones;
+        // filled for existing rows by `backfill_et` right after.
+        "ALTER TABLE resources ADD COLUMN et_us INTEGER;
+        CREATE INDEX resources_et ON resources (et_us) WHERE et_us IS NOT NULL;",
+    ),
 ];
+
+/// Migration 4: `et_us` from each stored resource's `et`.
+fn backfill_et(tx: &rusqlite::Transaction<'_>) -> Result<(), StoreError> {
+    let mut rows = Vec::new();
+    {
+        let mut st = tx.prepare("SELECT ri, body FROM resources")?;
+        let it = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+        for row in it {
+            let (ri, body) = row?;
+            if let Some(et) = decode(body)?.et {
+                rows.push((ri, et.to_unix_micros()));
+            }
+        }
+    }
+    let mut up = tx.prepare("UPDATE resources SET et_us = ?2 WHERE ri = ?1")?;
+    for (ri, us) in rows {
+        up.execute(params![ri, us])?;
+    }
+    Ok(())
+}
 
 /// Opens (creating if needed) `DATA_DIR/cse.sqlite3` in WAL mode and brings its schema to
 /// [`SCHEMA_VERSION`]. The credential store opens its own connection with this.
@@ -227,6 +260,9 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     for (to, sql) in MIGRATIONS {
         if *to > v {
             tx.execute_batch(sql)?;
+            if *to == 4 {
+                backfill_et(&tx)?;
+            }
             tx.execute("UPDATE schema_version SET version = ?1", [to])?;
             v = *to;
         }
@@ -373,8 +409,8 @@ impl StoreTx for SqliteTx<'_> {
         let (aei, csi) = index_cols(r);
         self.tx
             .prepare_cached(
-                "INSERT INTO resources (ri, pi, rn, ty, path, aei, csi, body, top) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                "INSERT INTO resources (ri, pi, rn, ty, path, aei, csi, body, top, et_us) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
             )?
             .execute(params![
                 r.ri,
@@ -385,7 +421,8 @@ impl StoreTx for SqliteTx<'_> {
                 aei,
                 csi,
                 body,
-                top_of(&r.path)
+                top_of(&r.path),
+                r.et.map(|t| t.to_unix_micros())
             ])
             .map_err(|e| map_unique(e, "a resource with this name or ID exists"))?;
         Ok(())
@@ -395,8 +432,8 @@ impl StoreTx for SqliteTx<'_> {
         let body = serde_json::to_string(r).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let n = self
             .tx
-            .prepare_cached("UPDATE resources SET body = ?2 WHERE ri = ?1")?
-            .execute(params![r.ri, body])?;
+            .prepare_cached("UPDATE resources SET body = ?2, et_us = ?3 WHERE ri = ?1")?
+            .execute(params![r.ri, body, r.et.map(|t| t.to_unix_micros())])?;
         if n != 1 {
             return Err(StoreError::Corrupt(format!("update of missing {}", r.ri)));
         }
@@ -426,6 +463,20 @@ impl StoreTx for SqliteTx<'_> {
             .optional()?;
         let (n, b) = row.unwrap_or((0, 0));
         Ok((u64::try_from(n).unwrap_or(0), u64::try_from(b).unwrap_or(0)))
+    }
+
+    fn expired(&mut self, now_us: i64, limit: usize) -> Result<Vec<Resource>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let mut st = self.tx.prepare_cached(
+            "SELECT body FROM resources WHERE et_us IS NOT NULL AND et_us <= ?1 \
+             ORDER BY path LIMIT ?2",
+        )?;
+        let rows = st.query_map(params![now_us, limit], |r| r.get::<_, String>(0))?;
+        let mut out = Vec::new();
+        for b in rows {
+            out.push(decode(b?)?);
+        }
+        Ok(out)
     }
 
     fn ae_exists(&mut self, aei: &str) -> Result<bool, StoreError> {

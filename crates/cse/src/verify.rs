@@ -357,6 +357,16 @@ pub fn verify(
     let assoc = match sec {
         SecurityContext::None => {
             if ae_create {
+                // TS-0004 §7.3.2.1: a CSE-ID in From outside any association is
+                // SECURITY_ASSOCIATION_REQUIRED, in a CREATE <AE> as in every other request.
+                if from.is_some_and(|f| {
+                    f.starts_with('/') && f.parse::<CseId>().is_ok() && f.parse::<AeId>().is_err()
+                }) {
+                    return Err(CseError::new(
+                        Rsc::SecurityAssociationRequired,
+                        "a CSE-ID in From requires a security association",
+                    ));
+                }
                 return Ok(Verified {
                     originator: None,
                     rq_authn: false,

@@ -283,6 +283,7 @@ fn container_defaults_and_registree_quota() {
         container_mbs: Some(1000),
         registree_max_resources: Some(6),
         registree_max_bytes: None,
+        ..Limits::default()
     });
     let sa = psk("q@mef.sp.example");
     let aei = register(&mut cse, &sa, None);

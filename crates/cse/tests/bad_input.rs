@@ -253,6 +253,7 @@ fn primitive_parameters() {
     assert_eq!(r.rvi.as_deref(), Some("3"));
     let r = cse.handle(&sa, req(Operation::Delete, "cb", Some(&aei)));
     assert_eq!(r.rsc, Rsc::OperationNotAllowed);
+    // Issue 11 item 9: a NOTIFY to an <AE> without pointOfAccess is TARGET_NOT_REACHABLE.
     let r = cse.handle(&sa, req(Operation::Notify, &aei, Some(&aei)));
-    assert_eq!(r.rsc, Rsc::OperationNotAllowed);
+    assert_eq!(r.rsc, Rsc::TargetNotReachable);
 }

@@ -114,12 +114,14 @@ fn cse_association_rejections() {
         );
     }
     // Forwarding for its own AEs, for CSEs below it and S-type AEs passes verification; then
-    // access control decides (CSEBase has no ACP: only a registree CSE itself is not its creator
-    // either, so 4103).
-    for from in ["/cse-mn1/Cabc", "/cse-asn9", "/cse-asn9/Cz", "Sxyz"] {
+    // access control decides: the default <CSEBase> policy lets AEs registered here RETRIEVE it
+    // (C-type AE-IDs of this CSE, and S-type AE-IDs, which this IN-CSE assigns SP-wide); other
+    // originators get 4103.
+    for from in ["/cse-mn1/Cabc", "/cse-asn9", "/cse-asn9/Cz"] {
         let rsc = retrieve_cb(&mut cse, &mn1, from);
         assert_eq!(rsc, Rsc::OriginatorHasNoPrivilege, "From={from}");
     }
+    assert_eq!(retrieve_cb(&mut cse, &mn1, "Sxyz"), Rsc::Ok);
     // Its own remoteCSE is readable with its own CSE-ID (default privileges of the registree).
     let r = cse.handle(
         &mn1,

@@ -80,6 +80,9 @@ struct Config {
     limits: LimitsSection,
     #[serde(default)]
     storage: StorageSection,
+    /// `[cse_base]`: the `<CSEBase>` policy and the administrator.
+    #[serde(default)]
+    cse_base: CseBaseSection,
     #[serde(default)]
     psk: Vec<PskEntry>,
     #[serde(default)]
@@ -173,6 +176,32 @@ struct LimitsSection {
     max_connections: usize,
 }
 
+/// `[cse_base]`: who may do what on `<CSEBase>` ([`m2msec_cse::CseBasePolicy`]).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CseBaseSection {
+    #[serde(default = "d_true")]
+    registered_aes_retrieve: bool,
+    #[serde(default)]
+    admin: Option<String>,
+    #[serde(default)]
+    admin_plaintext: bool,
+}
+
+fn d_true() -> bool {
+    true
+}
+
+impl Default for CseBaseSection {
+    fn default() -> Self {
+        CseBaseSection {
+            registered_aes_retrieve: true,
+            admin: None,
+            admin_plaintext: false,
+        }
+    }
+}
+
 /// `[storage]`: the engine's storage limits ([`m2msec_cse::Limits`]); 0 disables a limit.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -185,6 +214,12 @@ struct StorageSection {
     registree_max_resources: u64,
     #[serde(default = "d_max_bytes")]
     registree_max_bytes: u64,
+    #[serde(default = "d_max_et")]
+    max_expiration_secs: u64,
+}
+
+fn d_max_et() -> u64 {
+    m2msec_cse::engine::DEFAULT_MAX_EXPIRATION_SECS
 }
 
 fn d_mni() -> u64 {
@@ -211,6 +246,7 @@ impl Default for StorageSection {
             container_default_mbs: d_mbs(),
             registree_max_resources: d_max_resources(),
             registree_max_bytes: d_max_bytes(),
+            max_expiration_secs: d_max_et(),
         }
     }
 }
@@ -223,6 +259,7 @@ impl StorageSection {
             container_mbs: some(self.container_default_mbs),
             registree_max_resources: some(self.registree_max_resources),
             registree_max_bytes: some(self.registree_max_bytes),
+            max_expiration_secs: some(self.max_expiration_secs),
         }
     }
 }
@@ -398,6 +435,7 @@ fn bound_identity(e: &PskEntry) -> Result<Option<BoundIdentity>, CliError> {
 /// The validated configuration.
 struct Loaded {
     engine: CseConfig,
+    cse_base: m2msec_cse::CseBasePolicy,
     storage: m2msec_cse::Limits,
     data_dir: PathBuf,
     server: ServerOptions,
@@ -490,7 +528,20 @@ fn load(path: &Path) -> Result<Loaded, CliError> {
             return Err(cfg_err(format!("[limits] {name} must be 1..86400")));
         }
     }
+    if c.storage.max_expiration_secs > 100 * 365 * 86_400 {
+        return Err(cfg_err(
+            "[storage] max_expiration_secs must be at most 100 years (0 disables it)",
+        ));
+    }
+    if c.cse_base.admin_plaintext && c.cse_base.admin.is_none() {
+        return Err(cfg_err("[cse_base] admin_plaintext needs an admin"));
+    }
     Ok(Loaded {
+        cse_base: m2msec_cse::CseBasePolicy {
+            registered_aes_retrieve: c.cse_base.registered_aes_retrieve,
+            admin: c.cse_base.admin.clone(),
+            admin_plaintext: c.cse_base.admin_plaintext,
+        },
         storage: c.storage.limits(),
         engine: CseConfig {
             sp,
@@ -542,7 +593,13 @@ fn serve(a: ServeArgs) -> Result<ExitCode, CliError> {
     let loaded = load(&a.config)?;
     let store = SqliteStore::open(&loaded.data_dir)
         .map_err(|e| cfg_err(format!("data_dir {}: {e}", loaded.data_dir.display())))?;
-    let mut cse = Cse::new(loaded.engine, store).map_err(|e| cfg_err(e.detail))?;
+    let mut cse = Cse::with_policy(
+        loaded.engine,
+        store,
+        Box::new(m2msec_cse::engine::system_now),
+        &loaded.cse_base,
+    )
+    .map_err(|e| cfg_err(e.detail))?;
     cse.set_limits(loaded.storage);
     // Credentials administered with `m2msec cse credential` (keys sealed under data_dir/kek).
     let cred_store = m2msec_cse::credentials::CredentialStore::open(&loaded.data_dir)
@@ -573,6 +630,7 @@ fn serve(a: ServeArgs) -> Result<ExitCode, CliError> {
             .attach_credential_store(cred_store)
             .map_err(|e| cfg_err(format!("credential store: {e}")))?;
         let _watcher = endpoint.spawn_watcher(m2msec_bindings::service::WATCH_INTERVAL);
+        let _sweep = endpoint.spawn_expiry_sweep(m2msec_bindings::service::EXPIRY_SWEEP_INTERVAL);
         if let Some(source) = loaded.mef {
             endpoint.set_remote_key_source(std::sync::Arc::new(source));
         }

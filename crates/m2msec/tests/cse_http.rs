@@ -735,3 +735,50 @@ fn squatting_plaintext_reach_and_security_log() {
     }
     drop(server);
 }
+
+/// Issue 11 item 1 through the binary: `[cse_base]` configures the `<CSEBase>` policy. An AE
+/// registered over TLS reads `<CSEBase>` (and nothing more); the administrator, accepted on the
+/// plaintext listener only because `admin_plaintext` says so, creates under it.
+#[test]
+fn cse_base_policy_and_administrator_from_the_configuration() {
+    let dep = Deployment::new(
+        "[http_plain]\nenabled = true\nbind = \"127.0.0.1\"\nport = 0\n\n\
+         [cse_base]\nadmin = \"CAdmin\"\nadmin_plaintext = true\n",
+    );
+    let (server, port, plain) = start_with_plain(&dep);
+    let aei = register(port, (AE1_ID, AE1_KEY));
+    let (code, v) = request(
+        port,
+        (AE1_ID, AE1_KEY),
+        "retrieve",
+        "/cb",
+        Some(&aei),
+        None,
+        None,
+    );
+    assert_eq!((code, &v["rsc"]), (Some(0), &json!(2000)), "{v}");
+    assert_eq!(v["pc"]["m2m:cb"]["acpi"], json!(["acpCSEBase"]));
+    let (_, v) = request(
+        port,
+        (AE1_ID, AE1_KEY),
+        "create",
+        "/cb",
+        Some(&aei),
+        Some(3),
+        Some(json!({"m2m:cnt":{"rn":"x"}})),
+    );
+    assert_eq!(v["rsc"], json!(4103), "{v}");
+    let out = plain_http(
+        plain,
+        "POST",
+        "/cb",
+        &[
+            ("X-M2M-Origin", "CAdmin"),
+            ("X-M2M-RI", "a1"),
+            ("Content-Type", "application/json;ty=3"),
+        ],
+        r#"{"m2m:cnt":{"rn":"shared"}}"#,
+    );
+    assert_eq!(rsc_of(&out), Some(2001), "{out}");
+    drop(server);
+}
