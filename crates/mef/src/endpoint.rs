@@ -28,18 +28,15 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use base64::engine::general_purpose::STANDARD as B64;
-use base64::Engine as _;
 use rand_core::{OsRng, RngCore};
 use serde_json::Value;
 
 use m2msec_bindings::{AssociationInfo, CloseSignal, Endpoint, Handled, Opened};
 use m2msec_core::duration::XsDuration;
-use m2msec_core::eccsi::SigningKey;
 use m2msec_core::export::{ExportedKeyingMaterial, ExporterLabel};
 use m2msec_core::ids::{Fqdn, KeId};
 use m2msec_core::kdf::{enrolment_key, KdfIdentifier, SuidEncoding};
-use m2msec_core::secret::Kpm;
+use m2msec_core::secret::{Kpm, SecretBytes};
 use m2msec_core::suid::Suid;
 use m2msec_core::timestamp::Timestamp;
 use m2msec_cse::{CseError, Operation, RequestPrimitive, ResponsePrimitive, Rsc};
@@ -473,10 +470,11 @@ impl MefEndpoint {
             );
         }
         let (rel, key): (String, zeroize::Zeroizing<Vec<u8>>) = match &req.key_value {
-            Some(b) => match B64.decode(b) {
-                Ok(k) if (16..=64).contains(&k.len()) => {
-                    (random_hex(16), zeroize::Zeroizing::new(k))
-                }
+            Some(k) => match k.len() {
+                16..=64 => (
+                    random_hex(16),
+                    zeroize::Zeroizing::new(k.expose_secret().to_vec()),
+                ),
                 _ => {
                     return err(
                         Rsc::BadRequest,
@@ -532,7 +530,7 @@ impl MefEndpoint {
             admin_fqdn: k.admin_fqdn.clone(),
             suid: k.suid,
             target_ids: k.target_ids.clone(),
-            key_value: key.map(|k| B64.encode(k)),
+            key_value: key.map(SecretBytes::from_slice),
         }
     }
 
@@ -852,7 +850,7 @@ impl MefEndpoint {
         let key = self.cfg.key_derivation().derive(&ke, suid, &target);
         let body = FetchCredentialsResponse {
             status: true,
-            credential: Some(B64.encode(&key[..])),
+            credential: Some(SecretBytes::from_slice(key.expose_secret())),
             enrolee_id: Some(enrolment.enrolee_id),
             lifetime: Some(ts(enrolment.expires)),
             error_string: None,
@@ -978,32 +976,4 @@ pub(crate) fn parse_reg_update(
         labels,
         wire::wrap("mefClientReg", &Value::Object(echo)),
     ))
-}
-
-/// Validates an IBC credential as the Enrolee does (RFC 6507 §5.1.2) and checks its expiry
-/// against `now` (BRIEF A32: verifiers refuse an ID2 whose expiry has passed).
-pub fn validate_ibc(cred: &IbcCredential, now: i64) -> Result<SigningKey, String> {
-    use m2msec_core::eccsi::{Kpak, Pvt, Ssk};
-    if cred.expiry.to_unix() <= now {
-        return Err("the IBC credential has expired".into());
-    }
-    let expiry_in_id = id2_expiry(&cred.id2).ok_or("ID2 does not embed an expiry")?;
-    if expiry_in_id != cred.expiry {
-        return Err("ID2's embedded expiry differs from the credential's".into());
-    }
-    let b = |s: &str| hex::decode(s).map_err(|e| e.to_string());
-    let kpak = Kpak::from_bytes(&b(&cred.kpak)?).map_err(|e| e.to_string())?;
-    let pvt = Pvt::from_bytes(&b(&cred.pvt)?).map_err(|e| e.to_string())?;
-    let ssk =
-        Ssk::from_bytes(&zeroize::Zeroizing::new(b(&cred.ssk)?)).map_err(|e| e.to_string())?;
-    SigningKey::new(&kpak, cred.id2.as_bytes(), ssk, pvt).map_err(|e| e.to_string())
-}
-
-/// The expiry embedded in an ID2 `<MEF-FQDN>|<expiry>|<ID1>` (BRIEF A32).
-pub fn id2_expiry(id2: &str) -> Option<Timestamp> {
-    let mut parts = id2.splitn(3, '|');
-    let _fqdn = parts.next()?;
-    let exp = parts.next()?;
-    parts.next()?;
-    exp.parse().ok()
 }

@@ -22,6 +22,7 @@ use zeroize::Zeroizing;
 
 use m2msec_bindings::client::HttpClient;
 use m2msec_bindings::CoapClient;
+use m2msec_core::eccsi::Ssk;
 use m2msec_core::export::ExporterLabel;
 use m2msec_core::ids::{Fqdn, KpmId};
 use m2msec_core::kdf::{
@@ -36,7 +37,7 @@ use m2msec_keystore::{load_or_create_kek, write_secret_file, Sealer};
 use m2msec_tls::{ClientConfig, DtlsClient, DtlsOptions, Psk, PskIdentity, TlsClient};
 
 use crate::clock::Clock;
-use crate::endpoint::validate_ibc;
+use crate::ibc::validate_ibc;
 use crate::wire::{self, *};
 
 /// Most MEF Client Commands followed in one exchange.
@@ -721,7 +722,8 @@ impl Keystore {
             kpak: c.kpak.clone(),
             pvt: c.pvt.clone(),
             expiry: c.expiry,
-            ssk_sealed: B64.encode(sealer.seal(&aad("ssk"), c.ssk.as_bytes())),
+            // The sealed plaintext is the SSK's hex text (keystore version 1).
+            ssk_sealed: B64.encode(sealer.seal(&aad("ssk"), c.ssk.to_hex().as_bytes())),
         });
         let f = KeystoreFile {
             version: 1,
@@ -757,10 +759,16 @@ impl Keystore {
             .map_err(|e| EnrolError::Keystore(e.to_string()))?;
         let ibc = match &f.ibc {
             Some(i) => {
-                let ssk = open("ssk", &i.ssk_sealed)?;
+                let ssk_hex = open("ssk", &i.ssk_sealed)?;
+                let ssk = std::str::from_utf8(&ssk_hex)
+                    .ok()
+                    .and_then(|h| Ssk::from_hex(h).ok())
+                    .ok_or_else(|| {
+                        EnrolError::Keystore("the sealed SSK is not 32 bytes of hex".into())
+                    })?;
                 Some(IbcCredential {
                     id2: i.id2.clone(),
-                    ssk: String::from_utf8_lossy(&ssk).to_string(),
+                    ssk,
                     pvt: i.pvt.clone(),
                     kpak: i.kpak.clone(),
                     expiry: i.expiry,
@@ -806,5 +814,5 @@ pub fn enrolled_target_psk(
     let id =
         KdfIdentifier::new(&target.target_id).map_err(|e| EnrolError::Protocol(e.to_string()))?;
     let k = enrolled.key_derivation.derive(ke, suid, &id);
-    Psk::new(&k[..]).map_err(|e| EnrolError::Protocol(e.to_string()))
+    Psk::new(k.expose_secret()).map_err(|e| EnrolError::Protocol(e.to_string()))
 }

@@ -584,7 +584,7 @@ impl Exchange {
                 };
                 let cred = IbcCredential {
                     id2: id2.clone(),
-                    ssk: hex::encode(&keys.ssk.to_bytes()[..]),
+                    ssk: keys.ssk.clone(),
                     pvt: keys.pvt.to_hex(),
                     kpak: kpak.to_hex(),
                     expiry: ts(self.enrolment_expires),

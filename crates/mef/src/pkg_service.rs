@@ -43,7 +43,7 @@ struct ExtractRequest {
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ExtractResponse {
-    ssk: String,
+    ssk: Ssk,
     pvt: String,
 }
 
@@ -149,7 +149,7 @@ impl Endpoint for PkgEndpoint {
                         r.pc = Some(wire::wrap(
                             "pkgKeys",
                             &ExtractResponse {
-                                ssk: hex::encode(&k.ssk.to_bytes()[..]),
+                                ssk: k.ssk.clone(),
                                 pvt: k.pvt.to_hex(),
                             },
                         ));
@@ -291,10 +291,7 @@ impl Pkg for RemotePkg {
         })?;
         let k: ExtractResponse =
             wire::unwrap("pkgKeys", Some(&pc)).map_err(|_| EccsiError::SskValidationFailed)?;
-        let ssk_raw = zeroize::Zeroizing::new(
-            hex::decode(&k.ssk).map_err(|_| EccsiError::SskValidationFailed)?,
-        );
-        let ssk = Ssk::from_bytes(&ssk_raw)?;
+        let ssk = k.ssk.clone();
         let pvt =
             Pvt::from_bytes(&hex::decode(&k.pvt).map_err(|_| EccsiError::SskValidationFailed)?)?;
         // RFC 6507 §5.1.2: never hand out a pair that does not validate against the KPAK.

@@ -35,9 +35,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use base64::engine::general_purpose::STANDARD as B64;
-use base64::Engine as _;
-
 use m2msec_bindings::client::HttpClient;
 use m2msec_bindings::service::{RemoteKey, RemoteKeySource, RemoteRevocations, REMOTE_CACHE_TTL};
 use m2msec_core::ids::{AeId, AeIdStem, CredentialId, CseId, Fqdn, KeId, KpsaId};
@@ -588,10 +585,9 @@ impl Inner {
         }
         let key = body
             .credential
-            .and_then(|c| B64.decode(c).ok())
-            .map(zeroize::Zeroizing::new)
+            .as_ref()
             .ok_or_else(|| FetchError::Protocol("no credential".into()))?;
-        let key = Psk::new(&key).map_err(|e| FetchError::Protocol(e.to_string()))?;
+        let key = Psk::new(key.expose_secret()).map_err(|e| FetchError::Protocol(e.to_string()))?;
         let lifetime = body
             .lifetime
             .ok_or_else(|| FetchError::Protocol("no lifetime".into()))?;
