@@ -14,6 +14,7 @@
 //! end-of-exchange, so an interrupted exchange leaves the previous keystore untouched.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
@@ -88,7 +89,7 @@ pub enum EnrolError {
         /// Which step.
         step: &'static str,
         /// oneM2M status.
-        rsc: u16,
+        rsc: Rsc,
         /// Its debug text.
         detail: String,
     },
@@ -97,7 +98,35 @@ pub enum EnrolError {
     Protocol(String),
     /// Keystore.
     #[error("keystore: {0}")]
-    Keystore(String),
+    Keystore(#[source] Arc<KeystoreFault>),
+}
+
+/// What went wrong with the Enrolee's keystore (its typed source is kept).
+#[derive(Debug, thiserror::Error)]
+pub enum KeystoreFault {
+    /// Creating the directory.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    /// The KEK file, a secret file, or sealing.
+    #[error(transparent)]
+    Files(#[from] m2msec_keystore::KeystoreError),
+    /// The keystore file is not its JSON.
+    #[error("keystore file: {0}")]
+    Json(#[from] serde_json::Error),
+    /// A sealed record is not base64.
+    #[error("sealed record: {0}")]
+    Base64(#[from] base64::DecodeError),
+    /// A sealed key of the wrong length.
+    #[error(transparent)]
+    KeyLength(#[from] m2msec_core::secret::SecretLengthError),
+    /// The sealed SSK is not 32 bytes of hex in [1, q-1].
+    #[error("the sealed SSK is not 32 bytes of hex")]
+    Ssk,
+}
+
+/// A keystore failure as an [`EnrolError`], its source kept.
+fn ks(e: impl Into<KeystoreFault>) -> EnrolError {
+    EnrolError::Keystore(Arc::new(e.into()))
 }
 
 /// A target key the Enrolee holds (for the CSE it registers with).
@@ -155,7 +184,7 @@ fn refused(step: &'static str, r: &ResponsePrimitive) -> EnrolError {
             .to_string();
     EnrolError::Refused {
         step,
-        rsc: r.rsc.as_u16(),
+        rsc: r.rsc,
         detail,
     }
 }
@@ -695,7 +724,7 @@ pub struct Keystore {
 impl Keystore {
     /// The keystore at `dir` (created, mode 0700, if missing).
     pub fn open(dir: &Path) -> Result<Self, EnrolError> {
-        std::fs::create_dir_all(dir).map_err(|e| EnrolError::Keystore(e.to_string()))?;
+        std::fs::create_dir_all(dir).map_err(ks)?;
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
@@ -708,8 +737,7 @@ impl Keystore {
 
     fn sealer(&self) -> Result<Sealer, EnrolError> {
         Ok(Sealer::new(
-            load_or_create_kek(&self.dir.join(KEK_FILE))
-                .map_err(|e| EnrolError::Keystore(e.to_string()))?,
+            load_or_create_kek(&self.dir.join(KEK_FILE)).map_err(ks)?,
         ))
     }
 
@@ -733,39 +761,28 @@ impl Keystore {
             ke_sealed: B64.encode(sealer.seal(&aad("ke"), e.ke.expose_secret())),
             ibc,
         };
-        let text =
-            serde_json::to_vec_pretty(&f).map_err(|e| EnrolError::Keystore(e.to_string()))?;
-        write_secret_file(&self.dir.join(KEYSTORE_FILE), &text)
-            .map_err(|e| EnrolError::Keystore(e.to_string()))
+        let text = serde_json::to_vec_pretty(&f).map_err(ks)?;
+        write_secret_file(&self.dir.join(KEYSTORE_FILE), &text).map_err(ks)
     }
 
     /// Loads the stored enrolment: summary, Ke, IBC credential.
     pub fn load(&self) -> Result<(Enrolled, Ke, Option<IbcCredential>), EnrolError> {
-        let text = m2msec_keystore::read_secret_file(&self.dir.join(KEYSTORE_FILE))
-            .map_err(|e| EnrolError::Keystore(e.to_string()))?;
-        let f: KeystoreFile =
-            serde_json::from_str(&text).map_err(|e| EnrolError::Keystore(e.to_string()))?;
+        let text = m2msec_keystore::read_secret_file(&self.dir.join(KEYSTORE_FILE)).map_err(ks)?;
+        let f: KeystoreFile = serde_json::from_str(&text).map_err(ks)?;
         let sealer = self.sealer()?;
         let aad = |what: &str| format!("m2msec-enrolee/{}/{what}", f.kpm_id).into_bytes();
         let open = |what: &str, b64: &str| -> Result<Zeroizing<Vec<u8>>, EnrolError> {
-            let raw = B64
-                .decode(b64)
-                .map_err(|e| EnrolError::Keystore(e.to_string()))?;
-            sealer
-                .open(&aad(what), &raw)
-                .map_err(|e| EnrolError::Keystore(e.to_string()))
+            let raw = B64.decode(b64).map_err(ks)?;
+            sealer.open(&aad(what), &raw).map_err(ks)
         };
-        let ke = Ke::from_bytes(&open("ke", &f.ke_sealed)?)
-            .map_err(|e| EnrolError::Keystore(e.to_string()))?;
+        let ke = Ke::from_bytes(&open("ke", &f.ke_sealed)?).map_err(ks)?;
         let ibc = match &f.ibc {
             Some(i) => {
                 let ssk_hex = open("ssk", &i.ssk_sealed)?;
                 let ssk = std::str::from_utf8(&ssk_hex)
                     .ok()
                     .and_then(|h| Ssk::from_hex(h).ok())
-                    .ok_or_else(|| {
-                        EnrolError::Keystore("the sealed SSK is not 32 bytes of hex".into())
-                    })?;
+                    .ok_or_else(|| ks(KeystoreFault::Ssk))?;
                 Some(IbcCredential {
                     id2: i.id2.clone(),
                     ssk,

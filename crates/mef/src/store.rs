@@ -124,6 +124,9 @@ pub enum StoreError {
     /// A row that does not decode.
     #[error("corrupt row: {0}")]
     Corrupt(String),
+    /// A stored key of the wrong length.
+    #[error("corrupt key: {0}")]
+    KeyLength(#[from] m2msec_core::secret::SecretLengthError),
     /// Unknown schema version.
     #[error("unsupported schema version {0}")]
     SchemaVersion(i64),
@@ -464,7 +467,7 @@ impl MefStore {
             return Ok(None);
         };
         let raw = self.open_sealed("devices", kpm_id, &sealed)?;
-        let kpm = Kpm::from_bytes(&raw).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let kpm = Kpm::from_bytes(&raw)?;
         Ok(Some((d, kpm)))
     }
 
@@ -502,7 +505,7 @@ impl MefStore {
         for row in rows {
             let (kpm_id, enrolee_id, sealed) = row?;
             let raw = zeroize::Zeroizing::new(self.open_sealed("devices", &kpm_id, &sealed)?);
-            let kpm = Kpm::from_bytes(&raw).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let kpm = Kpm::from_bytes(&raw)?;
             out.push((kpm_id, enrolee_id, kpm));
         }
         Ok(out)
@@ -878,7 +881,7 @@ impl MefStore {
             return Ok(None);
         };
         let raw = self.open_sealed("enrolments", ke_id, &sealed)?;
-        let ke = Ke::from_bytes(&raw).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let ke = Ke::from_bytes(&raw)?;
         Ok(Some((e, ke)))
     }
 

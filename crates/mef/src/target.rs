@@ -127,7 +127,7 @@ pub enum FetchError {
     Transport(String),
     /// The MEF refused (Status=False).
     #[error("MEF refused ({0}): {1}")]
-    Refused(u16, String),
+    Refused(Rsc, String),
     /// Malformed answer.
     #[error("MEF answer: {0}")]
     Protocol(String),
@@ -579,7 +579,7 @@ impl Inner {
                 })?;
         if r.rsc != Rsc::Ok || !body.status {
             return Err(FetchError::Refused(
-                r.rsc.as_u16(),
+                r.rsc,
                 body.error_string.unwrap_or_default(),
             ));
         }
@@ -594,7 +594,7 @@ impl Inner {
         let expires = UNIX_EPOCH + Duration::from_secs(lifetime.to_unix().max(0) as u64);
         if expires <= SystemTime::now() {
             return Err(FetchError::Refused(
-                4103,
+                Rsc::OriginatorHasNoPrivilege,
                 "the credential has expired".into(),
             ));
         }
@@ -612,7 +612,7 @@ impl Inner {
             .request(&self.retrieve(format!("{ENROLEES}/{stem}"), "enrolee"))
             .await?;
         if r.rsc != Rsc::Ok {
-            return Err(FetchError::Refused(r.rsc.as_u16(), dbg_text(&r)));
+            return Err(FetchError::Refused(r.rsc, dbg_text(&r)));
         }
         let v: EnroleeReservation =
             wire::unwrap("mefEnrolee", r.pc.as_ref()).map_err(FetchError::Protocol)?;
@@ -624,7 +624,7 @@ impl Inner {
             .request(&self.retrieve(format!("{CHANGES}/{cursor}"), "changes"))
             .await?;
         if r.rsc != Rsc::Ok {
-            return Err(FetchError::Refused(r.rsc.as_u16(), dbg_text(&r)));
+            return Err(FetchError::Refused(r.rsc, dbg_text(&r)));
         }
         wire::unwrap("mefChanges", r.pc.as_ref()).map_err(FetchError::Protocol)
     }
