@@ -90,15 +90,10 @@ pub struct ExtractArgs {
 #[derive(serde::Serialize, serde::Deserialize)]
 struct CredentialFile {
     id_hex: String,
-    ssk: String,
+    /// 32 bytes hex on the wire; typed (zeroizing, redacted) from the moment it is parsed.
+    ssk: Ssk,
     pvt: String,
     kpak: String,
-}
-
-impl Drop for CredentialFile {
-    fn drop(&mut self) {
-        self.ssk.zeroize();
-    }
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -273,7 +268,7 @@ fn extract(a: ExtractArgs) -> CliResult<ExitCode> {
         .map_err(|e| CliError::other(format!("extraction failed: {e}")))?;
     let out = CredentialFile {
         id_hex: hex::encode(&id),
-        ssk: hex::encode(keys.ssk.to_bytes().as_slice()),
+        ssk: keys.ssk.clone(),
         pvt: hex::encode(keys.pvt.to_bytes()),
         kpak: hex::encode(kms.kpak().to_bytes()),
     };
@@ -307,9 +302,7 @@ fn sign(credential: &Path, message: &Path) -> CliResult<ExitCode> {
         CliError::arg(ARG, format!("{}: {name}: {}", credential.display(), e.msg))
     };
     let id = hex_arg(ARG, &c.id_hex).map_err(|e| field("id_hex", e))?;
-    let ssk_bytes = hex_exact(ARG, &c.ssk, 32).map_err(|e| field("ssk", e))?;
-    let ssk = Ssk::from_bytes(&ssk_bytes)
-        .map_err(|e| CliError::arg(ARG, format!("{}: ssk: {e}", credential.display())))?;
+    let ssk = c.ssk.clone();
     let pvt = Pvt::from_bytes(&hex_arg(ARG, &c.pvt).map_err(|e| field("pvt", e))?)
         .map_err(|e| CliError::arg(ARG, format!("{}: pvt: {e}", credential.display())))?;
     let kpak = Kpak::from_bytes(&hex_arg(ARG, &c.kpak).map_err(|e| field("kpak", e))?)

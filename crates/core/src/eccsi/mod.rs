@@ -297,7 +297,7 @@ impl<'de> serde::Deserialize<'de> for Ssk {
                 f.write_str("an SSK: 32 octets in hex")
             }
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Ssk, E> {
-                Ssk::from_hex(v).map_err(E::custom)
+                Ssk::from_hex(v).map_err(|e| E::custom(format_args!("SSK: {e}")))
             }
             fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Ssk, E> {
                 let v = Zeroizing::new(v);
