@@ -510,13 +510,19 @@ impl MefEndpoint {
         let now = self.now();
         match prim.op {
             Operation::Retrieve => {
+                let Ok(ke_id) = enrolment.ke_id.parse::<KeId>() else {
+                    return store_err(
+                        rqi,
+                        StoreError::Corrupt(format!("enrolment of {}: KeID", x.kpm_id())),
+                    );
+                };
                 let view = ClientReg {
                     reg_id: reg.reg_id.clone(),
                     expiration_time: ts(reg.expires),
                     labels: reg.labels.clone(),
                     client_id: enrolment.enrolee_id.clone(),
                     admin_fqdn: reg.admin_fqdn.clone(),
-                    ke_id: enrolment.ke_id.clone(),
+                    ke_id,
                     enrolment_expiry: ts(enrolment.expires),
                     ibc_enrolment: enrolment.id2.is_some(),
                     key_derivation: self.cfg.key_derivation(),

@@ -435,7 +435,7 @@ impl Machine {
             State::Register => {
                 let reg: ClientReg =
                     wire::unwrap("mefClientReg", r.pc.as_ref()).map_err(EnrolError::Protocol)?;
-                if reg.ke_id != self.ke_id {
+                if reg.ke_id.to_string() != self.ke_id {
                     return Err(EnrolError::Protocol(format!(
                         "KeID mismatch: MEF {} vs local {}",
                         reg.ke_id, self.ke_id
@@ -494,7 +494,7 @@ impl Machine {
                 let (Some(summary), Some(ke)) = (self.summary.take(), self.ke.take()) else {
                     return Err(EnrolError::Protocol("unexpected end of exchange".into()));
                 };
-                if !end.end_of_enrolment_exchange || end.ke_id != summary.ke_id {
+                if !end.end_of_enrolment_exchange || end.ke_id.to_string() != summary.ke_id {
                     return Err(EnrolError::Protocol("unexpected end of exchange".into()));
                 }
                 let ibc = self.ibc.take();

@@ -39,6 +39,7 @@
 use serde::{Deserialize, Serialize};
 
 use m2msec_core::eccsi::Ssk;
+use m2msec_core::ids::KeId;
 use m2msec_core::sec::CmdDescription;
 use m2msec_core::secret::SecretBytes;
 use m2msec_core::timestamp::Timestamp;
@@ -116,7 +117,7 @@ pub struct ClientReg {
     pub admin_fqdn: String,
     /// KeID of the enrolment key this session established (TS-0003 §10.3.4).
     #[serde(rename = "keID")]
-    pub ke_id: String,
+    pub ke_id: KeId,
     /// Enrolment Expiry: the end of Ke's lifetime (TS-0003 §10.7).
     pub enrolment_expiry: Timestamp,
     /// IBC credential enrolment indication (seed 001 step 2): the MEF will run it.
@@ -198,7 +199,7 @@ pub struct EndOfExchange {
     pub end_of_enrolment_exchange: bool,
     /// KeID committed.
     #[serde(rename = "keID")]
-    pub ke_id: String,
+    pub ke_id: KeId,
     /// Enrolment Expiry.
     pub enrolment_expiry: Timestamp,
 }
