@@ -299,3 +299,25 @@ impl Pkg for RemotePkg {
         Ok(UserKeys { ssk, pvt })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 10 item 6: the PKG's answer carries an SSK; parsed from the wire it prints redacted.
+    #[test]
+    fn extract_response_prints_no_ssk() {
+        let ssk: Vec<u8> = (1..=32).collect();
+        let r: ExtractResponse = serde_json::from_value(serde_json::json!({
+            "ssk": hex::encode(&ssk), "pvt": "04"
+        }))
+        .unwrap();
+        let text = format!("{r:?}{r:#?}");
+        for w in ssk.windows(4) {
+            assert!(!text.contains(&hex::encode(w)), "{text}");
+            assert!(!text.contains(&hex::encode_upper(w)), "{text}");
+        }
+        assert!(text.contains("redacted"), "{text}");
+        assert_eq!(serde_json::to_value(&r).unwrap()["ssk"], hex::encode(&ssk));
+    }
+}
