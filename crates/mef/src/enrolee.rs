@@ -99,6 +99,12 @@ pub enum EnrolError {
     /// Keystore.
     #[error("keystore: {0}")]
     Keystore(#[source] Arc<KeystoreFault>),
+    /// A target's SUID out of range (`m2m:suid`).
+    #[error("target key: {0}")]
+    Suid(#[from] m2msec_core::suid::SuidError),
+    /// A target ID that is not a KDF identifier (TS-0003 §10.3).
+    #[error("target key: {0}")]
+    Kdf(#[from] m2msec_core::kdf::KdfError),
 }
 
 /// What went wrong with the Enrolee's keystore (its typed source is kept).
@@ -805,8 +811,8 @@ pub fn target_key(
     target_id: &str,
     encoding: SuidEncoding,
 ) -> Result<UsageConstrainedKey, EnrolError> {
-    let suid = Suid::new(suid).map_err(|e| EnrolError::Protocol(e.to_string()))?;
-    let id = KdfIdentifier::new(target_id).map_err(|e| EnrolError::Protocol(e.to_string()))?;
+    let suid = Suid::new(suid)?;
+    let id = KdfIdentifier::new(target_id)?;
     Ok(usage_constrained_key(ke, suid, &id, encoding))
 }
 
@@ -827,9 +833,8 @@ pub fn enrolled_target_psk(
     ke: &Ke,
     target: &TargetKey,
 ) -> Result<Psk, EnrolError> {
-    let suid = Suid::new(target.suid).map_err(|e| EnrolError::Protocol(e.to_string()))?;
-    let id =
-        KdfIdentifier::new(&target.target_id).map_err(|e| EnrolError::Protocol(e.to_string()))?;
+    let suid = Suid::new(target.suid)?;
+    let id = KdfIdentifier::new(&target.target_id)?;
     let k = enrolled.key_derivation.derive(ke, suid, &id);
     Psk::new(k.expose_secret()).map_err(|e| EnrolError::Protocol(e.to_string()))
 }
