@@ -423,3 +423,68 @@ pub fn ksx(kpsaxi: &Kpsa, enrolee_ax_id: &KdfIdentifier, rand: &GroupRand) -> Ks
         Ksx::from_array,
     )
 }
+
+/// Which derivation turns Ke into the key of an Enrolment Target (BRIEF A9): TS-0003 §10.3.7
+/// (SUID-bound, with the SUID as ASCII decimal or as one octet, A7), or the legacy §10.3.2 (Km,
+/// MAF targets named by FQDN) / §10.3.3 (Kpsa, CSE/AE targets) derivations, which ignore the
+/// SUID. The MEF announces it at enrolment (`keyDerivation` of `<mefClientReg>`), so the
+/// Enrolee derives what the MEF serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub enum KeyDerivation {
+    /// §10.3.7, SUID as ASCII decimal (the default, A7).
+    #[default]
+    #[serde(rename = "10.3.7-ascii")]
+    UsageAscii,
+    /// §10.3.7, SUID as one octet.
+    #[serde(rename = "10.3.7-octet")]
+    UsageOctet,
+    /// §10.3.2 / §10.3.3.
+    #[serde(rename = "legacy")]
+    Legacy,
+}
+
+/// The key of an Enrolment Target, typed by the derivation that made it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TargetKey {
+    /// TS-0003 §10.3.7.
+    UsageConstrained(UsageConstrainedKey),
+    /// TS-0003 §10.3.2 (a MAF target, named by FQDN).
+    Km(Km),
+    /// TS-0003 §10.3.3 (a CSE/AE target, named by an absolute ID).
+    Kpsa(Kpsa),
+}
+
+impl TargetKey {
+    /// The key bytes (32 for every derivation here), e.g. as a (D)TLS PSK.
+    pub fn expose_secret(&self) -> &[u8] {
+        match self {
+            TargetKey::UsageConstrained(k) => k.expose_secret(),
+            TargetKey::Km(k) => k.expose_secret(),
+            TargetKey::Kpsa(k) => k.expose_secret(),
+        }
+    }
+}
+
+impl KeyDerivation {
+    /// The target key for `target_id` (a MAF/MEF FQDN or an absolute CSE-ID/AE-ID, A8).
+    pub fn derive(self, ke: &Ke, suid: Suid, target_id: &KdfIdentifier) -> TargetKey {
+        match self {
+            KeyDerivation::UsageAscii => TargetKey::UsageConstrained(usage_constrained_key(
+                ke,
+                suid,
+                target_id,
+                SuidEncoding::AsciiDecimal,
+            )),
+            KeyDerivation::UsageOctet => TargetKey::UsageConstrained(usage_constrained_key(
+                ke,
+                suid,
+                target_id,
+                SuidEncoding::SingleOctet,
+            )),
+            KeyDerivation::Legacy if !target_id.as_str().starts_with('/') => {
+                TargetKey::Km(km(ke, target_id))
+            }
+            KeyDerivation::Legacy => TargetKey::Kpsa(kpsa(ke, target_id)),
+        }
+    }
+}

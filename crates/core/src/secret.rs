@@ -6,6 +6,10 @@
 //! - print as `Name(<redacted>)` in `Debug` and have no `Display`;
 //! - compare in constant time ([`subtle::ConstantTimeEq`]; `==` uses it too);
 //! - expose their bytes only through an explicitly named method, `expose_secret`.
+//!
+//! [`SecretBytes`] is the same for a secret of no fixed role that crosses the wire (a registered
+//! key value, a fetched credential): it (de)serialises as standard base64 and is typed at the
+//! moment it is parsed, so the text never sits in a `String` field of a `Debug` type.
 
 use subtle::ConstantTimeEq;
 use zeroize::{Zeroize, ZeroizeOnDrop};
@@ -210,9 +214,120 @@ fixed_secret!(
     Kek, 32
 );
 
+/// Secret bytes of no fixed length or role, as carried on the wire (TS-0003 table 8.3.5.2.7-1
+/// Key Value, tables 8.3.2.1-5/-6 Credential): zeroized on drop, `Debug` redacted, constant-time
+/// equality, and serde as standard base64 (RFC 4648 §4) without line breaks.
+///
+/// Deserialising decodes straight from the borrowed text where the format allows it and wipes
+/// an owned intermediate string otherwise.
+#[derive(Clone, Default, Zeroize, ZeroizeOnDrop)]
+pub struct SecretBytes(Vec<u8>);
+
+impl SecretBytes {
+    /// Copies `bytes`.
+    pub fn from_slice(bytes: &[u8]) -> Self {
+        Self(bytes.to_vec())
+    }
+
+    /// Takes ownership of `bytes` (already in a zeroizing buffer).
+    pub fn from_zeroizing(mut bytes: zeroize::Zeroizing<Vec<u8>>) -> Self {
+        Self(core::mem::take(&mut *bytes))
+    }
+
+    /// Decodes standard base64 (RFC 4648 §4).
+    pub fn from_base64(text: &str) -> Result<Self, base64::DecodeError> {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD
+            .decode(text)
+            .map(|v| Self::from_zeroizing(zeroize::Zeroizing::new(v)))
+    }
+
+    /// Encodes as standard base64, in a zeroizing string.
+    pub fn to_base64(&self) -> zeroize::Zeroizing<String> {
+        use base64::Engine as _;
+        zeroize::Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(&self.0))
+    }
+
+    /// Length in bytes (public: lengths are fixed by the protocol).
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The bytes. Callers must not log or persist them unencrypted.
+    pub fn expose_secret(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl core::fmt::Debug for SecretBytes {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "SecretBytes(<redacted {} bytes>)", self.0.len())
+    }
+}
+
+impl ConstantTimeEq for SecretBytes {
+    fn ct_eq(&self, other: &Self) -> subtle::Choice {
+        self.0.as_slice().ct_eq(other.0.as_slice())
+    }
+}
+
+impl PartialEq for SecretBytes {
+    fn eq(&self, other: &Self) -> bool {
+        bool::from(self.ct_eq(other))
+    }
+}
+
+impl Eq for SecretBytes {}
+
+impl serde::Serialize for SecretBytes {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_base64())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for SecretBytes {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = SecretBytes;
+            fn expecting(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+                f.write_str("a base64 string")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<SecretBytes, E> {
+                SecretBytes::from_base64(v).map_err(|_| E::custom("invalid base64"))
+            }
+            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<SecretBytes, E> {
+                let v = zeroize::Zeroizing::new(v);
+                self.visit_str(&v)
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secret_bytes_base64_roundtrip_and_redaction() {
+        let k = SecretBytes::from_slice(&[0x5a; 20]);
+        let json = serde_json::to_string(&k).unwrap();
+        assert_eq!(json, format!("\"{}\"", &*k.to_base64()));
+        let back: SecretBytes = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, k);
+        let back: SecretBytes =
+            serde_json::from_value(serde_json::from_str(&json).unwrap()).unwrap();
+        assert_eq!(back, k);
+        assert_eq!(format!("{k:?}"), "SecretBytes(<redacted 20 bytes>)");
+        assert!(serde_json::from_str::<SecretBytes>("\"not base64!\"").is_err());
+        assert!(serde_json::from_str::<SecretBytes>("12").is_err());
+    }
 
     #[test]
     fn debug_is_redacted() {

@@ -28,8 +28,8 @@ use m2msec_core::ids::{CseId, SpId};
 use m2msec_core::kdf::SuidEncoding;
 use m2msec_core::secret::Kpm;
 use m2msec_cse::{Cse, CseConfig, CseType, Operation, RequestPrimitive, Rsc, SqliteStore};
-use m2msec_mef::endpoint::validate_ibc;
 use m2msec_mef::enrolee::{enrol, target_psk, EnrolParams, EnrolmentSecrets, Keystore};
+use m2msec_mef::ibc::validate_ibc;
 use m2msec_mef::target::{MefKeySource, MefLink};
 use m2msec_mef::{Device, LocalPkg, MefConfig, MefEndpoint, MefStore, TargetClient};
 use m2msec_tls::{ClientConfig, Psk, PskIdentity, TlsClient};
@@ -415,7 +415,7 @@ async fn demo(n: usize) -> Result<(Value, bool), CliError> {
                 let sig = key.sign(msg.as_bytes(), &mut OsRng);
                 // The verifier uses its own KPAK copy and checks the signer's ID2 expiry.
                 let kpak = Kpak::from_bytes(&hex::decode(&creds[verifier].kpak).ok()?).ok()?;
-                let exp = m2msec_mef::endpoint::id2_expiry(&creds[signer].id2)?;
+                let exp = m2msec_mef::ibc::id2_expiry(&creds[signer].id2)?;
                 Some(
                     exp.to_unix() > now
                         && verify(&kpak, creds[signer].id2.as_bytes(), msg.as_bytes(), &sig)

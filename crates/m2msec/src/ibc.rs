@@ -1,15 +1,18 @@
 //! `m2msec ibc …`: ECCSI (RFC 6507) identity-based credentials from the command line.
 //!
-//! The KMS directory holds the KMS Secret Authentication Key (KSAK) in `kms.key` (mode 0600; the
-//! directory is 0700) and the public KPAK in `kpak.hex`. The KSAK is never printed. Encryption at
-//! rest and PKCS#11 storage arrive with the secure-environment layer (seed 000, TS-0003 §6.3).
+//! The KMS directory (mode 0700) holds the KMS Secret Authentication Key (KSAK) sealed in
+//! `kms.key` (mode 0600) under the key-encryption key `kek` beside it (mode 0600), as the MEF
+//! seals its own KSAK ([`m2msec_keystore::Sealer`], AES-256-GCM with a fresh nonce, AAD
+//! [`KSAK_AAD`]), and the public KPAK in `kpak.hex`. The KSAK is never printed. A `kms.key`
+//! written before sealing (its KSAK in clear in `"ksak"`) is still read by `ibc extract`, and
+//! left as it is: run `ibc setup` into a new directory to get a sealed one. PKCS#11 storage
+//! arrives with the secure-environment layer (seed 000, TS-0003 §6.3).
 
 use crate::error::{CliError, CliResult};
 use crate::util::{hex_arg, hex_exact, print_json, read_file};
 use clap::{Args, Subcommand};
 use m2msec_core::eccsi::{self, Kms, Kpak, Ksak, Pvt, Signature, SigningKey, Ssk};
 use rand_core::OsRng;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use zeroize::{Zeroize, Zeroizing};
@@ -18,6 +21,10 @@ use zeroize::{Zeroize, Zeroizing};
 pub const KMS_SECRET_FILE: &str = "kms.key";
 /// File name of the public KPAK inside the KMS directory.
 pub const KPAK_FILE: &str = "kpak.hex";
+/// File name of the key-encryption key inside the KMS directory (the MEF's name for its own).
+pub const KEK_FILE: &str = "kek";
+/// Associated data of the sealed KSAK.
+pub const KSAK_AAD: &[u8] = b"m2msec-ibc/kms.key/ksak";
 /// Longest identity accepted (bytes).
 const MAX_ID_LEN: usize = 4096;
 /// Longest message file accepted for signing/verification from the CLI.
@@ -83,21 +90,21 @@ pub struct ExtractArgs {
 #[derive(serde::Serialize, serde::Deserialize)]
 struct CredentialFile {
     id_hex: String,
-    ssk: String,
+    /// 32 bytes hex on the wire; typed (zeroizing, redacted) from the moment it is parsed.
+    ssk: Ssk,
     pvt: String,
     kpak: String,
-}
-
-impl Drop for CredentialFile {
-    fn drop(&mut self) {
-        self.ssk.zeroize();
-    }
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
 struct KmsSecretFile {
     scheme: String,
-    ksak: String,
+    /// The KSAK sealed under `DIR/kek`, hex (what `ibc setup` writes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ksak_sealed: Option<String>,
+    /// The KSAK in clear, hex: only in files written before sealing; read, never written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ksak: Option<String>,
 }
 
 impl Drop for KmsSecretFile {
@@ -126,7 +133,7 @@ pub fn run(cmd: IbcCmd) -> CliResult<ExitCode> {
 }
 
 fn setup(dir: &Path) -> CliResult<ExitCode> {
-    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     const ARG: &str = "--out";
     match std::fs::symlink_metadata(dir) {
         Ok(m) if m.is_dir() => {
@@ -159,34 +166,24 @@ fn setup(dir: &Path) -> CliResult<ExitCode> {
         }
     }
     let kms = Kms::generate(&mut OsRng);
-    let ksak_hex = Zeroizing::new(hex::encode(kms.ksak().to_bytes().as_slice()));
+    let in_dir = |e: &dyn std::fmt::Display| CliError::arg(ARG, format!("{}: {e}", dir.display()));
+    let kek = m2msec_keystore::load_or_create_kek(&dir.join(KEK_FILE)).map_err(|e| in_dir(&e))?;
+    let sealed = m2msec_keystore::Sealer::new(kek).seal(KSAK_AAD, &kms.ksak().to_bytes()[..]);
     let secret = KmsSecretFile {
         scheme: SCHEME.into(),
-        ksak: ksak_hex.to_string(),
+        ksak_sealed: Some(hex::encode(sealed)),
+        ksak: None,
     };
-    let mut json = Zeroizing::new(serde_json::to_vec_pretty(&secret).map_err(CliError::other)?);
+    let mut json = serde_json::to_vec_pretty(&secret).map_err(CliError::other)?;
     json.push(b'\n');
-    // Write-then-rename so a crash never leaves a half-written secret.
-    let tmp = dir.join(format!(".{KMS_SECRET_FILE}.tmp"));
-    let write = || -> std::io::Result<()> {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        f.write_all(&json)?;
-        f.sync_all()?;
-        std::fs::write(
-            dir.join(KPAK_FILE),
-            format!("{}\n", hex::encode(kms.kpak().to_bytes())),
-        )?;
-        std::fs::rename(&tmp, dir.join(KMS_SECRET_FILE))?;
-        std::fs::File::open(dir)?.sync_all()
-    };
-    write().map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        CliError::arg(ARG, format!("{}: {e}", dir.display()))
-    })?;
+    std::fs::write(
+        dir.join(KPAK_FILE),
+        format!("{}\n", hex::encode(kms.kpak().to_bytes())),
+    )
+    .map_err(|e| in_dir(&e))?;
+    // Written last, atomically (temporary file, fsync, rename): its presence means a whole KMS.
+    m2msec_keystore::write_secret_file(&dir.join(KMS_SECRET_FILE), &json)
+        .map_err(|e| in_dir(&e))?;
     print_json(&serde_json::json!({ "kpak": hex::encode(kms.kpak().to_bytes()) }))?;
     Ok(ExitCode::SUCCESS)
 }
@@ -207,8 +204,39 @@ fn load_kms(dir: &Path) -> CliResult<Kms> {
             format!("{}: unsupported scheme {:?}", path.display(), file.scheme),
         ));
     }
-    let bytes = hex_exact(ARG, &file.ksak, 32)
-        .map_err(|e| CliError::arg(ARG, format!("{}: ksak: {}", path.display(), e.msg)))?;
+    let bytes: Zeroizing<Vec<u8>> = match (&file.ksak_sealed, &file.ksak) {
+        (Some(sealed), None) => {
+            let sealed = hex::decode(sealed)
+                .map_err(|e| CliError::arg(ARG, format!("{}: ksak_sealed: {e}", path.display())))?;
+            let kek_path = dir.join(KEK_FILE);
+            let kek = m2msec_keystore::load_kek(&kek_path)
+                .map_err(|e| CliError::arg(ARG, e.to_string()))?;
+            m2msec_keystore::Sealer::new(kek)
+                .open(KSAK_AAD, &sealed)
+                .map_err(|_| {
+                    CliError::arg(
+                        ARG,
+                        format!(
+                            "{}: the KSAK does not open with {} (wrong or replaced key file)",
+                            path.display(),
+                            kek_path.display()
+                        ),
+                    )
+                })?
+        }
+        // Written before sealing: still read (see the module docs).
+        (None, Some(clear)) => Zeroizing::new(
+            hex_exact(ARG, clear, 32)
+                .map_err(|e| CliError::arg(ARG, format!("{}: ksak: {}", path.display(), e.msg)))?
+                .to_vec(),
+        ),
+        _ => {
+            return Err(CliError::arg(
+                ARG,
+                format!("{}: needs exactly one of ksak_sealed, ksak", path.display()),
+            ))
+        }
+    };
     let ksak = Ksak::from_bytes(&bytes)
         .map_err(|e| CliError::arg(ARG, format!("{}: {e}", path.display())))?;
     Kms::from_ksak(ksak).map_err(|e| CliError::arg(ARG, format!("{}: {e}", path.display())))
@@ -240,7 +268,7 @@ fn extract(a: ExtractArgs) -> CliResult<ExitCode> {
         .map_err(|e| CliError::other(format!("extraction failed: {e}")))?;
     let out = CredentialFile {
         id_hex: hex::encode(&id),
-        ssk: hex::encode(keys.ssk.to_bytes().as_slice()),
+        ssk: keys.ssk.clone(),
         pvt: hex::encode(keys.pvt.to_bytes()),
         kpak: hex::encode(kms.kpak().to_bytes()),
     };
@@ -274,9 +302,7 @@ fn sign(credential: &Path, message: &Path) -> CliResult<ExitCode> {
         CliError::arg(ARG, format!("{}: {name}: {}", credential.display(), e.msg))
     };
     let id = hex_arg(ARG, &c.id_hex).map_err(|e| field("id_hex", e))?;
-    let ssk_bytes = hex_exact(ARG, &c.ssk, 32).map_err(|e| field("ssk", e))?;
-    let ssk = Ssk::from_bytes(&ssk_bytes)
-        .map_err(|e| CliError::arg(ARG, format!("{}: ssk: {e}", credential.display())))?;
+    let ssk = c.ssk.clone();
     let pvt = Pvt::from_bytes(&hex_arg(ARG, &c.pvt).map_err(|e| field("pvt", e))?)
         .map_err(|e| CliError::arg(ARG, format!("{}: pvt: {e}", credential.display())))?;
     let kpak = Kpak::from_bytes(&hex_arg(ARG, &c.kpak).map_err(|e| field("kpak", e))?)

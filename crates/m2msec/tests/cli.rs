@@ -387,10 +387,31 @@ fn ibc_round_trip_and_permissions() {
             & 0o777,
         0o600
     );
+    // Issue 10 item 6: the KSAK is sealed under the KEK beside it, as the MEF seals its own.
     let secret: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&secret_path).unwrap()).unwrap();
-    let ksak = secret["ksak"].as_str().unwrap().to_string();
+    assert!(secret.get("ksak").is_none(), "KSAK in clear: {secret}");
+    let sealed = hex::decode(secret["ksak_sealed"].as_str().unwrap()).unwrap();
+    let kek_path = kms.join("kek");
+    assert_eq!(
+        std::fs::metadata(&kek_path).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let kek = m2msec_keystore::load_kek(&kek_path).unwrap();
+    let ksak_bytes = m2msec_keystore::Sealer::new(kek)
+        .open(b"m2msec-ibc/kms.key/ksak", &sealed)
+        .unwrap();
+    let ksak = hex::encode(&ksak_bytes[..]);
     assert_eq!(ksak.len(), 64);
+    let ksak_kpak = m2msec_core::eccsi::Kms::from_ksak(
+        m2msec_core::eccsi::Ksak::from_bytes(&ksak_bytes).unwrap(),
+    )
+    .unwrap()
+    .kpak()
+    .to_bytes();
+    assert_eq!(hex::encode(ksak_kpak), kpak);
+    let file_text = String::from_utf8(std::fs::read(&secret_path).unwrap()).unwrap();
+    assert!(!file_text.to_lowercase().contains(&ksak));
     // A second setup into the same directory must refuse, not overwrite.
     assert_bad(&["ibc", "setup", "--out", kms_s], "--out");
 
@@ -599,6 +620,47 @@ fn ibc_round_trip_and_permissions() {
         ],
         "--credential",
     );
+}
+
+/// A KMS directory written before the KSAK was sealed (`kms.key` with `"ksak"` in clear, no
+/// `kek`) still extracts; a sealed one whose KEK was replaced does not (exit 2, one line).
+#[test]
+fn ibc_extract_reads_the_unsealed_form_and_refuses_a_replaced_kek() {
+    let tmp = tempfile::tempdir().unwrap();
+    let old = tmp.path().join("old");
+    std::fs::create_dir(&old).unwrap();
+    let ksak = [0x42u8; 32];
+    let kpak =
+        m2msec_core::eccsi::Kms::from_ksak(m2msec_core::eccsi::Ksak::from_bytes(&ksak).unwrap())
+            .unwrap()
+            .kpak()
+            .to_bytes();
+    write(
+        &old,
+        "kms.key",
+        format!(
+            "{{\"scheme\":\"ECCSI P-256 SHA-256 (RFC 6507)\",\"ksak\":\"{}\"}}",
+            hex::encode(ksak)
+        )
+        .as_bytes(),
+    );
+    let o = m2msec(&[
+        "ibc",
+        "extract",
+        "--kms",
+        old.to_str().unwrap(),
+        "--id",
+        "Cdev",
+    ]);
+    assert_eq!(json(&o)["kpak"], hex::encode(kpak));
+
+    let kms = tmp.path().join("kms");
+    let kms_s = kms.to_str().unwrap();
+    json(&m2msec(&["ibc", "setup", "--out", kms_s]));
+    std::fs::write(kms.join("kek"), format!("{}\n", "07".repeat(32))).unwrap();
+    assert_bad(&["ibc", "extract", "--kms", kms_s, "--id", "Cdev"], "--kms");
+    std::fs::remove_file(kms.join("kek")).unwrap();
+    assert_bad(&["ibc", "extract", "--kms", kms_s, "--id", "Cdev"], "--kms");
 }
 
 #[test]

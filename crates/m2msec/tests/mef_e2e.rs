@@ -379,3 +379,82 @@ fn certificate_based_enrolment_through_the_binaries() {
     let (code, _, err) = enrol("other");
     assert_eq!(code, Some(1), "{err}");
 }
+
+/// Issue 10 item 8: `mef serve` answers bootstrap handshakes from an in-memory PSK table that a
+/// watcher keeps current (200 ms), so `m2msec mef device add` and `revoke`, run as other
+/// processes while it serves, take effect without a restart: an unknown device is refused, is
+/// enrolled soon after `add`, and refused again soon after `revoke`.
+#[test]
+fn devices_added_and_revoked_while_mef_serve_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write_key(&d.join("dev1.kpm"), KPM, 0o600);
+    std::fs::write(
+        d.join("mef.toml"),
+        format!(
+            "fqdn = \"{FQDN}\"\ndata_dir = \"{}\"\n[tls]\nport = 0\n",
+            d.join("mef").display()
+        ),
+    )
+    .unwrap();
+    let device = |args: &[&str]| {
+        run(m2msec()
+            .args(["mef", "device"])
+            .arg(args[0])
+            .arg("--config")
+            .arg(d.join("mef.toml"))
+            .args(&args[1..]))
+    };
+    let mef = Proc::spawn(
+        m2msec()
+            .args(["mef", "serve", "--config"])
+            .arg(d.join("mef.toml")),
+    );
+    let port = mef.https_port();
+    let kpm_id = format!("dev1@{FQDN}");
+    let attempts = std::cell::Cell::new(0u32);
+    let enrol = || {
+        // A fresh keystore each time, so a refusal is the MEF's.
+        attempts.set(attempts.get() + 1);
+        run(m2msec()
+            .args(["enrol", "--mef", &format!("https://127.0.0.1:{port}")])
+            .args(["--kpm-id", &kpm_id, "--kpm-file"])
+            .arg(d.join("dev1.kpm"))
+            .args(["--id", "Cdev1", "--target", CSE_ABS, "--keystore"])
+            .arg(d.join(format!("ks{}", attempts.get()))))
+        .0
+    };
+    // Bounded: at most 40 attempts, about 100 ms apart (the watch interval is 200 ms).
+    let until = |want: Option<i32>| {
+        (0..40).any(|_| {
+            let ok = enrol() == want;
+            if !ok {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            ok
+        })
+    };
+    assert_eq!(enrol(), Some(1), "an unprovisioned device enrolled");
+    let (code, out, err) = device(&[
+        "add",
+        "--kpm-id",
+        &kpm_id,
+        "--kpm-file",
+        d.join("dev1.kpm").to_str().unwrap(),
+        "--enrolee-id",
+        "Cdev1",
+        "--target",
+        CSE_ABS,
+    ]);
+    assert_eq!(code, Some(0), "{out} {err}");
+    assert!(
+        until(Some(0)),
+        "device added while serving was not enrolled"
+    );
+    let (code, out, err) = device(&["revoke", "--kpm-id", &kpm_id]);
+    assert_eq!(code, Some(0), "{out} {err}");
+    assert!(
+        until(Some(1)),
+        "device revoked while serving still enrolled"
+    );
+}

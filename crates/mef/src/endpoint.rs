@@ -26,20 +26,18 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
 
-use base64::engine::general_purpose::STANDARD as B64;
-use base64::Engine as _;
 use rand_core::{OsRng, RngCore};
 use serde_json::Value;
 
 use m2msec_bindings::{AssociationInfo, CloseSignal, Endpoint, Handled, Opened};
 use m2msec_core::duration::XsDuration;
-use m2msec_core::eccsi::SigningKey;
 use m2msec_core::export::{ExportedKeyingMaterial, ExporterLabel};
 use m2msec_core::ids::{Fqdn, KeId};
 use m2msec_core::kdf::{enrolment_key, KdfIdentifier, SuidEncoding};
-use m2msec_core::secret::Kpm;
+use m2msec_core::secret::{Kpm, SecretBytes};
 use m2msec_core::suid::Suid;
 use m2msec_core::timestamp::Timestamp;
 use m2msec_cse::{CseError, Operation, RequestPrimitive, ResponsePrimitive, Rsc};
@@ -126,6 +124,9 @@ pub struct MefEndpoint {
     pkg: Arc<dyn Pkg>,
     targets: HashMap<String, String>,
     clock: Clock,
+    /// The handshake's PSK table and the connection that reloads it.
+    psks: Arc<PskTable>,
+    psk_watch: Arc<Mutex<PskWatch>>,
 }
 
 impl std::fmt::Debug for MefEndpoint {
@@ -136,11 +137,94 @@ impl std::fmt::Debug for MefEndpoint {
     }
 }
 
+/// How often the PSK table's watcher looks at the store (as the CSE's credential watcher,
+/// `m2msec_bindings::service::WATCH_INTERVAL`): a device added or revoked by another process
+/// (`m2msec mef device add/revoke`) is served or refused within this interval.
+pub const PSK_WATCH_INTERVAL: Duration = Duration::from_millis(200);
+
+/// One provisioned, non-revoked device as the bootstrap handshake needs it.
+struct DeviceKey {
+    kpm: Kpm,
+    enrolee_id: String,
+}
+
+/// The MEF's bootstrap PSKs in memory (KpmID → Kpm, TS-0003 §8.3.2.1 step 1): the TLS
+/// handshake callback reads this map and never touches SQLite. A watcher thread
+/// ([`spawn_psk_watcher`]) reloads it when the store's device table changes.
+#[derive(Default)]
+struct PskTable {
+    devices: RwLock<HashMap<String, DeviceKey>>,
+}
+
+/// The store connection the PSK table is reloaded from, with the `data_version` and device
+/// counter last seen.
+struct PskWatch {
+    store: MefStore,
+    version: i64,
+    counter: i64,
+}
+
+impl PskWatch {
+    /// Reloads `table` if the device table changed since the last look (`PRAGMA
+    /// data_version`, then the trigger-kept counter); returns whether it did. Blocking.
+    fn refresh(&mut self, table: &PskTable) -> Result<bool, StoreError> {
+        let v = self.store.data_version()?;
+        if v == self.version {
+            return Ok(false);
+        }
+        self.version = v;
+        let c = self.store.devices_version()?;
+        if c == self.counter {
+            return Ok(false);
+        }
+        self.load(table)?;
+        self.counter = c;
+        Ok(true)
+    }
+
+    /// Replaces the table with the store's current non-revoked devices.
+    fn load(&self, table: &PskTable) -> Result<(), StoreError> {
+        let map = self
+            .store
+            .active_device_keys()?
+            .into_iter()
+            .map(|(kpm_id, enrolee_id, kpm)| (kpm_id, DeviceKey { kpm, enrolee_id }))
+            .collect();
+        *table.devices.write().unwrap_or_else(|p| p.into_inner()) = map;
+        Ok(())
+    }
+}
+
+/// Follows the store for `table` every `every` on a thread of its own (the lookups stay off
+/// the runtime); ends within one interval after the table is dropped.
+fn spawn_psk_watcher(table: &Arc<PskTable>, watch: Arc<Mutex<PskWatch>>, every: Duration) {
+    let weak = Arc::downgrade(table);
+    let spawned = std::thread::Builder::new()
+        .name("mef-psk-watch".into())
+        .spawn(move || loop {
+            std::thread::sleep(every);
+            let Some(table) = weak.upgrade() else {
+                return;
+            };
+            let mut w = watch.lock().unwrap_or_else(|p| p.into_inner());
+            match w.refresh(&table) {
+                Ok(true) => tracing::info!("device table changed: PSK table reloaded"),
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::error!(error = %e, "PSK table reload failed; serving the last one")
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "cannot start the PSK table watcher; device changes need a restart");
+    }
+}
+
 /// Resolves PSKs for the MEF's handshakes: configured target clients, then provisioned
-/// devices (KpmID → Kpm) from a read connection of its own.
+/// devices from the in-memory [`PskTable`].
 struct MefResolver {
     targets: HashMap<String, Psk>,
-    devices: Mutex<MefStore>,
+    devices: Arc<PskTable>,
 }
 
 impl PskResolver for MefResolver {
@@ -165,14 +249,15 @@ impl MefResolver {
                 bound: m2msec_tls::BoundIdentity::credential_id_psk(identity),
             });
         }
-        let store = self.devices.lock().unwrap_or_else(|p| p.into_inner());
-        let (d, kpm) = store.device(identity.as_str()).ok()??;
-        if d.revoked.is_some() {
-            return None;
-        }
+        let devices = self
+            .devices
+            .devices
+            .read()
+            .unwrap_or_else(|p| p.into_inner());
+        let d = devices.get(identity.as_str())?;
         Some(ResolvedPsk {
-            key: Psk::new(kpm.expose_secret()).ok()?,
-            bound: m2msec_tls::BoundIdentity::Configured(d.enrolee_id),
+            key: Psk::new(d.kpm.expose_secret()).ok()?,
+            bound: m2msec_tls::BoundIdentity::Configured(d.enrolee_id.clone()),
         })
     }
 }
@@ -228,12 +313,21 @@ impl MefEndpoint {
         let store = MefStore::open(data_dir)?;
         let lookups = MefStore::open(data_dir)?;
         let reader = MefStore::open(data_dir)?;
+        let watch = PskWatch {
+            version: reader.data_version()?,
+            counter: reader.devices_version()?,
+            store: reader,
+        };
+        let psks = Arc::new(PskTable::default());
+        watch.load(&psks)?;
+        let psk_watch = Arc::new(Mutex::new(watch));
+        spawn_psk_watcher(&psks, psk_watch.clone(), PSK_WATCH_INTERVAL);
         let resolver = MefResolver {
             targets: targets
                 .iter()
                 .map(|t| (t.psk_identity.as_str().to_string(), t.key.clone()))
                 .collect(),
-            devices: Mutex::new(reader),
+            devices: psks.clone(),
         };
         let mut tls = ServerConfig::psk(Arc::new(resolver));
         tls.authorities = Some(vec![cfg.fqdn.as_str().to_string()]);
@@ -247,14 +341,42 @@ impl MefEndpoint {
             reader: Mutex::new(lookups),
             pkg,
             clock,
+            psks,
+            psk_watch,
         };
         Ok((Arc::new(ep), tls))
     }
 
-    /// Runs `f` on the store (operator tools in the same process, tests).
+    /// Runs `f` on the store (operator tools in the same process, tests), then brings the
+    /// handshake's PSK table up to date at once (changes by other processes are seen by the
+    /// watcher within [`PSK_WATCH_INTERVAL`]).
     pub fn with_store<T>(&self, f: impl FnOnce(&mut MefStore) -> T) -> T {
+        let out = {
+            let mut s = self.store.lock().unwrap_or_else(|p| p.into_inner());
+            f(&mut s)
+        };
+        self.refresh_psks();
+        out
+    }
+
+    /// Runs `f` on the write connection (the exchange's commits and the key registrations,
+    /// which leave the device table alone: no PSK table refresh).
+    fn write_store<T>(&self, f: impl FnOnce(&mut MefStore) -> T) -> T {
         let mut s = self.store.lock().unwrap_or_else(|p| p.into_inner());
         f(&mut s)
+    }
+
+    /// Reloads the PSK table if the store's devices changed; returns whether it did.
+    /// Blocking (SQLite); the watcher thread runs it every [`PSK_WATCH_INTERVAL`].
+    pub fn refresh_psks(&self) -> bool {
+        let mut w = self.psk_watch.lock().unwrap_or_else(|p| p.into_inner());
+        match w.refresh(&self.psks) {
+            Ok(changed) => changed,
+            Err(e) => {
+                tracing::error!(error = %e, "PSK table reload failed; serving the last one");
+                false
+            }
+        }
     }
 
     /// Runs a lookup on the read connection.
@@ -328,7 +450,7 @@ impl MefEndpoint {
                     .map(|k| Box::new((k, self.pkg.kpak())))
                     .map_err(|e| e.to_string()),
             ),
-            Effect::Commit(c) => EffectResult::Committed(self.with_store(|s| {
+            Effect::Commit(c) => EffectResult::Committed(self.write_store(|s| {
                 s.commit_enrolment(
                     &c.enrolment,
                     &c.ke,
@@ -388,13 +510,19 @@ impl MefEndpoint {
         let now = self.now();
         match prim.op {
             Operation::Retrieve => {
+                let Ok(ke_id) = enrolment.ke_id.parse::<KeId>() else {
+                    return store_err(
+                        rqi,
+                        StoreError::Corrupt(format!("enrolment of {}: KeID", x.kpm_id())),
+                    );
+                };
                 let view = ClientReg {
                     reg_id: reg.reg_id.clone(),
                     expiration_time: ts(reg.expires),
                     labels: reg.labels.clone(),
                     client_id: enrolment.enrolee_id.clone(),
                     admin_fqdn: reg.admin_fqdn.clone(),
-                    ke_id: enrolment.ke_id.clone(),
+                    ke_id,
                     enrolment_expiry: ts(enrolment.expires),
                     ibc_enrolment: enrolment.id2.is_some(),
                     key_derivation: self.cfg.key_derivation(),
@@ -409,7 +537,7 @@ impl MefEndpoint {
                 match parse_reg_update(prim.pc.as_ref(), now, max) {
                     Ok((expires, labels, echo)) => {
                         let labels = labels.or(reg.labels);
-                        let r = self.with_store(|s| {
+                        let r = self.write_store(|s| {
                             s.update_registration(
                                 x.kpm_id(),
                                 expires.unwrap_or(reg.expires),
@@ -424,7 +552,7 @@ impl MefEndpoint {
                     Err(e) => err(Rsc::BadRequest, rqi, e),
                 }
             }
-            Operation::Delete => match self.with_store(|s| s.deregister(x.kpm_id(), now)) {
+            Operation::Delete => match self.write_store(|s| s.deregister(x.kpm_id(), now)) {
                 Ok(_) => {
                     tracing::info!(kpm_id = %x.kpm_id(), reg_id = %reg.reg_id, "MEF client de-registered");
                     ResponsePrimitive::new(Rsc::Deleted, rqi.as_str()).into()
@@ -473,10 +601,11 @@ impl MefEndpoint {
             );
         }
         let (rel, key): (String, zeroize::Zeroizing<Vec<u8>>) = match &req.key_value {
-            Some(b) => match B64.decode(b) {
-                Ok(k) if (16..=64).contains(&k.len()) => {
-                    (random_hex(16), zeroize::Zeroizing::new(k))
-                }
+            Some(k) => match k.len() {
+                16..=64 => (
+                    random_hex(16),
+                    zeroize::Zeroizing::new(k.expose_secret().to_vec()),
+                ),
                 _ => {
                     return err(
                         Rsc::BadRequest,
@@ -510,7 +639,7 @@ impl MefEndpoint {
             admin_fqdn: req.admin_fqdn,
             expires,
         };
-        match self.with_store(|s| s.insert_key_reg(&row, &key)) {
+        match self.write_store(|s| s.insert_key_reg(&row, &key)) {
             Ok(true) => {}
             Ok(false) => return err(Rsc::Conflict, rqi, "this key is already registered"),
             Err(e) => return store_err(rqi, e),
@@ -532,7 +661,7 @@ impl MefEndpoint {
             admin_fqdn: k.admin_fqdn.clone(),
             suid: k.suid,
             target_ids: k.target_ids.clone(),
-            key_value: key.map(|k| B64.encode(k)),
+            key_value: key.map(SecretBytes::from_slice),
         }
     }
 
@@ -559,7 +688,7 @@ impl MefEndpoint {
                 rqi,
                 wire::wrap("mefKeyReg", &self.key_reg_view(&row, None)),
             ),
-            Operation::Delete => match self.with_store(|s| s.delete_key_reg(rel)) {
+            Operation::Delete => match self.write_store(|s| s.delete_key_reg(rel)) {
                 Ok(_) => ResponsePrimitive::new(Rsc::Deleted, rqi.as_str()).into(),
                 Err(e) => store_err(rqi, e),
             },
@@ -619,7 +748,7 @@ impl MefEndpoint {
                         "at least one of expirationTime, labels, targetIDs",
                     );
                 }
-                match self.with_store(|s| s.update_key_reg(&row)) {
+                match self.write_store(|s| s.update_key_reg(&row)) {
                     Ok(_) => ok(
                         Rsc::Updated,
                         rqi,
@@ -852,7 +981,7 @@ impl MefEndpoint {
         let key = self.cfg.key_derivation().derive(&ke, suid, &target);
         let body = FetchCredentialsResponse {
             status: true,
-            credential: Some(B64.encode(&key[..])),
+            credential: Some(SecretBytes::from_slice(key.expose_secret())),
             enrolee_id: Some(enrolment.enrolee_id),
             lifetime: Some(ts(enrolment.expires)),
             error_string: None,
@@ -978,32 +1107,4 @@ pub(crate) fn parse_reg_update(
         labels,
         wire::wrap("mefClientReg", &Value::Object(echo)),
     ))
-}
-
-/// Validates an IBC credential as the Enrolee does (RFC 6507 §5.1.2) and checks its expiry
-/// against `now` (BRIEF A32: verifiers refuse an ID2 whose expiry has passed).
-pub fn validate_ibc(cred: &IbcCredential, now: i64) -> Result<SigningKey, String> {
-    use m2msec_core::eccsi::{Kpak, Pvt, Ssk};
-    if cred.expiry.to_unix() <= now {
-        return Err("the IBC credential has expired".into());
-    }
-    let expiry_in_id = id2_expiry(&cred.id2).ok_or("ID2 does not embed an expiry")?;
-    if expiry_in_id != cred.expiry {
-        return Err("ID2's embedded expiry differs from the credential's".into());
-    }
-    let b = |s: &str| hex::decode(s).map_err(|e| e.to_string());
-    let kpak = Kpak::from_bytes(&b(&cred.kpak)?).map_err(|e| e.to_string())?;
-    let pvt = Pvt::from_bytes(&b(&cred.pvt)?).map_err(|e| e.to_string())?;
-    let ssk =
-        Ssk::from_bytes(&zeroize::Zeroizing::new(b(&cred.ssk)?)).map_err(|e| e.to_string())?;
-    SigningKey::new(&kpak, cred.id2.as_bytes(), ssk, pvt).map_err(|e| e.to_string())
-}
-
-/// The expiry embedded in an ID2 `<MEF-FQDN>|<expiry>|<ID1>` (BRIEF A32).
-pub fn id2_expiry(id2: &str) -> Option<Timestamp> {
-    let mut parts = id2.splitn(3, '|');
-    let _fqdn = parts.next()?;
-    let exp = parts.next()?;
-    parts.next()?;
-    exp.parse().ok()
 }

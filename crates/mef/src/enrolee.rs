@@ -14,6 +14,7 @@
 //! end-of-exchange, so an interrupted exchange leaves the previous keystore untouched.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
@@ -22,6 +23,7 @@ use zeroize::Zeroizing;
 
 use m2msec_bindings::client::HttpClient;
 use m2msec_bindings::CoapClient;
+use m2msec_core::eccsi::Ssk;
 use m2msec_core::export::ExporterLabel;
 use m2msec_core::ids::{Fqdn, KpmId};
 use m2msec_core::kdf::{
@@ -36,7 +38,7 @@ use m2msec_keystore::{load_or_create_kek, write_secret_file, Sealer};
 use m2msec_tls::{ClientConfig, DtlsClient, DtlsOptions, Psk, PskIdentity, TlsClient};
 
 use crate::clock::Clock;
-use crate::endpoint::validate_ibc;
+use crate::ibc::validate_ibc;
 use crate::wire::{self, *};
 
 /// Most MEF Client Commands followed in one exchange.
@@ -87,7 +89,7 @@ pub enum EnrolError {
         /// Which step.
         step: &'static str,
         /// oneM2M status.
-        rsc: u16,
+        rsc: Rsc,
         /// Its debug text.
         detail: String,
     },
@@ -96,7 +98,41 @@ pub enum EnrolError {
     Protocol(String),
     /// Keystore.
     #[error("keystore: {0}")]
-    Keystore(String),
+    Keystore(#[source] Arc<KeystoreFault>),
+    /// A target's SUID out of range (`m2m:suid`).
+    #[error("target key: {0}")]
+    Suid(#[from] m2msec_core::suid::SuidError),
+    /// A target ID that is not a KDF identifier (TS-0003 §10.3).
+    #[error("target key: {0}")]
+    Kdf(#[from] m2msec_core::kdf::KdfError),
+}
+
+/// What went wrong with the Enrolee's keystore (its typed source is kept).
+#[derive(Debug, thiserror::Error)]
+pub enum KeystoreFault {
+    /// Creating the directory.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    /// The KEK file, a secret file, or sealing.
+    #[error(transparent)]
+    Files(#[from] m2msec_keystore::KeystoreError),
+    /// The keystore file is not its JSON.
+    #[error("keystore file: {0}")]
+    Json(#[from] serde_json::Error),
+    /// A sealed record is not base64.
+    #[error("sealed record: {0}")]
+    Base64(#[from] base64::DecodeError),
+    /// A sealed key of the wrong length.
+    #[error(transparent)]
+    KeyLength(#[from] m2msec_core::secret::SecretLengthError),
+    /// The sealed SSK is not 32 bytes of hex in [1, q-1].
+    #[error("the sealed SSK is not 32 bytes of hex")]
+    Ssk,
+}
+
+/// A keystore failure as an [`EnrolError`], its source kept.
+fn ks(e: impl Into<KeystoreFault>) -> EnrolError {
+    EnrolError::Keystore(Arc::new(e.into()))
 }
 
 /// A target key the Enrolee holds (for the CSE it registers with).
@@ -154,7 +190,7 @@ fn refused(step: &'static str, r: &ResponsePrimitive) -> EnrolError {
             .to_string();
     EnrolError::Refused {
         step,
-        rsc: r.rsc.as_u16(),
+        rsc: r.rsc,
         detail,
     }
 }
@@ -405,7 +441,7 @@ impl Machine {
             State::Register => {
                 let reg: ClientReg =
                     wire::unwrap("mefClientReg", r.pc.as_ref()).map_err(EnrolError::Protocol)?;
-                if reg.ke_id != self.ke_id {
+                if reg.ke_id.to_string() != self.ke_id {
                     return Err(EnrolError::Protocol(format!(
                         "KeID mismatch: MEF {} vs local {}",
                         reg.ke_id, self.ke_id
@@ -464,7 +500,7 @@ impl Machine {
                 let (Some(summary), Some(ke)) = (self.summary.take(), self.ke.take()) else {
                     return Err(EnrolError::Protocol("unexpected end of exchange".into()));
                 };
-                if !end.end_of_enrolment_exchange || end.ke_id != summary.ke_id {
+                if !end.end_of_enrolment_exchange || end.ke_id.to_string() != summary.ke_id {
                     return Err(EnrolError::Protocol("unexpected end of exchange".into()));
                 }
                 let ibc = self.ibc.take();
@@ -694,7 +730,7 @@ pub struct Keystore {
 impl Keystore {
     /// The keystore at `dir` (created, mode 0700, if missing).
     pub fn open(dir: &Path) -> Result<Self, EnrolError> {
-        std::fs::create_dir_all(dir).map_err(|e| EnrolError::Keystore(e.to_string()))?;
+        std::fs::create_dir_all(dir).map_err(ks)?;
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
@@ -707,8 +743,7 @@ impl Keystore {
 
     fn sealer(&self) -> Result<Sealer, EnrolError> {
         Ok(Sealer::new(
-            load_or_create_kek(&self.dir.join(KEK_FILE))
-                .map_err(|e| EnrolError::Keystore(e.to_string()))?,
+            load_or_create_kek(&self.dir.join(KEK_FILE)).map_err(ks)?,
         ))
     }
 
@@ -721,7 +756,8 @@ impl Keystore {
             kpak: c.kpak.clone(),
             pvt: c.pvt.clone(),
             expiry: c.expiry,
-            ssk_sealed: B64.encode(sealer.seal(&aad("ssk"), c.ssk.as_bytes())),
+            // The sealed plaintext is the SSK's hex text (keystore version 1).
+            ssk_sealed: B64.encode(sealer.seal(&aad("ssk"), c.ssk.to_hex().as_bytes())),
         });
         let f = KeystoreFile {
             version: 1,
@@ -731,36 +767,31 @@ impl Keystore {
             ke_sealed: B64.encode(sealer.seal(&aad("ke"), e.ke.expose_secret())),
             ibc,
         };
-        let text =
-            serde_json::to_vec_pretty(&f).map_err(|e| EnrolError::Keystore(e.to_string()))?;
-        write_secret_file(&self.dir.join(KEYSTORE_FILE), &text)
-            .map_err(|e| EnrolError::Keystore(e.to_string()))
+        let text = serde_json::to_vec_pretty(&f).map_err(ks)?;
+        write_secret_file(&self.dir.join(KEYSTORE_FILE), &text).map_err(ks)
     }
 
     /// Loads the stored enrolment: summary, Ke, IBC credential.
     pub fn load(&self) -> Result<(Enrolled, Ke, Option<IbcCredential>), EnrolError> {
-        let text = m2msec_keystore::read_secret_file(&self.dir.join(KEYSTORE_FILE))
-            .map_err(|e| EnrolError::Keystore(e.to_string()))?;
-        let f: KeystoreFile =
-            serde_json::from_str(&text).map_err(|e| EnrolError::Keystore(e.to_string()))?;
+        let text = m2msec_keystore::read_secret_file(&self.dir.join(KEYSTORE_FILE)).map_err(ks)?;
+        let f: KeystoreFile = serde_json::from_str(&text).map_err(ks)?;
         let sealer = self.sealer()?;
         let aad = |what: &str| format!("m2msec-enrolee/{}/{what}", f.kpm_id).into_bytes();
         let open = |what: &str, b64: &str| -> Result<Zeroizing<Vec<u8>>, EnrolError> {
-            let raw = B64
-                .decode(b64)
-                .map_err(|e| EnrolError::Keystore(e.to_string()))?;
-            sealer
-                .open(&aad(what), &raw)
-                .map_err(|e| EnrolError::Keystore(e.to_string()))
+            let raw = B64.decode(b64).map_err(ks)?;
+            sealer.open(&aad(what), &raw).map_err(ks)
         };
-        let ke = Ke::from_bytes(&open("ke", &f.ke_sealed)?)
-            .map_err(|e| EnrolError::Keystore(e.to_string()))?;
+        let ke = Ke::from_bytes(&open("ke", &f.ke_sealed)?).map_err(ks)?;
         let ibc = match &f.ibc {
             Some(i) => {
-                let ssk = open("ssk", &i.ssk_sealed)?;
+                let ssk_hex = open("ssk", &i.ssk_sealed)?;
+                let ssk = std::str::from_utf8(&ssk_hex)
+                    .ok()
+                    .and_then(|h| Ssk::from_hex(h).ok())
+                    .ok_or_else(|| ks(KeystoreFault::Ssk))?;
                 Some(IbcCredential {
                     id2: i.id2.clone(),
-                    ssk: String::from_utf8_lossy(&ssk).to_string(),
+                    ssk,
                     pvt: i.pvt.clone(),
                     kpak: i.kpak.clone(),
                     expiry: i.expiry,
@@ -780,8 +811,8 @@ pub fn target_key(
     target_id: &str,
     encoding: SuidEncoding,
 ) -> Result<UsageConstrainedKey, EnrolError> {
-    let suid = Suid::new(suid).map_err(|e| EnrolError::Protocol(e.to_string()))?;
-    let id = KdfIdentifier::new(target_id).map_err(|e| EnrolError::Protocol(e.to_string()))?;
+    let suid = Suid::new(suid)?;
+    let id = KdfIdentifier::new(target_id)?;
     Ok(usage_constrained_key(ke, suid, &id, encoding))
 }
 
@@ -802,9 +833,8 @@ pub fn enrolled_target_psk(
     ke: &Ke,
     target: &TargetKey,
 ) -> Result<Psk, EnrolError> {
-    let suid = Suid::new(target.suid).map_err(|e| EnrolError::Protocol(e.to_string()))?;
-    let id =
-        KdfIdentifier::new(&target.target_id).map_err(|e| EnrolError::Protocol(e.to_string()))?;
+    let suid = Suid::new(target.suid)?;
+    let id = KdfIdentifier::new(&target.target_id)?;
     let k = enrolled.key_derivation.derive(ke, suid, &id);
-    Psk::new(&k[..]).map_err(|e| EnrolError::Protocol(e.to_string()))
+    Psk::new(k.expose_secret()).map_err(|e| EnrolError::Protocol(e.to_string()))
 }

@@ -461,7 +461,7 @@ impl Exchange {
             labels: self.labels.clone(),
             client_id: self.enrolee_id.clone(),
             admin_fqdn: self.admin_fqdn.clone(),
-            ke_id: self.ke_id.to_string(),
+            ke_id: self.ke_id.clone(),
             enrolment_expiry: ts(self.enrolment_expires),
             ibc_enrolment: cfg.ibc,
             key_derivation: cfg.key_derivation(),
@@ -584,7 +584,7 @@ impl Exchange {
                 };
                 let cred = IbcCredential {
                     id2: id2.clone(),
-                    ssk: hex::encode(&keys.ssk.to_bytes()[..]),
+                    ssk: keys.ssk.clone(),
                     pvt: keys.pvt.to_hex(),
                     kpak: kpak.to_hex(),
                     expiry: ts(self.enrolment_expires),
@@ -597,7 +597,7 @@ impl Exchange {
                     tracing::info!(kpm_id = %self.kpm_id, ke_id = %self.ke_id, "enrolment committed");
                     let end = EndOfExchange {
                         end_of_enrolment_exchange: true,
-                        ke_id: self.ke_id.to_string(),
+                        ke_id: self.ke_id.clone(),
                         enrolment_expiry: ts(self.enrolment_expires),
                     };
                     let mut h = ok(Rsc::Updated, &rqi, wire::wrap("endOfExchange", &end));

@@ -34,6 +34,7 @@ pub mod clock;
 pub mod endpoint;
 pub mod enrolee;
 pub mod exchange;
+pub mod ibc;
 pub mod pkg;
 pub mod pkg_service;
 pub mod provision;

@@ -43,7 +43,7 @@ struct ExtractRequest {
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ExtractResponse {
-    ssk: String,
+    ssk: Ssk,
     pvt: String,
 }
 
@@ -149,7 +149,7 @@ impl Endpoint for PkgEndpoint {
                         r.pc = Some(wire::wrap(
                             "pkgKeys",
                             &ExtractResponse {
-                                ssk: hex::encode(&k.ssk.to_bytes()[..]),
+                                ssk: k.ssk.clone(),
                                 pvt: k.pvt.to_hex(),
                             },
                         ));
@@ -291,14 +291,33 @@ impl Pkg for RemotePkg {
         })?;
         let k: ExtractResponse =
             wire::unwrap("pkgKeys", Some(&pc)).map_err(|_| EccsiError::SskValidationFailed)?;
-        let ssk_raw = zeroize::Zeroizing::new(
-            hex::decode(&k.ssk).map_err(|_| EccsiError::SskValidationFailed)?,
-        );
-        let ssk = Ssk::from_bytes(&ssk_raw)?;
+        let ssk = k.ssk.clone();
         let pvt =
             Pvt::from_bytes(&hex::decode(&k.pvt).map_err(|_| EccsiError::SskValidationFailed)?)?;
         // RFC 6507 §5.1.2: never hand out a pair that does not validate against the KPAK.
         SigningKey::new(&self.kpak, id.as_bytes(), ssk.clone(), pvt)?;
         Ok(UserKeys { ssk, pvt })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 10 item 6: the PKG's answer carries an SSK; parsed from the wire it prints redacted.
+    #[test]
+    fn extract_response_prints_no_ssk() {
+        let ssk: Vec<u8> = (1..=32).collect();
+        let r: ExtractResponse = serde_json::from_value(serde_json::json!({
+            "ssk": hex::encode(&ssk), "pvt": "04"
+        }))
+        .unwrap();
+        let text = format!("{r:?}{r:#?}");
+        for w in ssk.windows(4) {
+            assert!(!text.contains(&hex::encode(w)), "{text}");
+            assert!(!text.contains(&hex::encode_upper(w)), "{text}");
+        }
+        assert!(text.contains("redacted"), "{text}");
+        assert_eq!(serde_json::to_value(&r).unwrap()["ssk"], hex::encode(&ssk));
     }
 }

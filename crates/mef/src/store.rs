@@ -93,6 +93,17 @@ CREATE TABLE IF NOT EXISTS feed_meta (
     id              INTEGER PRIMARY KEY CHECK (id = 1),
     pruned_through  INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS devices_version (
+    id       INTEGER PRIMARY KEY CHECK (id = 1),
+    version  INTEGER NOT NULL
+);
+INSERT OR IGNORE INTO devices_version (id, version) VALUES (1, 0);
+CREATE TRIGGER IF NOT EXISTS devices_version_insert AFTER INSERT ON devices
+    BEGIN UPDATE devices_version SET version = version + 1; END;
+CREATE TRIGGER IF NOT EXISTS devices_version_update AFTER UPDATE OF kpm, enrolee_id, revoked ON devices
+    BEGIN UPDATE devices_version SET version = version + 1; END;
+CREATE TRIGGER IF NOT EXISTS devices_version_delete AFTER DELETE ON devices
+    BEGIN UPDATE devices_version SET version = version + 1; END;
 ";
 
 /// Version 1 → 2 (the tables and indexes new in 2 are created by [`SCHEMA`]).
@@ -113,6 +124,9 @@ pub enum StoreError {
     /// A row that does not decode.
     #[error("corrupt row: {0}")]
     Corrupt(String),
+    /// A stored key of the wrong length.
+    #[error("corrupt key: {0}")]
+    KeyLength(#[from] m2msec_core::secret::SecretLengthError),
     /// Unknown schema version.
     #[error("unsupported schema version {0}")]
     SchemaVersion(i64),
@@ -453,8 +467,48 @@ impl MefStore {
             return Ok(None);
         };
         let raw = self.open_sealed("devices", kpm_id, &sealed)?;
-        let kpm = Kpm::from_bytes(&raw).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let kpm = Kpm::from_bytes(&raw)?;
         Ok(Some((d, kpm)))
+    }
+
+    /// `PRAGMA data_version`: moves when another connection commits (any table). The MEF's
+    /// PSK table watcher reads it first, then [`MefStore::devices_version`].
+    pub fn data_version(&self) -> Result<i64, StoreError> {
+        Ok(self
+            .conn
+            .query_row("PRAGMA data_version", [], |r| r.get(0))?)
+    }
+
+    /// A counter bumped by triggers on every insert, delete, and change of a device's key,
+    /// Enrolee-ID or revocation, whoever makes it (the server, `m2msec mef device`, another
+    /// process): enrolment commits leave it alone, so they cause no reload of the PSK table.
+    pub fn devices_version(&self) -> Result<i64, StoreError> {
+        Ok(self
+            .conn
+            .query_row("SELECT version FROM devices_version", [], |r| r.get(0))?)
+    }
+
+    /// Every non-revoked device's KpmID, Enrolee-ID and Kpm (unsealed): what the bootstrap
+    /// handshake's PSK lookup serves (TS-0003 §8.3.2.1 step 1).
+    pub fn active_device_keys(&self) -> Result<Vec<(String, String, Kpm)>, StoreError> {
+        let mut st = self
+            .conn
+            .prepare("SELECT kpm_id, enrolee_id, kpm FROM devices WHERE revoked IS NULL")?;
+        let rows = st.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                zeroize::Zeroizing::new(r.get::<_, Vec<u8>>(2)?),
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (kpm_id, enrolee_id, sealed) = row?;
+            let raw = zeroize::Zeroizing::new(self.open_sealed("devices", &kpm_id, &sealed)?);
+            let kpm = Kpm::from_bytes(&raw)?;
+            out.push((kpm_id, enrolee_id, kpm));
+        }
+        Ok(out)
     }
 
     /// Devices in KpmID order after `after`, at most `limit` (for listing).
@@ -827,7 +881,7 @@ impl MefStore {
             return Ok(None);
         };
         let raw = self.open_sealed("enrolments", ke_id, &sealed)?;
-        let ke = Ke::from_bytes(&raw).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let ke = Ke::from_bytes(&raw)?;
         Ok(Some((e, ke)))
     }
 

@@ -35,9 +35,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use base64::engine::general_purpose::STANDARD as B64;
-use base64::Engine as _;
-
 use m2msec_bindings::client::HttpClient;
 use m2msec_bindings::service::{RemoteKey, RemoteKeySource, RemoteRevocations, REMOTE_CACHE_TTL};
 use m2msec_core::ids::{AeId, AeIdStem, CredentialId, CseId, Fqdn, KeId, KpsaId};
@@ -130,7 +127,7 @@ pub enum FetchError {
     Transport(String),
     /// The MEF refused (Status=False).
     #[error("MEF refused ({0}): {1}")]
-    Refused(u16, String),
+    Refused(Rsc, String),
     /// Malformed answer.
     #[error("MEF answer: {0}")]
     Protocol(String),
@@ -582,23 +579,22 @@ impl Inner {
                 })?;
         if r.rsc != Rsc::Ok || !body.status {
             return Err(FetchError::Refused(
-                r.rsc.as_u16(),
+                r.rsc,
                 body.error_string.unwrap_or_default(),
             ));
         }
         let key = body
             .credential
-            .and_then(|c| B64.decode(c).ok())
-            .map(zeroize::Zeroizing::new)
+            .as_ref()
             .ok_or_else(|| FetchError::Protocol("no credential".into()))?;
-        let key = Psk::new(&key).map_err(|e| FetchError::Protocol(e.to_string()))?;
+        let key = Psk::new(key.expose_secret()).map_err(|e| FetchError::Protocol(e.to_string()))?;
         let lifetime = body
             .lifetime
             .ok_or_else(|| FetchError::Protocol("no lifetime".into()))?;
         let expires = UNIX_EPOCH + Duration::from_secs(lifetime.to_unix().max(0) as u64);
         if expires <= SystemTime::now() {
             return Err(FetchError::Refused(
-                4103,
+                Rsc::OriginatorHasNoPrivilege,
                 "the credential has expired".into(),
             ));
         }
@@ -616,7 +612,7 @@ impl Inner {
             .request(&self.retrieve(format!("{ENROLEES}/{stem}"), "enrolee"))
             .await?;
         if r.rsc != Rsc::Ok {
-            return Err(FetchError::Refused(r.rsc.as_u16(), dbg_text(&r)));
+            return Err(FetchError::Refused(r.rsc, dbg_text(&r)));
         }
         let v: EnroleeReservation =
             wire::unwrap("mefEnrolee", r.pc.as_ref()).map_err(FetchError::Protocol)?;
@@ -628,7 +624,7 @@ impl Inner {
             .request(&self.retrieve(format!("{CHANGES}/{cursor}"), "changes"))
             .await?;
         if r.rsc != Rsc::Ok {
-            return Err(FetchError::Refused(r.rsc.as_u16(), dbg_text(&r)));
+            return Err(FetchError::Refused(r.rsc, dbg_text(&r)));
         }
         wire::unwrap("mefChanges", r.pc.as_ref()).map_err(FetchError::Protocol)
     }

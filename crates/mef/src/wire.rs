@@ -31,10 +31,17 @@
 //! only used in `ty` of CREATE. Element names are TS-0003's information element names in
 //! lowerCamelCase (`expirationTime`, `labels`, `adminFQDN`, `SUID`, `targetIDs`), and clause 12
 //! types where TS-0003 defines one (`sec:cmdDescription`, `m2m:timestamp`, `m2m:suid`).
+//!
+//! Secrets are typed at the moment they are parsed: the SSK is an [`Ssk`], key values and
+//! fetched credentials are [`SecretBytes`]; both zeroize on drop and print redacted, so no type
+//! here can leak a key through `{:?}` (tested below).
 
 use serde::{Deserialize, Serialize};
 
+use m2msec_core::eccsi::Ssk;
+use m2msec_core::ids::KeId;
 use m2msec_core::sec::CmdDescription;
+use m2msec_core::secret::SecretBytes;
 use m2msec_core::timestamp::Timestamp;
 
 /// Resource type of `<mefClientReg>` (project-defined, see the module docs).
@@ -87,54 +94,8 @@ pub struct ChildRef {
     pub val: String,
 }
 
-/// The derivation of target keys from Ke (BRIEF A9): TS-0003 §10.3.7 (SUID-bound, with the SUID
-/// as ASCII decimal or as one octet, A7), or the legacy §10.3.2 (Km, MAF targets named by FQDN) /
-/// §10.3.3 (Kpsa, CSE/AE targets) derivations, which ignore the SUID.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub enum KeyDerivation {
-    /// §10.3.7, SUID as ASCII decimal (the default, A7).
-    #[default]
-    #[serde(rename = "10.3.7-ascii")]
-    UsageAscii,
-    /// §10.3.7, SUID as one octet.
-    #[serde(rename = "10.3.7-octet")]
-    UsageOctet,
-    /// §10.3.2 / §10.3.3.
-    #[serde(rename = "legacy")]
-    Legacy,
-}
-
-impl KeyDerivation {
-    /// The target key for `target_id` (a MAF/MEF FQDN or an absolute CSE-ID/AE-ID, A8).
-    pub fn derive(
-        self,
-        ke: &m2msec_core::secret::Ke,
-        suid: m2msec_core::suid::Suid,
-        target_id: &m2msec_core::kdf::KdfIdentifier,
-    ) -> zeroize::Zeroizing<[u8; 32]> {
-        use m2msec_core::kdf::{km, kpsa, usage_constrained_key, SuidEncoding};
-        let mut out = zeroize::Zeroizing::new([0u8; 32]);
-        match self {
-            KeyDerivation::UsageAscii | KeyDerivation::UsageOctet => {
-                let enc = if self == KeyDerivation::UsageOctet {
-                    SuidEncoding::SingleOctet
-                } else {
-                    SuidEncoding::AsciiDecimal
-                };
-                out.copy_from_slice(
-                    usage_constrained_key(ke, suid, target_id, enc).expose_secret(),
-                );
-            }
-            KeyDerivation::Legacy if !target_id.as_str().starts_with('/') => {
-                out.copy_from_slice(km(ke, target_id).expose_secret());
-            }
-            KeyDerivation::Legacy => {
-                out.copy_from_slice(kpsa(ke, target_id).expose_secret());
-            }
-        }
-        out
-    }
-}
+/// How target keys derive from Ke; defined beside the key schedule.
+pub use m2msec_core::kdf::KeyDerivation;
 
 /// `<mefClientReg>` representation (TS-0003 table 8.3.5.2.3-2).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -156,7 +117,7 @@ pub struct ClientReg {
     pub admin_fqdn: String,
     /// KeID of the enrolment key this session established (TS-0003 §10.3.4).
     #[serde(rename = "keID")]
-    pub ke_id: String,
+    pub ke_id: KeId,
     /// Enrolment Expiry: the end of Ke's lifetime (TS-0003 §10.7).
     pub enrolment_expiry: Timestamp,
     /// IBC credential enrolment indication (seed 001 step 2): the MEF will run it.
@@ -212,8 +173,8 @@ pub struct IbcEnrolRequest {
 pub struct IbcCredential {
     /// ID2 = `<MEF-FQDN>|<expiry m2m:timestamp>|<ID1>` (A32).
     pub id2: String,
-    /// SSK, 32 bytes hex.
-    pub ssk: String,
+    /// SSK, 32 bytes hex; typed (zeroizing, redacted) as it is parsed.
+    pub ssk: Ssk,
     /// PVT, uncompressed point hex.
     pub pvt: String,
     /// KPAK, uncompressed point hex.
@@ -238,7 +199,7 @@ pub struct EndOfExchange {
     pub end_of_enrolment_exchange: bool,
     /// KeID committed.
     #[serde(rename = "keID")]
-    pub ke_id: String,
+    pub ke_id: KeId,
     /// Enrolment Expiry.
     pub enrolment_expiry: Timestamp,
 }
@@ -265,7 +226,7 @@ pub struct KeyRegRequest {
     /// Key Value (base64), when self-generated; absent: Kc from the session's
     /// `EXPORTER-oneM2M-Connection` export (BRIEF A10).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub key_value: Option<String>,
+    pub key_value: Option<SecretBytes>,
 }
 
 /// `<mefKeyReg>` representation (TS-0003 tables 8.3.5.2.7-2, 8.3.5.2.8-2).
@@ -297,7 +258,7 @@ pub struct KeyReg {
     pub target_ids: Vec<String>,
     /// Key Value (base64): only in Key Retrieval responses.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub key_value: Option<String>,
+    pub key_value: Option<SecretBytes>,
 }
 
 /// Legacy `/fetchCredentials` response (TS-0003 tables 8.3.2.1-5 and -6; field names are
@@ -309,7 +270,7 @@ pub struct FetchCredentialsResponse {
     pub status: bool,
     /// Credential (base64), when status is true.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub credential: Option<String>,
+    pub credential: Option<SecretBytes>,
     /// EnroleeID, when status is true.
     #[serde(rename = "enroleeID", default, skip_serializing_if = "Option::is_none")]
     pub enrolee_id: Option<String>,
@@ -392,4 +353,92 @@ pub fn unwrap<T: for<'de> Deserialize<'de>>(
         .get(root)
         .ok_or_else(|| format!("content root must be {root}"))?;
     serde_json::from_value(inner.clone()).map_err(|e| format!("{root}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::Engine as _;
+
+    /// Every way a key's bytes could show up in text: hex (either case) of any 4-byte window,
+    /// and standard base64 of the key and of every 3-byte-aligned 6-byte window.
+    fn leaks(text: &str, key: &[u8]) -> Vec<String> {
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let mut needles = vec![b64.encode(key)];
+        for w in key.windows(4) {
+            needles.push(hex::encode(w));
+            needles.push(hex::encode_upper(w));
+        }
+        for i in (0..key.len().saturating_sub(6)).step_by(3) {
+            needles.push(b64.encode(&key[i..i + 6]).trim_end_matches('=').to_string());
+        }
+        needles.into_iter().filter(|n| text.contains(n)).collect()
+    }
+
+    /// Issue 10 item 6: every wire type that carries a secret, parsed from the wire as a peer
+    /// sends it, prints with `{:?}` and `{:#?}` without any byte of the key.
+    #[test]
+    fn no_wire_type_prints_its_secret() {
+        let b64 = base64::engine::general_purpose::STANDARD;
+        // A valid SSK (a scalar in [1, q-1]) and a key value with distinct bytes.
+        let ssk: Vec<u8> = (1..=32).collect();
+        let kv: Vec<u8> = (0xa0..0xc0).collect();
+        let ts = "20301231T235959";
+        let ibc: IbcCredential = serde_json::from_value(serde_json::json!({
+            "id2": format!("mef.example|{ts}|Cdev"),
+            "ssk": hex::encode(&ssk),
+            "pvt": "04",
+            "kpak": "04",
+            "expiry": ts,
+        }))
+        .unwrap();
+        let ibc_upper: IbcCredential = serde_json::from_value(serde_json::json!({
+            "id2": "x", "ssk": hex::encode_upper(&ssk), "pvt": "04", "kpak": "04", "expiry": ts,
+        }))
+        .unwrap();
+        assert_eq!(ibc.ssk, ibc_upper.ssk);
+        assert_eq!(&ibc.ssk.to_bytes()[..], &ssk[..]);
+        let req: KeyRegRequest = serde_json::from_value(serde_json::json!({
+            "adminFQDN": "a.example", "SUID": 22, "keyValue": b64.encode(&kv),
+        }))
+        .unwrap();
+        assert_eq!(req.key_value.as_ref().unwrap().expose_secret(), &kv[..]);
+        let reg: KeyReg = serde_json::from_value(serde_json::json!({
+            "relativeKeyID": "r", "keyID": "r@m", "expirationTime": ts,
+            "sourceMEFClientID": "C", "adminFQDN": "a", "SUID": 22, "targetIDs": ["//x/y"],
+            "keyValue": b64.encode(&kv),
+        }))
+        .unwrap();
+        let fetched: FetchCredentialsResponse = serde_json::from_value(serde_json::json!({
+            "status": true, "credential": b64.encode(&kv), "enroleeID": "C", "lifetime": ts,
+        }))
+        .unwrap();
+        assert_eq!(
+            fetched.credential.as_ref().unwrap().expose_secret(),
+            &kv[..]
+        );
+        let texts = [
+            (format!("{ibc:?}{ibc:#?}{ibc_upper:?}"), &ssk),
+            (format!("{req:?}{req:#?}"), &kv),
+            (format!("{reg:?}{reg:#?}"), &kv),
+            (format!("{fetched:?}{fetched:#?}"), &kv),
+        ];
+        for (text, key) in texts {
+            assert_eq!(leaks(&text, key), Vec::<String>::new(), "{text}");
+            assert!(text.contains("redacted"), "{text}");
+        }
+        // The wire form is unchanged: the same JSON goes back out.
+        let out = serde_json::to_value(&ibc).unwrap();
+        assert_eq!(out["ssk"], hex::encode(&ssk));
+        let out = serde_json::to_value(&fetched).unwrap();
+        assert_eq!(out["credential"], b64.encode(&kv));
+        // Malformed secrets are refused at parse time.
+        for bad in ["zz", "00", &"00".repeat(32), &"ff".repeat(32)] {
+            let v =
+                serde_json::json!({"id2": "x", "ssk": bad, "pvt": "", "kpak": "", "expiry": ts});
+            assert!(serde_json::from_value::<IbcCredential>(v).is_err(), "{bad}");
+        }
+        let v = serde_json::json!({"status": true, "credential": "***"});
+        assert!(serde_json::from_value::<FetchCredentialsResponse>(v).is_err());
+    }
 }

@@ -277,6 +277,51 @@ secret_scalar! {
     Ssk
 }
 
+/// On the wire (seed 001 step 6, BRIEF A32) an SSK is 32 octets in lowercase hex. Parsing
+/// validates the range \[1, q-1\] and wipes the intermediate buffers, so a credential is a typed
+/// secret from the moment it is read.
+impl serde::Serialize for Ssk {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let b = self.to_bytes();
+        let text = Zeroizing::new(hex::encode(&b[..]));
+        s.serialize_str(&text)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Ssk {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Ssk;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an SSK: 32 octets in hex")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Ssk, E> {
+                Ssk::from_hex(v).map_err(|e| E::custom(format_args!("SSK: {e}")))
+            }
+            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Ssk, E> {
+                let v = Zeroizing::new(v);
+                self.visit_str(&v)
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+impl Ssk {
+    /// Parses 32 octets in hex (either case), as on the wire.
+    pub fn from_hex(text: &str) -> Result<Self, EccsiError> {
+        let mut raw = Zeroizing::new([0u8; N]);
+        hex::decode_to_slice(text, &mut raw[..]).map_err(|_| EccsiError::InvalidScalar)?;
+        Ssk::from_bytes(&raw[..])
+    }
+
+    /// The lowercase hex encoding, in a zeroizing string.
+    pub fn to_hex(&self) -> Zeroizing<String> {
+        Zeroizing::new(hex::encode(&self.to_bytes()[..]))
+    }
+}
+
 impl Ksak {
     /// A uniformly random KSAK in \[1, q-1\].
     pub fn random(rng: &mut impl CryptoRngCore) -> Self {
