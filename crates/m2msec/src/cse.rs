@@ -715,3 +715,17 @@ fn raw_keys(c: &Config) -> Result<Vec<m2msec_bindings::RawKeyCredential>, CliErr
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod example_config {
+    /// `examples/cse.toml` parses with this command's configuration types (unknown keys are refused,
+    /// so the example cannot drift from the code).
+    #[test]
+    fn example_parses() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/cse.toml");
+        let text = std::fs::read_to_string(path).unwrap();
+        if let Err(e) = toml::from_str::<super::Config>(&text) {
+            panic!("{path}: {e}");
+        }
+    }
+}
