@@ -553,8 +553,8 @@ pub struct CseEndpoint<S: Store> {
     /// session's signal is a child token, so it leaves the parent when the session ends.
     sessions: Mutex<HashMap<String, CloseSignal>>,
     store: Mutex<Option<Watched>>,
-    /// `30-<pkID>` → configured IdA of the client raw keys.
-    raw_keys: HashMap<String, Option<BoundIdentity>>,
+    /// `30-<pkID>` → the Credential-ID and configured IdA of the client raw keys.
+    raw_keys: HashMap<String, (CredentialId, Option<BoundIdentity>)>,
     /// AE-IDs reserved for credentials (shared with the engine).
     reserved: Arc<ReservedIds>,
 }
@@ -598,7 +598,14 @@ impl<S: Store + Send + 'static> CseEndpoint<S> {
         let raw_keys = sec
             .raw_keys
             .iter()
-            .map(|r| (format!("30-{}", r.pk_id), r.bound.clone()))
+            .filter_map(|r| {
+                let c = CredentialId::new(
+                    m2msec_core::ids::CredIdTypeId::TlsRawPublicKey,
+                    &r.pk_id.to_string(),
+                )
+                .ok()?;
+                Some((c.to_string(), (c, r.bound.clone())))
+            })
             .collect();
         let reserved = Arc::new(ReservedIds {
             creds: creds.clone(),
@@ -688,23 +695,13 @@ impl<S: Store + Send + 'static> CseEndpoint<S> {
 
     /// Rebuilds the reserved AE-IDs from the configuration, the raw keys and `store`.
     fn reindex(&self, store: &HashMap<String, Entry>) {
-        let raw: Vec<(CredentialId, Option<BoundIdentity>)> = self
-            .raw_keys
-            .iter()
-            .filter_map(|(id, b)| {
-                let (_, uri) = id.split_once('-')?;
-                let c =
-                    CredentialId::new(m2msec_core::ids::CredIdTypeId::TlsRawPublicKey, uri).ok()?;
-                Some((c, b.clone()))
-            })
-            .collect();
         self.reserved.rebuild(
             self.creds
                 .config
                 .values()
                 .chain(store.values())
                 .map(|e| (&e.credential_id, &e.bound))
-                .chain(raw.iter().map(|(c, b)| (c, b))),
+                .chain(self.raw_keys.values().map(|(c, b)| (c, b))),
         );
     }
 
@@ -875,11 +872,7 @@ impl<S: Store> CseEndpoint<S> {
         let Some(m2msec_tls::BoundIdentity::CredentialId(id)) = peer.bound_identity.as_ref() else {
             return None;
         };
-        let bound = self.raw_keys.get(id)?.clone();
-        let (type_id, uri) = id.split_once('-')?;
-        let credential_id = CredentialId::new(m2msec_core::ids::CredIdTypeId::TlsRawPublicKey, uri)
-            .ok()
-            .filter(|_| type_id == "30")?;
+        let (credential_id, bound) = self.raw_keys.get(id)?.clone();
         Some(SecurityContext::Association(CseAssociation {
             credential_kind: CredentialKind::RawPublicKey,
             credential_id,

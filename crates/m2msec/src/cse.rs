@@ -202,51 +202,28 @@ impl Default for CseBaseSection {
     }
 }
 
-/// `[storage]`: the engine's storage limits ([`m2msec_cse::Limits`]); 0 disables a limit.
+/// `[storage]`: the engine's storage limits ([`m2msec_cse::Limits`]); 0 disables a limit, and
+/// an absent key takes the engine's default.
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 struct StorageSection {
-    #[serde(default = "d_mni")]
     container_default_mni: u64,
-    #[serde(default = "d_mbs")]
     container_default_mbs: u64,
-    #[serde(default = "d_max_resources")]
     registree_max_resources: u64,
-    #[serde(default = "d_max_bytes")]
     registree_max_bytes: u64,
-    #[serde(default = "d_max_et")]
     max_expiration_secs: u64,
-}
-
-fn d_max_et() -> u64 {
-    m2msec_cse::engine::DEFAULT_MAX_EXPIRATION_SECS
-}
-
-fn d_mni() -> u64 {
-    m2msec_cse::Limits::default().container_mni.unwrap_or(0)
-}
-fn d_mbs() -> u64 {
-    m2msec_cse::Limits::default().container_mbs.unwrap_or(0)
-}
-fn d_max_resources() -> u64 {
-    m2msec_cse::Limits::default()
-        .registree_max_resources
-        .unwrap_or(0)
-}
-fn d_max_bytes() -> u64 {
-    m2msec_cse::Limits::default()
-        .registree_max_bytes
-        .unwrap_or(0)
 }
 
 impl Default for StorageSection {
     fn default() -> Self {
+        let l = m2msec_cse::Limits::default();
+        let n = |v: Option<u64>| v.unwrap_or(0);
         StorageSection {
-            container_default_mni: d_mni(),
-            container_default_mbs: d_mbs(),
-            registree_max_resources: d_max_resources(),
-            registree_max_bytes: d_max_bytes(),
-            max_expiration_secs: d_max_et(),
+            container_default_mni: n(l.container_mni),
+            container_default_mbs: n(l.container_mbs),
+            registree_max_resources: n(l.registree_max_resources),
+            registree_max_bytes: n(l.registree_max_bytes),
+            max_expiration_secs: n(l.max_expiration_secs),
         }
     }
 }
@@ -718,14 +695,8 @@ fn raw_keys(c: &Config) -> Result<Vec<m2msec_bindings::RawKeyCredential>, CliErr
 
 #[cfg(test)]
 mod example_config {
-    /// `examples/cse.toml` parses with this command's configuration types (unknown keys are refused,
-    /// so the example cannot drift from the code).
     #[test]
     fn example_parses() {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/cse.toml");
-        let text = std::fs::read_to_string(path).unwrap();
-        if let Err(e) = toml::from_str::<super::Config>(&text) {
-            panic!("{path}: {e}");
-        }
+        crate::util::assert_example_parses::<super::Config>("cse.toml");
     }
 }

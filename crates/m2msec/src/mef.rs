@@ -404,14 +404,8 @@ fn serve(a: ServeArgs) -> Result<ExitCode, CliError> {
 
 #[cfg(test)]
 mod example_config {
-    /// `examples/mef.toml` parses with this command's configuration types (unknown keys are refused,
-    /// so the example cannot drift from the code).
     #[test]
     fn example_parses() {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/mef.toml");
-        let text = std::fs::read_to_string(path).unwrap();
-        if let Err(e) = toml::from_str::<super::Config>(&text) {
-            panic!("{path}: {e}");
-        }
+        crate::util::assert_example_parses::<super::Config>("mef.toml");
     }
 }

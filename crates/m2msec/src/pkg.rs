@@ -170,14 +170,8 @@ impl PkgSection {
 
 #[cfg(test)]
 mod example_config {
-    /// `examples/pkg.toml` parses with this command's configuration types (unknown keys are refused,
-    /// so the example cannot drift from the code).
     #[test]
     fn example_parses() {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/pkg.toml");
-        let text = std::fs::read_to_string(path).unwrap();
-        if let Err(e) = toml::from_str::<super::Config>(&text) {
-            panic!("{path}: {e}");
-        }
+        crate::util::assert_example_parses::<super::Config>("pkg.toml");
     }
 }

@@ -40,10 +40,10 @@ use m2msec_core::kdf::{enrolment_key, KdfIdentifier, SuidEncoding};
 use m2msec_core::secret::{Kpm, SecretBytes};
 use m2msec_core::suid::Suid;
 use m2msec_core::timestamp::Timestamp;
-use m2msec_cse::{CseError, Operation, RequestPrimitive, ResponsePrimitive, Rsc};
+use m2msec_cse::{Operation, RequestPrimitive, ResponsePrimitive, Rsc};
 use m2msec_tls::{Psk, PskIdentity, PskResolver, ResolvedPsk, ServerConfig};
 
-use crate::exchange::{ts, Effect, EffectResult, Exchange, Output};
+use crate::exchange::{err, ok, ts, Effect, EffectResult, Exchange, Output};
 use crate::pkg::Pkg;
 use crate::store::{KeyRegRow, MefStore, StoreError};
 use crate::wire::{self, *};
@@ -260,16 +260,6 @@ impl MefResolver {
             bound: m2msec_tls::BoundIdentity::Configured(d.enrolee_id.clone()),
         })
     }
-}
-
-fn err(rsc: Rsc, rqi: &str, detail: impl Into<String>) -> Handled {
-    ResponsePrimitive::error(&CseError::new(rsc, detail), rqi).into()
-}
-
-fn ok(rsc: Rsc, rqi: &str, pc: Value) -> Handled {
-    let mut r = ResponsePrimitive::new(rsc, rqi);
-    r.pc = Some(pc);
-    r.into()
 }
 
 fn random_hex(n: usize) -> String {

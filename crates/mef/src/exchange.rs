@@ -155,11 +155,13 @@ pub enum EffectResult {
     Committed(Result<CommitOutcome, StoreError>),
 }
 
-fn err(rsc: Rsc, rqi: &str, detail: impl Into<String>) -> Handled {
+/// An error response (the MEF's endpoint uses it too).
+pub(crate) fn err(rsc: Rsc, rqi: &str, detail: impl Into<String>) -> Handled {
     ResponsePrimitive::error(&CseError::new(rsc, detail), rqi).into()
 }
 
-fn ok(rsc: Rsc, rqi: &str, pc: Value) -> Handled {
+/// A successful response carrying `pc`.
+pub(crate) fn ok(rsc: Rsc, rqi: &str, pc: Value) -> Handled {
     let mut r = ResponsePrimitive::new(rsc, rqi);
     r.pc = Some(pc);
     r.into()
