@@ -88,7 +88,7 @@ fuzz_target!(|data: &[u8]| {
     let _ = wire::unwrap::<wire::ClientCmd>("mefClientCmd", v.as_ref());
     let _ = wire::unwrap::<wire::IbcCredential>("ibcCred", v.as_ref());
     if let Ok(s) = std::str::from_utf8(data) {
-        let _ = m2msec_mef::endpoint::id2_expiry(s);
+        let _ = m2msec_mef::ibc::id2_expiry(s);
     }
     let Ok(prim) = RequestPrimitive::from_json(data) else {
         return;
