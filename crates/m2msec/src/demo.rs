@@ -395,7 +395,54 @@ async fn demo(n: usize) -> Result<(Value, bool), CliError> {
         elapsed: write_time,
     });
 
-    // 6. Two devices verify each other's ECCSI signatures.
+    // 6. An attacker holding a valid credential of its own: device 1, over its own association,
+    // claims device 0's AE-ID (read its AE, register it again). Each must be 4106
+    // ORIGINATOR_NOT_AUTHENTICATED (TS-0003 §7.2.1; issue 9).
+    let t = Instant::now();
+    let mut refused = 0;
+    if let (Some(victim), Some(s)) = (
+        runs.first().and_then(|r| r.ae_id.clone()),
+        runs.get(1).and_then(|r| r.secrets.as_ref()),
+    ) {
+        let res: Result<usize, String> = async {
+            let psk = target_psk(&s.ke, 22, CSE_ABS, SuidEncoding::AsciiDecimal)
+                .map_err(|e| e.to_string())?;
+            let id = PskIdentity::new(&s.summary.ke_id).map_err(|e| e.to_string())?;
+            let client = TlsClient::new(ClientConfig::psk(id, psk)).map_err(|e| e.to_string())?;
+            let ch = client
+                .connect("127.0.0.1", cse_addr.port(), None)
+                .await
+                .map_err(|e| format!("CSE handshake: {e}"))?;
+            let mut http = HttpClient::new(ch, "127.0.0.1")
+                .await
+                .map_err(|e| e.to_string())?;
+            let read =
+                RequestPrimitive::new(Operation::Retrieve, "cb/demo00000", Some(&victim), "x1");
+            let mut squat = RequestPrimitive::new(Operation::Create, "cb", Some(&victim), "x2");
+            squat.ty = Some(2);
+            squat.pc =
+                Some(json!({"m2m:ae": {"rn": "squat", "api": "Ndemo", "rr": false, "srv": ["3"]}}));
+            let mut n = 0;
+            for req in [read, squat] {
+                let r = http.send(&req).await.map_err(|e| e.to_string())?;
+                if r.rsc == Rsc::OriginatorNotAuthenticated {
+                    n += 1;
+                }
+            }
+            Ok(n)
+        }
+        .await;
+        refused = res.unwrap_or(0);
+    }
+    steps.push(Step {
+        id: "impersonation_refused",
+        name: "impersonation refused (4106)",
+        ok: refused,
+        failed: 2 - refused,
+        elapsed: t.elapsed(),
+    });
+
+    // 7. Two devices verify each other's ECCSI signatures.
     let t = Instant::now();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

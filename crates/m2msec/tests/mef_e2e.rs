@@ -235,6 +235,7 @@ fn demo_runs_every_step_on_loopback() {
             "enrol",
             "register",
             "write",
+            "impersonation_refused",
             "ibc_verify"
         ],
         "{v}"
