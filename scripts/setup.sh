@@ -19,7 +19,7 @@ cd "$(dirname "$0")/.."
 
 # The apt packages, by mode: edit these two lists only.
 BUILD_PKGS=(build-essential perl make pkg-config)
-TEST_PKGS=(libssl-dev openssl gnutls-bin libcoap3-bin python3-venv)
+TEST_PKGS=(libssl-dev openssl gnutls-bin libcoap3-bin python3-venv softhsm2)
 
 REQUIREMENTS=scripts/requirements-test.txt
 VENV=.venv

@@ -21,7 +21,8 @@
 //!
 //! Keys rest sealed (AES-256-GCM, [`m2msec_keystore::Sealer`]) under the key-encryption key in
 //! `DATA_DIR/kek` (mode 0600, created on first use; a missing KEK is not replaced while sealed
-//! keys exist), with the associated data
+//! keys exist), or inside a PKCS#11 token under its AES key [`KEK_LABEL`]
+//! ([`CredentialStore::open_in`]), with the associated data
 //! `psk_credentials/<psk_identity>`: a sealed key copied into another row does not open. Every
 //! write is one IMMEDIATE transaction; the connection waits up to 5 s for a lock, so the CLI
 //! works while the CSE runs (WAL mode).
@@ -47,6 +48,8 @@ use crate::verify::BoundIdentity;
 pub const TABLE: &str = "psk_credentials";
 /// The key-encryption key's file name inside the data directory.
 pub const KEK_FILE: &str = "kek";
+/// `CKA_LABEL` of the CSE's KEK in a PKCS#11 token ([`CredentialStore::open_in`]).
+pub const KEK_LABEL: &str = "m2msec/cse/kek";
 /// Longest `psk_identity` (OpenSSL's PSK_MAX_IDENTITY_LEN, BRIEF §2.1).
 pub const MAX_IDENTITY_LEN: usize = 256;
 /// Shortest key accepted (128 bits).
@@ -401,23 +404,35 @@ fn corrupt(identity: &str, e: CredentialError) -> CredentialError {
 impl CredentialStore {
     /// Opens the store of `data_dir` (creating the database and the KEK file if missing).
     pub fn open(data_dir: &Path) -> Result<CredentialStore, CredentialError> {
+        Self::open_in(data_dir, &keystore::SecureEnvironment::Files)
+    }
+
+    /// Opens the store of `data_dir` with its keys sealed in the secure environment `se`
+    /// (TS-0003 §6.3.1): the KEK file `DATA_DIR/kek`, or the token's AES key [`KEK_LABEL`].
+    /// The key is created (file, or generated in the token) only for an empty table: a new
+    /// key would silently orphan every sealed credential.
+    pub fn open_in(
+        data_dir: &Path,
+        se: &keystore::SecureEnvironment,
+    ) -> Result<CredentialStore, CredentialError> {
         let conn = open_connection(data_dir)?;
         let kek_path = data_dir.join(KEK_FILE);
-        if !kek_path.exists() {
-            // A new KEK would silently orphan every sealed key: create one only for an empty table.
-            let n: i64 =
-                conn.query_row(&format!("SELECT count(*) FROM {TABLE}"), [], |r| r.get(0))?;
-            if n > 0 {
-                return Err(CredentialError::Invalid(format!(
-                    "{} is missing but {n} sealed credential(s) exist: restore it",
-                    kek_path.display()
-                )));
-            }
-        }
-        let kek = keystore::load_or_create_kek(&kek_path)?;
+        let n: i64 = conn.query_row(&format!("SELECT count(*) FROM {TABLE}"), [], |r| r.get(0))?;
+        let sealer = if n == 0 {
+            se.sealer(&kek_path, KEK_LABEL)?
+        } else {
+            se.existing_sealer(&kek_path, KEK_LABEL)
+                .map_err(|e| match e {
+                    KeystoreError::Io { .. } => CredentialError::Invalid(format!(
+                        "{} is missing but {n} sealed credential(s) exist: restore it",
+                        kek_path.display()
+                    )),
+                    e => CredentialError::Keystore(e),
+                })?
+        };
         Ok(CredentialStore {
             conn,
-            sealer: Sealer::new(kek),
+            sealer,
             dir: data_dir.to_path_buf(),
         })
     }
@@ -471,7 +486,7 @@ impl CredentialStore {
                 "the expiry lies in the past".into(),
             ));
         }
-        let sealed = self.sealer.seal(&aad(&identity), &c.key);
+        let sealed = self.sealer.seal(&aad(&identity), &c.key)?;
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -800,6 +815,53 @@ mod tests {
         keystore::write_secret_file(&d.path().join(KEK_FILE), &kek).unwrap();
         let s = CredentialStore::open(d.path()).unwrap();
         assert!(s.get_for_handshake("a@mef.example", NOW).unwrap().is_some());
+    }
+
+    /// The same store with its KEK in a SoftHSM2 token (TS-0003 §6.3.1): no KEK file, the keys
+    /// open after a fresh login, a removed token key is an error and is not replaced while
+    /// sealed keys exist, and another token opens nothing.
+    #[test]
+    fn keys_sealed_in_a_token() {
+        use keystore::testing::{new_token, raw_session};
+        use keystore::SecureEnvironment;
+        let cfg = new_token("cse-credentials");
+        let se = SecureEnvironment::open(&cfg).unwrap();
+        let d = tempfile::tempdir().unwrap();
+        let key = [0x5a_u8; 32];
+        CredentialStore::open_in(d.path(), &se)
+            .unwrap()
+            .add(&new("a@mef.example", &key), AddOptions::default(), NOW, ok)
+            .unwrap();
+        assert!(!d.path().join(KEK_FILE).exists());
+        let se2 = SecureEnvironment::open(&cfg).unwrap();
+        let s = CredentialStore::open_in(d.path(), &se2).unwrap();
+        let h = s.get_for_handshake("a@mef.example", NOW).unwrap().unwrap();
+        assert_eq!(&h.key[..], &key);
+        // The file backend has no key for these rows and makes none.
+        assert!(CredentialStore::open(d.path()).is_err());
+        assert!(!d.path().join(KEK_FILE).exists());
+        // Another token has no such key: refused, none generated.
+        let other = SecureEnvironment::open(&new_token("cse-other")).unwrap();
+        assert!(matches!(
+            CredentialStore::open_in(d.path(), &other),
+            Err(CredentialError::Keystore(KeystoreError::Token(_)))
+        ));
+        assert!(!other
+            .token()
+            .unwrap()
+            .has_key(KEK_LABEL, keystore::pkcs11::KeyKind::Aes)
+            .unwrap());
+        // The key removed from the token: a clear error.
+        let raw = raw_session("cse-credentials");
+        let objs = raw
+            .find_objects(&[cryptoki::object::Attribute::Label(
+                KEK_LABEL.as_bytes().to_vec(),
+            )])
+            .unwrap();
+        raw.destroy_object(objs[0]).unwrap();
+        let e = s.get_for_handshake("a@mef.example", NOW).unwrap_err();
+        assert!(e.to_string().contains(KEK_LABEL), "{e}");
+        assert!(CredentialStore::open_in(d.path(), &se2).is_err());
     }
 
     #[test]

@@ -1,7 +1,11 @@
 //! # m2msec-keystore
 //!
-//! The file-based secure environment of m2msec: secrets rest sealed under a key-encryption key
-//! ([`Kek`], AES-256-GCM, [`m2msec_core::seal`]) kept in a file only its owner can read.
+//! The secure environment of m2msec (TS-0003 §6.3.1, [`se`]): secrets rest sealed under a
+//! key-encryption key, either a [`Kek`] file only its owner can read (AES-256-GCM,
+//! [`m2msec_core::seal`]; protection level 0, the default) or a non-extractable key in a
+//! PKCS#11 token that seals and opens inside the token ([`pkcs11`]; level 1 for a software
+//! token such as SoftHSM2). [`Sealer`] takes either; [`se::SecureEnvironmentConfig`] is the
+//! `[secure_environment]` configuration section.
 //!
 //! - [`load_or_create_kek`]: the KEK file (`0600`, 32 random bytes in hex, created atomically
 //!   on first use, refused if group or others can read it).
@@ -9,10 +13,9 @@
 //!   written to a temporary file and renamed, so a crash leaves either the old or the new file.
 //! - [`Sealer`]: seal and open records with fresh random nonces.
 //!
-//! Keeping the KEK on other storage than the data (or in a PKCS#11 token, planned with the
-//! secure-environment work of seed 000) is what makes sealing meaningful; the file KEK guards
-//! against copies of the database alone (backups, replicas, a stolen disk image of the data
-//! volume).
+//! Keeping the KEK on other storage than the data (or in a PKCS#11 token, [`pkcs11`]) is what
+//! makes sealing meaningful; the file KEK guards against copies of the database alone
+//! (backups, replicas, a stolen disk image of the data volume).
 #![forbid(unsafe_code)]
 #![deny(missing_debug_implementations)]
 #![warn(missing_docs)]
@@ -24,7 +27,18 @@ use std::path::{Path, PathBuf};
 pub use m2msec_core::seal::Kek;
 use m2msec_core::seal::{self, SealError, NONCE_LEN};
 use rand_core::{OsRng, RngCore};
+use std::sync::Arc;
 use zeroize::Zeroizing;
+
+pub mod pkcs11;
+pub mod se;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use pkcs11::{Pkcs11Token, TokenError};
+pub use se::{
+    ProtectionLevel, SecureEnvironment, SecureEnvironmentConfig, SecureEnvironmentStatus,
+};
 
 /// Largest secret file read.
 pub const MAX_SECRET_FILE: u64 = 64 * 1024;
@@ -59,6 +73,12 @@ pub enum KeystoreError {
     /// A sealed record did not open.
     #[error(transparent)]
     Seal(#[from] SealError),
+    /// The PKCS#11 token refused or went away.
+    #[error(transparent)]
+    Token(Box<TokenError>),
+    /// A configuration that cannot work.
+    #[error("{0}")]
+    Config(String),
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> KeystoreError + '_ {
@@ -226,28 +246,72 @@ pub fn load_kek(path: &Path) -> Result<Kek, KeystoreError> {
     Ok(Kek::from_array(*raw))
 }
 
-/// Seals and opens records under one KEK with fresh random nonces.
+/// Seals and opens records under one KEK with fresh random nonces: a [`Kek`] in memory (file
+/// backend) or an AES key inside a PKCS#11 token. Both produce the record layout of
+/// [`m2msec_core::seal`] version 1. Cheap to clone; usable from many threads.
 #[derive(Debug, Clone)]
 pub struct Sealer {
-    kek: Kek,
+    key: SealerKey,
+}
+
+#[derive(Debug, Clone)]
+enum SealerKey {
+    File(Kek),
+    Token {
+        token: Arc<Pkcs11Token>,
+        label: String,
+    },
 }
 
 impl Sealer {
-    /// A sealer for `kek`.
+    /// A sealer for `kek` (file backend).
     pub fn new(kek: Kek) -> Self {
-        Sealer { kek }
+        Sealer {
+            key: SealerKey::File(kek),
+        }
     }
 
-    /// Seals `plaintext` bound to `aad` (name the record: table and key identifier).
-    pub fn seal(&self, aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
-        let mut nonce = [0u8; NONCE_LEN];
-        OsRng.fill_bytes(&mut nonce);
-        seal::seal(&self.kek, aad, nonce, plaintext)
+    /// A sealer for the AES key `label` of `token` (sealing runs in the token).
+    pub fn token(token: Arc<Pkcs11Token>, label: &str) -> Self {
+        Sealer {
+            key: SealerKey::Token {
+                token,
+                label: label.to_string(),
+            },
+        }
+    }
+
+    /// `files` or `pkcs11`.
+    pub fn kind(&self) -> &'static str {
+        match &self.key {
+            SealerKey::File(_) => "files",
+            SealerKey::Token { .. } => "pkcs11",
+        }
+    }
+
+    /// Seals `plaintext` bound to `aad` (name the record: table and key identifier). Fails
+    /// only with the token backend (token unavailable, key removed).
+    pub fn seal(&self, aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, KeystoreError> {
+        match &self.key {
+            SealerKey::File(kek) => {
+                let mut nonce = [0u8; NONCE_LEN];
+                OsRng.fill_bytes(&mut nonce);
+                Ok(seal::seal(kek, aad, nonce, plaintext))
+            }
+            SealerKey::Token { token, label } => Ok(token.seal(label, aad, plaintext)?),
+        }
     }
 
     /// Opens a record sealed with the same `aad`.
     pub fn open(&self, aad: &[u8], sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, KeystoreError> {
-        Ok(seal::open(&self.kek, aad, sealed)?)
+        match &self.key {
+            SealerKey::File(kek) => Ok(seal::open(kek, aad, sealed)?),
+            SealerKey::Token { token, label } => match token.open(label, aad, sealed) {
+                Ok(p) => Ok(p),
+                Err(TokenError::Seal(e)) => Err(KeystoreError::Seal(e)),
+                Err(e) => Err(e.into()),
+            },
+        }
     }
 }
 
@@ -282,8 +346,8 @@ mod tests {
     #[test]
     fn sealer_round_trip() {
         let s = Sealer::new(Kek::from_array([3; 32]));
-        let a = s.seal(b"t/1", b"k");
-        let b = s.seal(b"t/1", b"k");
+        let a = s.seal(b"t/1", b"k").unwrap();
+        let b = s.seal(b"t/1", b"k").unwrap();
         assert_ne!(a, b, "fresh nonces");
         assert_eq!(&s.open(b"t/1", &a).unwrap()[..], b"k");
         assert!(s.open(b"t/2", &a).is_err());

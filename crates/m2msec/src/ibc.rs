@@ -168,7 +168,9 @@ fn setup(dir: &Path) -> CliResult<ExitCode> {
     let kms = Kms::generate(&mut OsRng);
     let in_dir = |e: &dyn std::fmt::Display| CliError::arg(ARG, format!("{}: {e}", dir.display()));
     let kek = m2msec_keystore::load_or_create_kek(&dir.join(KEK_FILE)).map_err(|e| in_dir(&e))?;
-    let sealed = m2msec_keystore::Sealer::new(kek).seal(KSAK_AAD, &kms.ksak().to_bytes()[..]);
+    let sealed = m2msec_keystore::Sealer::new(kek)
+        .seal(KSAK_AAD, &kms.ksak().to_bytes()[..])
+        .map_err(|e| in_dir(&e))?;
     let secret = KmsSecretFile {
         scheme: SCHEME.into(),
         ksak_sealed: Some(hex::encode(sealed)),

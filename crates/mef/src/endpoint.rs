@@ -41,6 +41,7 @@ use m2msec_core::secret::{Kpm, SecretBytes};
 use m2msec_core::suid::Suid;
 use m2msec_core::timestamp::Timestamp;
 use m2msec_cse::{Operation, RequestPrimitive, ResponsePrimitive, Rsc};
+use m2msec_keystore::SecureEnvironment;
 use m2msec_tls::{Psk, PskIdentity, PskResolver, ResolvedPsk, ServerConfig};
 
 use crate::exchange::{err, ok, ts, Effect, EffectResult, Exchange, Output};
@@ -300,9 +301,29 @@ impl MefEndpoint {
         targets: Vec<TargetClient>,
         clock: Clock,
     ) -> Result<(Arc<Self>, ServerConfig), StoreError> {
-        let store = MefStore::open(data_dir)?;
-        let lookups = MefStore::open(data_dir)?;
-        let reader = MefStore::open(data_dir)?;
+        Self::with_environment(
+            cfg,
+            data_dir,
+            &SecureEnvironment::Files,
+            pkg,
+            targets,
+            clock,
+        )
+    }
+
+    /// As [`MefEndpoint::with_clock`] with the store's records sealed in the secure
+    /// environment `se` (TS-0003 §6.3.1; [`MefStore::open_in`]).
+    pub fn with_environment(
+        cfg: MefConfig,
+        data_dir: &Path,
+        se: &SecureEnvironment,
+        pkg: Arc<dyn Pkg>,
+        targets: Vec<TargetClient>,
+        clock: Clock,
+    ) -> Result<(Arc<Self>, ServerConfig), StoreError> {
+        let store = MefStore::open_in(data_dir, se)?;
+        let lookups = MefStore::open_in(data_dir, se)?;
+        let reader = MefStore::open_in(data_dir, se)?;
         let watch = PskWatch {
             version: reader.data_version()?,
             counter: reader.devices_version()?,

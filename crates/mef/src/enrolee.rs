@@ -34,7 +34,7 @@ use m2msec_core::secret::{Ke, Kpm, UsageConstrainedKey};
 use m2msec_core::suid::Suid;
 use m2msec_core::timestamp::Timestamp;
 use m2msec_cse::{Operation, RequestPrimitive, ResponsePrimitive, Rsc};
-use m2msec_keystore::{load_or_create_kek, write_secret_file, Sealer};
+use m2msec_keystore::{write_secret_file, Sealer, SecureEnvironment};
 use m2msec_tls::{ClientConfig, DtlsClient, DtlsOptions, Psk, PskIdentity, TlsClient};
 
 use crate::clock::Clock;
@@ -721,15 +721,26 @@ struct KeystoreFile {
 }
 
 /// The Enrolee's keystore directory: `keystore.json` (0600) with secrets sealed under `kek`
-/// (0600), written atomically.
+/// (0600), or inside a PKCS#11 token under its AES key [`KEK_LABEL`]
+/// ([`Keystore::open_in`]), written atomically.
 #[derive(Debug, Clone)]
 pub struct Keystore {
     dir: PathBuf,
+    se: SecureEnvironment,
 }
 
+/// `CKA_LABEL` of the device keystore's KEK in a PKCS#11 token.
+pub const KEK_LABEL: &str = "m2msec/enrolee/kek";
+
 impl Keystore {
-    /// The keystore at `dir` (created, mode 0700, if missing).
+    /// The keystore at `dir` (created, mode 0700, if missing), sealed under the KEK file.
     pub fn open(dir: &Path) -> Result<Self, EnrolError> {
+        Self::open_in(dir, &SecureEnvironment::Files)
+    }
+
+    /// The keystore at `dir` with its secrets sealed in the secure environment `se`
+    /// (TS-0003 §6.3.1).
+    pub fn open_in(dir: &Path, se: &SecureEnvironment) -> Result<Self, EnrolError> {
         std::fs::create_dir_all(dir).map_err(ks)?;
         #[cfg(unix)]
         {
@@ -738,33 +749,45 @@ impl Keystore {
         }
         Ok(Keystore {
             dir: dir.to_path_buf(),
+            se: se.clone(),
         })
     }
 
-    fn sealer(&self) -> Result<Sealer, EnrolError> {
-        Ok(Sealer::new(
-            load_or_create_kek(&self.dir.join(KEK_FILE)).map_err(ks)?,
-        ))
+    /// The sealer; `create`: the key may be created (saving), else it must exist (loading).
+    fn sealer(&self, create: bool) -> Result<Sealer, EnrolError> {
+        let kek = self.dir.join(KEK_FILE);
+        if create {
+            self.se.sealer(&kek, KEK_LABEL).map_err(ks)
+        } else {
+            self.se.existing_sealer(&kek, KEK_LABEL).map_err(ks)
+        }
     }
 
     /// Stores an enrolment, replacing the previous one.
     pub fn save(&self, kpm_id: &str, mef: &str, e: &EnrolmentSecrets) -> Result<(), EnrolError> {
-        let sealer = self.sealer()?;
+        let sealer = self.sealer(true)?;
         let aad = |what: &str| format!("m2msec-enrolee/{kpm_id}/{what}").into_bytes();
-        let ibc = e.ibc.as_ref().map(|c| StoredIbc {
-            id2: c.id2.clone(),
-            kpak: c.kpak.clone(),
-            pvt: c.pvt.clone(),
-            expiry: c.expiry,
-            // The sealed plaintext is the SSK's hex text (keystore version 1).
-            ssk_sealed: B64.encode(sealer.seal(&aad("ssk"), c.ssk.to_hex().as_bytes())),
-        });
+        let ibc = match &e.ibc {
+            Some(c) => Some(StoredIbc {
+                id2: c.id2.clone(),
+                kpak: c.kpak.clone(),
+                pvt: c.pvt.clone(),
+                expiry: c.expiry,
+                // The sealed plaintext is the SSK's hex text (keystore version 1).
+                ssk_sealed: B64.encode(
+                    sealer
+                        .seal(&aad("ssk"), c.ssk.to_hex().as_bytes())
+                        .map_err(ks)?,
+                ),
+            }),
+            None => None,
+        };
         let f = KeystoreFile {
             version: 1,
             kpm_id: kpm_id.to_string(),
             mef: mef.to_string(),
             summary: e.summary.clone(),
-            ke_sealed: B64.encode(sealer.seal(&aad("ke"), e.ke.expose_secret())),
+            ke_sealed: B64.encode(sealer.seal(&aad("ke"), e.ke.expose_secret()).map_err(ks)?),
             ibc,
         };
         let text = serde_json::to_vec_pretty(&f).map_err(ks)?;
@@ -775,7 +798,7 @@ impl Keystore {
     pub fn load(&self) -> Result<(Enrolled, Ke, Option<IbcCredential>), EnrolError> {
         let text = m2msec_keystore::read_secret_file(&self.dir.join(KEYSTORE_FILE)).map_err(ks)?;
         let f: KeystoreFile = serde_json::from_str(&text).map_err(ks)?;
-        let sealer = self.sealer()?;
+        let sealer = self.sealer(false)?;
         let aad = |what: &str| format!("m2msec-enrolee/{}/{what}", f.kpm_id).into_bytes();
         let open = |what: &str, b64: &str| -> Result<Zeroizing<Vec<u8>>, EnrolError> {
             let raw = B64.decode(b64).map_err(ks)?;

@@ -2,7 +2,8 @@
 //! devices provisioned with a Kpm (TS-0003 §8.3.2.1 step 1–2, Bootstrap Credential and
 //! Instruction Configuration), their enrolments (Ke, KeID, Enrolment Expiry, the IBC identity
 //! issued), the MEF Client registrations and key registrations (§8.3.5), and the PKG's KMS
-//! secret. Every secret is sealed under the data directory's KEK (`DATA_DIR/kek`, 0600) with the
+//! secret. Every secret is sealed under the data directory's KEK (`DATA_DIR/kek`, 0600), or
+//! inside a PKCS#11 token by its AES key [`KEK_LABEL`] ([`MefStore::open_in`]), with the
 //! record's table and key as associated data.
 //!
 //! A device has at most one enrolment (primary key `kpm_id`): re-enrolment replaces the
@@ -25,7 +26,7 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use serde::{Deserialize, Serialize};
 
 use m2msec_core::secret::{Ke, Kpm};
-use m2msec_keystore::{load_or_create_kek, Sealer};
+use m2msec_keystore::{Sealer, SecureEnvironment};
 
 /// Schema version written and read (2: enrolment generation, change feed, Enrolee-ID index;
 /// a version 1 store is migrated on open).
@@ -37,6 +38,8 @@ pub const CHANGE_RETENTION_SECS: i64 = 86_400;
 pub const DB_FILE: &str = "mef.sqlite3";
 /// KEK file name in the data directory.
 pub const KEK_FILE: &str = "kek";
+/// `CKA_LABEL` of the MEF's KEK in a PKCS#11 token ([`MefStore::open_in`]).
+pub const KEK_LABEL: &str = "m2msec/mef/kek";
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
@@ -320,13 +323,39 @@ fn json<T: Serialize + ?Sized>(v: &T) -> String {
 impl MefStore {
     /// Opens (creating) `DATA_DIR/mef.sqlite3` and the KEK `DATA_DIR/kek`.
     pub fn open(data_dir: &Path) -> Result<MefStore, StoreError> {
+        Self::open_in(data_dir, &SecureEnvironment::Files)
+    }
+
+    /// Opens (creating) `DATA_DIR/mef.sqlite3` with its records sealed in the secure
+    /// environment `se` (TS-0003 §6.3.1): the KEK file `DATA_DIR/kek`, or the token's AES key
+    /// [`KEK_LABEL`] (generated in the token on first use). Device Kpm, enrolment Ke, key
+    /// registrations and the PKG's KSAK are all sealed by it.
+    pub fn open_in(data_dir: &Path, se: &SecureEnvironment) -> Result<MefStore, StoreError> {
         m2msec_keystore::private_dir(data_dir)?;
-        let kek = load_or_create_kek(&data_dir.join(KEK_FILE))?;
         m2msec_keystore::private_db_file(&data_dir.join(DB_FILE))?;
         let conn = Connection::open(data_dir.join(DB_FILE))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
-        Self::init(conn, Sealer::new(kek))
+        // A token key is generated only for a store without sealed rows: a new key would
+        // orphan every device (the file KEK keeps its behaviour of today).
+        let sealed_rows: i64 = conn.query_row(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'devices'",
+            [],
+            |r| r.get(0),
+        )?;
+        let sealed_rows = if sealed_rows > 0 {
+            conn.query_row("SELECT count(*) FROM devices", [], |r| r.get::<_, i64>(0))?
+        } else {
+            0
+        };
+        let kek = data_dir.join(KEK_FILE);
+        let sealer = match se {
+            SecureEnvironment::Pkcs11 { .. } if sealed_rows > 0 => {
+                se.existing_sealer(&kek, KEK_LABEL)?
+            }
+            _ => se.sealer(&kek, KEK_LABEL)?,
+        };
+        Self::init(conn, sealer)
     }
 
     /// An in-memory store with a given KEK (tests).
@@ -424,7 +453,7 @@ impl MefStore {
                 AddOutcome::Conflict
             });
         }
-        let sealed = sealer.seal(&aad("devices", &d.kpm_id), kpm.expose_secret());
+        let sealed = sealer.seal(&aad("devices", &d.kpm_id), kpm.expose_secret())?;
         tx.prepare_cached(
             "INSERT INTO devices (kpm_id, kpm, enrolee_id, targets, enrolment_secs, created) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -800,7 +829,7 @@ impl MefStore {
     ) -> Result<CommitOutcome, StoreError> {
         let sealed = self
             .sealer
-            .seal(&aad("enrolments", &e.ke_id), ke.expose_secret());
+            .seal(&aad("enrolments", &e.ke_id), ke.expose_secret())?;
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -967,7 +996,7 @@ impl MefStore {
 
     /// Inserts a key registration. False if the RelativeKeyID is taken.
     pub fn insert_key_reg(&mut self, k: &KeyRegRow, key: &[u8]) -> Result<bool, StoreError> {
-        let sealed = self.sealer.seal(&aad("key_regs", &k.rel_key_id), key);
+        let sealed = self.sealer.seal(&aad("key_regs", &k.rel_key_id), key)?;
         let r = self.conn.execute(
             "INSERT INTO key_regs (rel_key_id, source_client, kpm_id, suid, target_ids, labels, \
              admin_fqdn, key, expires) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
@@ -1070,7 +1099,7 @@ impl MefStore {
             Some(s) => s,
             None => {
                 let k = fresh();
-                let s = self.sealer.seal(&aad("pkg", "ksak"), &k[..]);
+                let s = self.sealer.seal(&aad("pkg", "ksak"), &k[..])?;
                 tx.execute("INSERT INTO pkg (id, ksak) VALUES (1, ?1)", [&s])?;
                 s
             }

@@ -18,6 +18,7 @@ use m2msec_core::kdf::SuidEncoding;
 use m2msec_core::secret::Kpm;
 use m2msec_core::secret::UsageConstrainedKey;
 use m2msec_cse::{Operation, RequestPrimitive, Rsc};
+use m2msec_keystore::SecureEnvironment;
 use m2msec_mef::enrolee::{enrol, target_key, EnrolParams, Keystore};
 use m2msec_mef::ibc::validate_ibc;
 use m2msec_mef::store::Device;
@@ -60,6 +61,15 @@ async fn start_mef_pkg(
     legacy: bool,
     pkg: Arc<dyn m2msec_mef::Pkg>,
 ) -> Mef {
+    start_mef_in(clock, legacy, pkg, &SecureEnvironment::Files).await
+}
+
+async fn start_mef_in(
+    clock: m2msec_mef::endpoint::Clock,
+    legacy: bool,
+    pkg: Arc<dyn m2msec_mef::Pkg>,
+    se: &SecureEnvironment,
+) -> Mef {
     let dir = tempfile::tempdir().unwrap();
     let cfg = MefConfig {
         fqdn: FQDN.parse().unwrap(),
@@ -81,7 +91,8 @@ async fn start_mef_pkg(
             client_id: OTHER.into(),
         },
     ];
-    let (ep, tls) = MefEndpoint::with_clock(cfg, dir.path(), pkg, targets, clock).unwrap();
+    let (ep, tls) =
+        MefEndpoint::with_environment(cfg, dir.path(), se, pkg, targets, clock).unwrap();
     for i in 0..3 {
         let d = Device {
             kpm_id: format!("dev{i}@{FQDN}"),
@@ -223,6 +234,67 @@ async fn enrol_then_target_fetches_the_same_key() {
         .await
         .unwrap();
     assert_eq!(r.rsc, Rsc::NotFound);
+}
+
+/// Every long-term key of the MEF (device Kpm, enrolment Ke, the PKG's KSAK) and of the
+/// device keystore sealed inside SoftHSM2 tokens (TS-0003 §6.3.1): enrolment, the target's
+/// fetch, a restart with a fresh login, and no KEK file anywhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enrolment_with_every_key_sealed_in_a_token() {
+    use m2msec_keystore::testing::new_token;
+    let mef_cfg = new_token("mef-enrolment");
+    let se = SecureEnvironment::open(&mef_cfg).unwrap();
+    let clock: m2msec_mef::endpoint::Clock = Arc::new(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64
+    });
+    let mef = start_mef_in(clock, false, Arc::new(LocalPkg::generate()), &se).await;
+    let out = enrol(&params(mef.addr, 0)).await.unwrap();
+    let ke_id = out.summary.ke_id.clone();
+    let mut cse = target_client(mef.addr, "cse-in@mef.sp.example", 0x11).await;
+    let r = cse
+        .send(&get(&format!("fetchCredentials/{ke_id}/22"), CSE))
+        .await
+        .unwrap();
+    assert_eq!(r.rsc, Rsc::Ok);
+    let f: FetchCredentialsResponse = serde_json::from_value(r.pc.unwrap()).unwrap();
+    let key = f.credential.unwrap().expose_secret().to_vec();
+    let mine = target_key(&out.ke, 22, CSE, SuidEncoding::AsciiDecimal).unwrap();
+    assert_eq!(UsageConstrainedKey::from_bytes(&key).unwrap(), mine);
+    let ksak = mef
+        .ep
+        .with_store(|s| s.ksak_or_init(|| zeroize::Zeroizing::new([9; 32])))
+        .unwrap();
+    assert!(!mef._dir.path().join("kek").exists(), "no KEK file");
+
+    // A restart: a new process opens the token again (fresh session and login).
+    let se2 = SecureEnvironment::open(&mef_cfg).unwrap();
+    let mut s = m2msec_mef::MefStore::open_in(mef._dir.path(), &se2).unwrap();
+    let (_, ke) = s.enrolment_by_ke_id(&ke_id).unwrap().unwrap();
+    assert_eq!(ke, out.ke);
+    assert_eq!(s.ksak_or_init(|| unreachable!()).unwrap(), ksak);
+    // The same data directory with another token: refused, nothing generated over it.
+    let other = SecureEnvironment::open(&new_token("mef-other")).unwrap();
+    assert!(m2msec_mef::MefStore::open_in(mef._dir.path(), &other).is_err());
+    // Nor does the files backend open it (no KEK file to create a key over).
+    assert!(m2msec_mef::MefStore::open(mef._dir.path())
+        .unwrap()
+        .enrolment_by_ke_id(&ke_id)
+        .is_err());
+
+    // The device keystore in its own token.
+    let dev_se = SecureEnvironment::open(&new_token("device-0")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ks = Keystore::open_in(&dir.path().join("ks"), &dev_se).unwrap();
+    ks.save("dev0@mef.sp.example", "127.0.0.1", &out).unwrap();
+    let (summary, ke, _) = ks.load().unwrap();
+    assert_eq!((summary.ke_id, ke), (ke_id, out.ke.clone()));
+    assert!(!dir.path().join("ks/kek").exists());
+    // Without the token the keystore does not open.
+    let e = Keystore::open(&dir.path().join("ks")).unwrap().load();
+    assert!(e.is_err());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
