@@ -9,7 +9,7 @@ use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use m2msec_cse::{RequestPrimitive, ResponsePrimitive};
+use m2msec_proto::{RequestPrimitive, ResponsePrimitive};
 
 use crate::http::{request_to_http, response_from_http};
 

@@ -1,12 +1,17 @@
 //! # m2msec-bindings
 //!
-//! oneM2M protocol bindings for the registrar CSE of m2msec, between the sans-IO engine
-//! (`m2msec-cse`) and the secure channels (`m2msec-tls`):
+//! oneM2M protocol bindings of m2msec, between each role's service (an [`Endpoint`]) and the
+//! secure channels (`m2msec-tls`). They only map HTTP and CoAP to primitives and run
+//! listeners and clients; no role's logic lives here.
 //!
 //! - [`http`]: request/response primitives ⇄ HTTP/1.1 messages (TS-0009), pure functions.
-//! - [`server`]: the tokio service: TLS-PSK listener (and an optional loopback-only plaintext
-//!   listener), hyper HTTP/1.1 per connection, the channel's authenticated peer as the engine's
-//!   [`m2msec_cse::SecurityContext`], timeouts and size limits.
+//! - [`coap`]: primitives ⇄ CoAP messages (TS-0008), pure functions, with block-wise transfer.
+//! - [`endpoint`]: the [`Endpoint`] trait a service implements (one session per security
+//!   association, one call per request).
+//! - [`server`] / [`coap_server`]: the tokio listeners: TLS (and an optional loopback-only
+//!   plaintext listener) with hyper HTTP/1.1 per connection, DTLS with CoAP; timeouts and size
+//!   limits.
+//! - [`client`] / [`coap_client`]: the matching clients.
 //!
 //! In the pattern of `docs/architecture.md` the bindings are **drivers**: they move primitives
 //! between a transport and a service's [`Endpoint`]; protocol logic belongs in the procedures'
@@ -21,15 +26,12 @@ pub mod coap;
 pub mod coap_client;
 pub mod coap_server;
 mod dispatch;
+pub mod endpoint;
 pub mod http;
 pub mod server;
-pub mod service;
 
 pub use coap_client::{CoapClient, CoapClientError, Transmission};
 pub use coap_lite;
 pub use coap_server::CoapServer;
-pub use server::{Limits, Listeners, Server, ServerError, ServerOptions};
-pub use service::{
-    AssociationInfo, CloseSignal, CseEndpoint, CseSecurity, Endpoint, Handled, Opened,
-    PskCredential, RawKeyCredential,
-};
+pub use endpoint::{AssociationInfo, CloseSignal, Endpoint, Handled, Opened};
+pub use server::{Limits, Listeners, Server, ServerError};

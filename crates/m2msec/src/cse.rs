@@ -25,11 +25,10 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 use serde::Deserialize;
 
-use m2msec_bindings::{
-    CoapServer, CseEndpoint, CseSecurity, Limits, Listeners, PskCredential, Server, ServerOptions,
-};
+use m2msec_bindings::{CoapServer, Limits, Listeners, Server};
 use m2msec_core::ids::{AeId, CseId, KpsaId, SpId};
 use m2msec_cse::{BoundIdentity, Cse, CseConfig, CseType, SqliteStore};
+use m2msec_cse_service::{CseEndpoint, CseSecurity, PskCredential, ServerOptions};
 use m2msec_tls::{Psk, PskIdentity};
 use zeroize::Zeroizing;
 
@@ -423,9 +422,9 @@ struct Loaded {
     /// Certificate association (`[tls] certificate`, `private_key`, `trust_anchors`).
     certificates: Option<crate::credential::CertificateAssociation>,
     /// Keys for KeIDs of this MEF are fetched from it (`[mef]`).
-    mef: Option<m2msec_mef::target::MefKeySource>,
+    mef: Option<m2msec_cse_service::mef_source::MefKeySource>,
     /// Client raw public keys (`[[raw_key]]`).
-    raw_keys: Vec<m2msec_bindings::RawKeyCredential>,
+    raw_keys: Vec<m2msec_cse_service::RawKeyCredential>,
 }
 
 fn load(path: &Path) -> Result<Loaded, CliError> {
@@ -606,8 +605,9 @@ fn serve(a: ServeArgs) -> Result<ExitCode, CliError> {
         endpoint
             .attach_credential_store(cred_store)
             .map_err(|e| cfg_err(format!("credential store: {e}")))?;
-        let _watcher = endpoint.spawn_watcher(m2msec_bindings::service::WATCH_INTERVAL);
-        let _sweep = endpoint.spawn_expiry_sweep(m2msec_bindings::service::EXPIRY_SWEEP_INTERVAL);
+        let _watcher = endpoint.spawn_watcher(m2msec_cse_service::endpoint::WATCH_INTERVAL);
+        let _sweep =
+            endpoint.spawn_expiry_sweep(m2msec_cse_service::endpoint::EXPIRY_SWEEP_INTERVAL);
         if let Some(source) = loaded.mef {
             endpoint.set_remote_key_source(std::sync::Arc::new(source));
         }
@@ -663,7 +663,7 @@ fn serve(a: ServeArgs) -> Result<ExitCode, CliError> {
     })
 }
 
-fn raw_keys(c: &Config) -> Result<Vec<m2msec_bindings::RawKeyCredential>, CliError> {
+fn raw_keys(c: &Config) -> Result<Vec<m2msec_cse_service::RawKeyCredential>, CliError> {
     if !c.raw_key.is_empty() && c.tls.certificate.is_none() {
         return Err(cfg_err(
             "[[raw_key]] needs the CSE's own [tls] certificate and private_key (ECDHE-ECDSA suites)",
@@ -685,7 +685,7 @@ fn raw_keys(c: &Config) -> Result<Vec<m2msec_bindings::RawKeyCredential>, CliErr
             ida: r.ida.clone(),
             registree: r.registree.clone(),
         };
-        out.push(m2msec_bindings::RawKeyCredential {
+        out.push(m2msec_cse_service::RawKeyCredential {
             pk_id,
             bound: bound_identity(&entry)?,
         });

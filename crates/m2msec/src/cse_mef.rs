@@ -12,7 +12,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use m2msec_mef::target::{FetchLimits, MefKeySource, MefLink};
+use m2msec_cse_service::mef_source::{FetchLimits, MefKeySource, MefLink};
 
 use crate::error::CliError;
 
@@ -23,7 +23,7 @@ fn default_timeout() -> u64 {
     5
 }
 fn default_poll() -> u64 {
-    m2msec_mef::target::DEFAULT_POLL_INTERVAL.as_secs()
+    m2msec_cse_service::mef_source::DEFAULT_POLL_INTERVAL.as_secs()
 }
 fn default_max_fetches() -> usize {
     FetchLimits::default().max_in_flight

@@ -22,15 +22,16 @@ use rand_core::{OsRng, RngCore};
 use serde_json::{json, Value};
 
 use m2msec_bindings::client::HttpClient;
-use m2msec_bindings::{CseEndpoint, CseSecurity, Limits, Listeners, Server};
+use m2msec_bindings::{Limits, Listeners, Server};
 use m2msec_core::eccsi::{verify, Kpak};
 use m2msec_core::ids::{CseId, SpId};
 use m2msec_core::kdf::SuidEncoding;
 use m2msec_core::secret::Kpm;
 use m2msec_cse::{Cse, CseConfig, CseType, Operation, RequestPrimitive, Rsc, SqliteStore};
+use m2msec_cse_service::mef_source::{MefKeySource, MefLink};
+use m2msec_cse_service::{CseEndpoint, CseSecurity};
 use m2msec_mef::enrolee::{enrol, target_psk, EnrolParams, EnrolmentSecrets, Keystore};
 use m2msec_mef::ibc::validate_ibc;
-use m2msec_mef::target::{MefKeySource, MefLink};
 use m2msec_mef::{Device, LocalPkg, MefConfig, MefEndpoint, MefStore, TargetClient};
 use m2msec_tls::{ClientConfig, Psk, PskIdentity, TlsClient};
 
@@ -220,8 +221,8 @@ async fn demo(n: usize) -> Result<(Value, bool), CliError> {
         cse_id: CSE_ABS.into(),
         suid: m2msec_mef::endpoint::TARGET_SUID,
         timeout: Duration::from_secs(5),
-        poll_interval: m2msec_mef::target::DEFAULT_POLL_INTERVAL,
-        limits: m2msec_mef::target::FetchLimits::default(),
+        poll_interval: m2msec_cse_service::mef_source::DEFAULT_POLL_INTERVAL,
+        limits: m2msec_cse_service::mef_source::FetchLimits::default(),
     })
     .map_err(CliError::other)?;
     cse_ep.set_remote_key_source(Arc::new(source));

@@ -38,11 +38,11 @@ use m2msec_bindings::{Limits, Listeners, Server};
 use m2msec_core::duration::XsDuration;
 use m2msec_core::kdf::SuidEncoding;
 use m2msec_core::secret::{Ke, Kpm};
-use m2msec_cse::{Operation, RequestPrimitive};
 use m2msec_mef::enrolee::{enrol, EnrolParams, EnrolmentSecrets};
 use m2msec_mef::ibc::validate_ibc;
 use m2msec_mef::store::Enrolment;
 use m2msec_mef::{Device, LocalPkg, MefConfig, MefEndpoint, MefStore, Pkg, TargetClient};
+use m2msec_proto::{Operation, RequestPrimitive};
 use m2msec_tls::{ClientConfig, Psk, PskIdentity, TlsClient};
 
 const FQDN: &str = "mef.bench.example";

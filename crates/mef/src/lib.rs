@@ -13,8 +13,9 @@
 //! - [`endpoint`]: the MEF service behind the HTTP/CoAP bindings: bootstrap sessions, it opens
 //!   an [`exchange::Exchange`] per Enrolee session and performs its effects against SQLite and
 //!   the PKG; MEF Client Commands, key registration/retrieval and `/fetchCredentials`.
-//! - [`target`]: the CSE's side as an Enrolment Target: bounded key retrieval, the MEF's change
-//!   feed (revocations) and Enrolee-ID reservations.
+//!
+//! The CSE's side as an Enrolment Target (key retrieval, change feed, reservations) belongs to
+//! the CSE's service: `m2msec_cse_service::mef_source`.
 //!
 //! ## The pattern (`docs/architecture.md`)
 //!
@@ -39,7 +40,6 @@ pub mod pkg;
 pub mod pkg_service;
 pub mod provision;
 pub mod store;
-pub mod target;
 pub mod wire;
 
 pub use endpoint::{MefConfig, MefEndpoint, MefSession, TargetClient};

@@ -25,7 +25,6 @@ use m2msec_core::duration::XsDuration;
 use m2msec_core::export::ExportedKeyingMaterial;
 use m2msec_core::kdf::{enrolment_key, SuidEncoding};
 use m2msec_core::secret::Kpm;
-use m2msec_cse::{Operation, RequestPrimitive};
 use m2msec_mef::endpoint::{MefSession, Step};
 use m2msec_mef::enrolee::{
     enrol_with_clock, EnrolError, EnrolParams, EnrolmentSecrets, Fed, Machine,
@@ -33,6 +32,7 @@ use m2msec_mef::enrolee::{
 use m2msec_mef::exchange::{Effect, Exchange};
 use m2msec_mef::store::{Device, MefStore};
 use m2msec_mef::{LocalPkg, MefConfig, MefEndpoint, TargetClient};
+use m2msec_proto::{Operation, RequestPrimitive};
 use m2msec_tls::{ClientConfig, Psk, PskIdentity};
 use rand_core::RngCore;
 

@@ -4,7 +4,7 @@
 //! p50/p99 latency with 200 concurrent clients, TLS against plaintext. Every figure is measured
 //! against its baseline in the same run, in alternating batches, and reported as a median.
 //!
-//! `cargo bench -p m2msec-bindings --bench service` prints:
+//! `cargo bench -p m2msec-cse-service --bench service` prints:
 //!
 //! * `RATIO rps_{retrieve_cin,create_cin} tls/plain = x.xx`: time per request over one
 //!   keep-alive HTTP/1.1 connection, one request in flight, TLS-PSK against plaintext (goal: at
@@ -60,10 +60,9 @@ use std::time::{Duration, Instant};
 
 use hyper::http::{HeaderMap, HeaderName, HeaderValue, Method};
 use m2msec_bindings::http::request_from_http;
-use m2msec_bindings::{
-    CseEndpoint, CseSecurity, Endpoint, Limits, Listeners, PskCredential, Server,
-};
+use m2msec_bindings::{Endpoint, Limits, Listeners, Server};
 use m2msec_cse::{Cse, CseConfig, CseType, SecurityContext, SqliteStore};
+use m2msec_cse_service::{CseEndpoint, CseSecurity, PskCredential};
 use m2msec_tls::{ClientConfig, Psk, PskIdentity, TlsChannel, TlsClient};
 use openssl::ex_data::Index;
 use openssl::ssl::{

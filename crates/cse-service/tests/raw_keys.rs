@@ -10,8 +10,9 @@ mod pki;
 use std::time::Duration;
 
 use m2msec_bindings::client::HttpClient;
-use m2msec_bindings::{CseEndpoint, CseSecurity, Limits, Listeners, RawKeyCredential, Server};
+use m2msec_bindings::{Limits, Listeners, Server};
 use m2msec_cse::{Cse, CseConfig, CseType, Operation, RequestPrimitive, Rsc, SqliteStore};
+use m2msec_cse_service::{CseEndpoint, CseSecurity, RawKeyCredential};
 use m2msec_tls::{
     CertCredential, ClientConfig, ClientCredential, PkId, PkIdAlg, ServerCertificates, TlsClient,
 };
