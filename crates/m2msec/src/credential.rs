@@ -110,6 +110,8 @@ struct CredConfig {
     data_dir: PathBuf,
     #[serde(default)]
     psk: Vec<PskRef>,
+    #[serde(default)]
+    secure_environment: m2msec_keystore::SecureEnvironmentConfig,
 }
 
 #[derive(Deserialize)]
@@ -132,8 +134,17 @@ fn load(path: &Path) -> CliResult<CredConfig> {
 }
 
 fn open_store(c: &CredConfig) -> CliResult<CredentialStore> {
-    CredentialStore::open(&c.data_dir)
-        .map_err(|e| cfg_err(format!("data_dir {}: {e}", c.data_dir.display())))
+    open_store_in(c).map(|(s, _)| s)
+}
+
+/// The store with its keys in the configured secure environment, and that environment.
+fn open_store_in(
+    c: &CredConfig,
+) -> CliResult<(CredentialStore, m2msec_keystore::SecureEnvironment)> {
+    let se = crate::util::open_secure_environment("cse", &c.secure_environment)?;
+    let store = CredentialStore::open_in(&c.data_dir, &se)
+        .map_err(|e| cfg_err(format!("data_dir {}: {e}", c.data_dir.display())))?;
+    Ok((store, se))
 }
 
 /// Maps a store failure: identity conflicts name `--identity`, the rest the data directory.
@@ -286,7 +297,7 @@ fn config_rows(cfg: &CredConfig) -> Vec<CredentialInfo> {
 
 fn list(a: ListArgs) -> CliResult<ExitCode> {
     let cfg = load(&a.config)?;
-    let store = open_store(&cfg)?;
+    let (store, se) = open_store_in(&cfg)?;
     let mut rows = config_rows(&cfg);
     rows.extend(store.list(unix_now()).map_err(|e| store_err(&cfg, e))?);
     if a.json {
@@ -331,6 +342,7 @@ fn list(a: ListArgs) -> CliResult<ExitCode> {
         }
         println!("{}", line.trim_end());
     }
+    println!("{}", crate::util::secure_environment_line(&se));
     Ok(ExitCode::SUCCESS)
 }
 

@@ -94,6 +94,10 @@ struct Config {
     /// Client raw public keys (RFC 7250).
     #[serde(default)]
     raw_key: Vec<RawKeyEntry>,
+    /// Where the KEK of the credential store lives (TS-0003 §6.3.1): absent, the file
+    /// `data_dir/kek`; or a PKCS#11 token.
+    #[serde(default)]
+    secure_environment: m2msec_keystore::SecureEnvironmentConfig,
 }
 
 /// `[[raw_key]]`: a client raw public key (TS-0003 §8.2.2.2, RFC 7250), bound to Credential-ID
@@ -425,6 +429,8 @@ struct Loaded {
     mef: Option<m2msec_cse_service::mef_source::MefKeySource>,
     /// Client raw public keys (`[[raw_key]]`).
     raw_keys: Vec<m2msec_cse_service::RawKeyCredential>,
+    /// `[secure_environment]`.
+    secure_environment: m2msec_keystore::SecureEnvironmentConfig,
 }
 
 fn load(path: &Path) -> Result<Loaded, CliError> {
@@ -534,6 +540,10 @@ fn load(path: &Path) -> Result<Loaded, CliError> {
         coap_half_open: (c.coap.max_half_open, c.coap.max_half_open_per_source),
         mef: c.mef.as_ref().map(|m| m.key_source()).transpose()?,
         raw_keys: raw_keys(&c)?,
+        secure_environment: {
+            c.secure_environment.validate().map_err(cfg_err)?;
+            c.secure_environment.clone()
+        },
         certificates: crate::credential::certificates(
             c.tls.certificate.as_deref(),
             c.tls.private_key.as_deref(),
@@ -577,8 +587,11 @@ fn serve(a: ServeArgs) -> Result<ExitCode, CliError> {
     )
     .map_err(|e| cfg_err(e.detail))?;
     cse.set_limits(loaded.storage);
-    // Credentials administered with `m2msec cse credential` (keys sealed under data_dir/kek).
-    let cred_store = m2msec_cse::credentials::CredentialStore::open(&loaded.data_dir)
+    // Credentials administered with `m2msec cse credential` (keys sealed under data_dir/kek,
+    // or inside the token of [secure_environment]).
+    let se = crate::util::open_secure_environment("cse", &loaded.secure_environment)?;
+    eprintln!("m2msec cse: {}", crate::util::secure_environment_line(&se));
+    let cred_store = m2msec_cse::credentials::CredentialStore::open_in(&loaded.data_dir, &se)
         .map_err(|e| cfg_err(format!("data_dir {}: {e}", loaded.data_dir.display())))?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -85,6 +85,10 @@ pub struct Config {
     /// A PKG service instead of the in-process PKG.
     #[serde(default)]
     pkg: Option<crate::pkg::PkgSection>,
+    /// Where the KEK sealing the devices' Kpm, the enrolments' Ke and the KSAK lives
+    /// (TS-0003 §6.3.1): absent, the file `data_dir/kek`; or a PKCS#11 token.
+    #[serde(default)]
+    secure_environment: m2msec_keystore::SecureEnvironmentConfig,
 }
 
 fn default_coap_port() -> u16 {
@@ -225,6 +229,8 @@ pub struct Loaded {
     pub default_enrolment_secs: u64,
     /// The remote PKG, if configured.
     pkg: Option<crate::pkg::PkgSection>,
+    /// The secure environment of the store (`[secure_environment]`, opened).
+    pub secure_environment: m2msec_keystore::SecureEnvironment,
 }
 
 /// Reads and validates the configuration at `path`.
@@ -294,6 +300,7 @@ pub fn load(path: &Path) -> Result<Loaded, CliError> {
         targets,
         default_enrolment_secs: c.enrolment.default_enrolment_secs,
         pkg: c.pkg,
+        secure_environment: crate::util::open_secure_environment("mef", &c.secure_environment)?,
         certificates: crate::credential::certificates(
             c.tls.certificate.as_deref(),
             c.tls.private_key.as_deref(),
@@ -304,7 +311,7 @@ pub fn load(path: &Path) -> Result<Loaded, CliError> {
 
 /// Opens the store of a loaded configuration.
 pub fn open_store(l: &Loaded) -> Result<MefStore, CliError> {
-    MefStore::open(&l.data_dir)
+    MefStore::open_in(&l.data_dir, &l.secure_environment)
         .map_err(|e| cfg_err(format!("data_dir {}: {e}", l.data_dir.display())))
 }
 
@@ -328,8 +335,15 @@ pub async fn start(l: Loaded) -> Result<Started, CliError> {
             Arc::new(LocalPkg::from_store(&mut store).map_err(|e| cfg_err(format!("PKG: {e}")))?)
         }
     };
-    let (ep, mut tls) = MefEndpoint::new(l.mef, &l.data_dir, pkg, l.targets)
-        .map_err(|e| cfg_err(format!("data_dir {}: {e}", l.data_dir.display())))?;
+    let (ep, mut tls) = MefEndpoint::with_environment(
+        l.mef,
+        &l.data_dir,
+        &l.secure_environment,
+        pkg,
+        l.targets,
+        m2msec_mef::clock::system(),
+    )
+    .map_err(|e| cfg_err(format!("data_dir {}: {e}", l.data_dir.display())))?;
     let limits = Limits::default();
     tls.handshake_timeout = limits.handshake_timeout;
     if let Some(c) = l.certificates {
@@ -380,6 +394,10 @@ pub fn run(cmd: MefCmd) -> Result<ExitCode, CliError> {
 fn serve(a: ServeArgs) -> Result<ExitCode, CliError> {
     let loaded = load(&a.config)?;
     let fqdn = loaded.mef.fqdn.clone();
+    eprintln!(
+        "m2msec mef: {}",
+        crate::util::secure_environment_line(&loaded.secure_environment)
+    );
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

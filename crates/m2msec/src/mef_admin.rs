@@ -1,7 +1,9 @@
 //! `m2msec mef device add|import|list|revoke --config FILE`: operator tools on the MEF's device
 //! store, `DATA_DIR/mef.sqlite3` ([`m2msec_mef::store`]). A device is its bootstrap credential
 //! (KpmID and Kpm, TS-0003 §8.3.2.1) and instructions (Enrolee-ID, Enrolment Targets,
-//! Enrolment Expiry). Each Kpm rests sealed under `DATA_DIR/kek`; no command prints one.
+//! Enrolment Expiry). Each Kpm rests sealed under `DATA_DIR/kek`, or inside the PKCS#11 token of
+//! `[secure_environment]`; no command prints one. `list` ends with the secure environment and
+//! its TS-0003 §6.3.1 protection level.
 //!
 //! - A KpmID is `relKeyID@MEF-FQDN` (BRIEF A5) and its FQDN must be the MEF's `fqdn`. It is
 //!   stored in canonical form (FQDN in lowercase): the device sends that text as psk_identity.
@@ -658,6 +660,12 @@ fn list(a: ListArgs) -> CliResult<ExitCode> {
         }
         writeln!(out, "{}", line.trim_end()).map_err(io)?;
     }
+    writeln!(
+        out,
+        "{}",
+        crate::util::secure_environment_line(&loaded.secure_environment)
+    )
+    .map_err(io)?;
     out.flush().map_err(io)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -55,6 +55,10 @@ struct Config {
     port: u16,
     #[serde(default)]
     client: Vec<ClientEntry>,
+    /// Where the KEK sealing the KSAK lives (TS-0003 §6.3.1): absent, the file
+    /// `data_dir/kek`; or a PKCS#11 token.
+    #[serde(default)]
+    secure_environment: m2msec_keystore::SecureEnvironmentConfig,
 }
 
 #[derive(Deserialize)]
@@ -92,8 +96,10 @@ fn serve(a: ServeArgs) -> Result<ExitCode, CliError> {
             key: crate::link::read_psk_file(&e.key_file, &format!("client {}", e.identity))?,
         });
     }
+    let se = crate::util::open_secure_environment("pkg", &c.secure_environment)?;
+    eprintln!("m2msec pkg: {}", crate::util::secure_environment_line(&se));
     let pkg = {
-        let mut s = MefStore::open(&c.data_dir)
+        let mut s = MefStore::open_in(&c.data_dir, &se)
             .map_err(|e| cfg_err(format!("data_dir {}: {e}", c.data_dir.display())))?;
         LocalPkg::from_store(&mut s).map_err(|e| cfg_err(format!("KMS: {e}")))?
     };

@@ -64,3 +64,28 @@ pub fn assert_example_parses<T: serde::de::DeserializeOwned>(name: &str) {
         panic!("{path}: {e}");
     }
 }
+
+/// Opens the `[secure_environment]` of a service (TS-0003 §6.3.1) and states it and its
+/// protection level as a tracing info event. The PIN is never printed.
+pub fn open_secure_environment(
+    service: &str,
+    c: &m2msec_keystore::SecureEnvironmentConfig,
+) -> CliResult<m2msec_keystore::SecureEnvironment> {
+    let se = c
+        .open()
+        .map_err(|e| CliError::arg("--config", format!("[secure_environment]: {e}")))?;
+    let st = se.status();
+    tracing::info!(
+        service,
+        kind = st.kind,
+        level = st.level.get(),
+        token = st.token.as_deref().unwrap_or("-"),
+        "secure environment: {st}"
+    );
+    Ok(se)
+}
+
+/// The line `secure environment: …` of status and list output.
+pub fn secure_environment_line(se: &m2msec_keystore::SecureEnvironment) -> String {
+    format!("secure environment: {}", se.status())
+}

@@ -254,6 +254,12 @@ fn credential_added_while_serving_is_used_and_revocation_closes_live_sessions() 
         table.iter().any(|l| l.contains(id) && l.contains("active")),
         "{table:?}"
     );
+    assert!(
+        table.last().is_some_and(
+            |l| l.starts_with("secure environment: files") && l.contains("protection level 0")
+        ),
+        "{table:?}"
+    );
     let all_output = [out, out2, table.clone(), listed, err].concat().join("\n");
     for k in [key.as_str(), key2] {
         assert!(!all_output.to_ascii_lowercase().contains(k), "key printed");
@@ -376,6 +382,98 @@ fn credential_added_while_serving_is_used_and_revocation_closes_live_sessions() 
         assert!(Instant::now() < end, "re-added credential not served");
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// The credential store's KEK in a SoftHSM2 token (TS-0003 §6.3.1, `[secure_environment]`):
+/// `credential add` seals in the token, `cse serve` states the secure environment and its
+/// protection level, serves the credential, and again after a restart; no KEK file is
+/// written; a wrong PIN stops the start-up with a clear error.
+#[test]
+fn credentials_sealed_in_a_softhsm_token() {
+    let se = m2msec_keystore::testing::new_token("cse-cli");
+    let dep = Deployment::new(false);
+    let section = format!(
+        "\n[secure_environment]\npkcs11_module = \"{}\"\ntoken_label = \"cse-cli\"\npin_file = \"{}\"\n",
+        m2msec_keystore::testing::MODULE,
+        se.pin_file.as_ref().unwrap().display()
+    );
+    let mut cfg = std::fs::read_to_string(dep.config()).unwrap();
+    cfg.push_str(&section);
+    std::fs::write(dep.config(), &cfg).unwrap();
+
+    let id = "ae-token@mef.sp.example";
+    let key_out = dep.path("ae-token.key");
+    let (code, out, err) = dep.credential(&[
+        "add",
+        "--identity",
+        id,
+        "--generate",
+        "--key-out",
+        key_out.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(0), "{out:?} {err:?}");
+    let key = read_key_hex(&key_out);
+    let (code, table, err) = dep.credential(&["list"]);
+    assert_eq!(code, Some(0), "{err:?}");
+    let last = table.last().unwrap();
+    assert!(
+        last.contains("pkcs11 token \"cse-cli\"") && last.contains("protection level 1"),
+        "{table:?}"
+    );
+    for round in 0..2 {
+        let server = Proc::spawn(
+            m2msec()
+                .args(["cse", "serve", "--config"])
+                .arg(dep.config()),
+        );
+        let line = Proc::line_with(&server.stderr, "secure environment");
+        assert!(
+            line.contains("pkcs11 token \"cse-cli\"") && line.contains("protection level 1"),
+            "{line}"
+        );
+        let line = Proc::line_with(&server.stderr, "listening on ");
+        let port = line
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("https://127.0.0.1:"))
+            .and_then(|p| p.parse::<u16>().ok())
+            .unwrap_or_else(|| panic!("no TLS port in {line:?}"));
+        if round == 0 {
+            register(port, (id, &key), "tok");
+        } else {
+            // After the restart the key opens from the token again: the TLS-PSK handshake
+            // succeeds and the CSE answers (the AE-ID bound to the credential exists).
+            let body = json!({"m2m:ae":{"rn":"tok2","api":"Nx","rr":false,"srv":["3"]}});
+            let (_, out, err) =
+                request(port, (id, &key), "create", "/cb", "C", Some(2), Some(body));
+            assert_eq!(json_line(&out)["rsc"], json!(4117), "{out:?} {err:?}");
+        }
+        drop(server);
+    }
+    assert!(!dep.path("data").join("kek").exists(), "no KEK file");
+    assert!(!contains(&dep.db_bytes(), &hex::decode(&key).unwrap()));
+
+    // A wrong PIN: the CSE does not start, and says why without printing a PIN.
+    let wrong = dep.path("wrong.pin");
+    write_key(&wrong, "not-the-pin", 0o600);
+    std::fs::write(
+        dep.config(),
+        cfg.replace(
+            &se.pin_file.as_ref().unwrap().display().to_string(),
+            &wrong.display().to_string(),
+        ),
+    )
+    .unwrap();
+    let (code, _, err) = Proc::spawn_with_stdin(
+        m2msec()
+            .args(["cse", "serve", "--config"])
+            .arg(dep.config()),
+        None,
+    )
+    .finish();
+    assert_eq!(code, Some(2), "{err:?}");
+    let err = err.join("\n");
+    assert!(err.contains("wrong PIN"), "{err}");
+    assert!(!err.contains("not-the-pin") && !err.contains(m2msec_keystore::testing::PIN));
 }
 
 #[test]

@@ -229,10 +229,17 @@ fn add_list_revoke_round_trip() {
     let t = m.device("list", &[]);
     assert_eq!(t.code, Some(0));
     let lines: Vec<&str> = t.stdout.lines().collect();
-    assert_eq!(lines.len(), 3, "{}", t.stdout);
+    assert_eq!(lines.len(), 4, "{}", t.stdout);
     assert!(lines[0].starts_with("KPM_ID"), "{}", lines[0]);
     assert!(lines[1].starts_with("dev1@mef.sp.example"));
     assert!(lines[1].contains("active"));
+    // The secure environment and its TS-0003 §6.3.1 protection level.
+    assert!(
+        lines[3].starts_with("secure environment: files")
+            && lines[3].contains("protection level 0"),
+        "{}",
+        lines[3]
+    );
 
     // Revoke: once, then idempotently; unknown KpmID is an error.
     let v = m
