@@ -437,6 +437,33 @@ impl CredentialStore {
         })
     }
 
+    /// Opens every sealed key with this store's sealer and seals it again with `to`, in one
+    /// IMMEDIATE transaction; the store then uses `to` (moving the KEK into a token, TS-0003
+    /// §6.3.1). Returns the number of keys.
+    pub fn reseal_to(&mut self, to: &Sealer) -> Result<usize, CredentialError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let rows: Vec<(String, Vec<u8>)> = {
+            let mut st = tx.prepare(&format!("SELECT psk_identity, sealed_key FROM {TABLE}"))?;
+            let rows = st
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<Result<_, _>>()?;
+            rows
+        };
+        for (identity, sealed) in &rows {
+            let plain = self.sealer.open(&aad(identity), sealed)?;
+            let resealed = to.seal(&aad(identity), &plain)?;
+            tx.execute(
+                &format!("UPDATE {TABLE} SET sealed_key = ?1 WHERE psk_identity = ?2"),
+                params![resealed, identity],
+            )?;
+        }
+        tx.commit()?;
+        self.sealer = to.clone();
+        Ok(rows.len())
+    }
+
     /// The data directory.
     pub fn data_dir(&self) -> &Path {
         &self.dir

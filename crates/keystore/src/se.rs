@@ -65,6 +65,10 @@ pub struct SecureEnvironmentConfig {
     /// The TS-0003 §6.3.1 protection level claimed for a hardware token (2 or 3); default 1.
     #[serde(default)]
     pub protection_level: Option<u8>,
+    /// `CKA_LABEL` of this service's KEK in the token (default `m2msec/<service>/kek`): give
+    /// each service its own label when several share one token.
+    #[serde(default)]
+    pub key_label: Option<String>,
 }
 
 impl SecureEnvironmentConfig {
@@ -76,6 +80,7 @@ impl SecureEnvironmentConfig {
             slot: None,
             pin_file: Some(pin_file.into()),
             protection_level: None,
+            key_label: None,
         }
     }
 
@@ -91,8 +96,11 @@ impl SecureEnvironmentConfig {
                 || self.slot.is_some()
                 || self.pin_file.is_some()
                 || self.protection_level.is_some()
+                || self.key_label.is_some()
             {
-                return bad("token_label, slot, pin_file and protection_level need pkcs11_module");
+                return bad(
+                    "token_label, slot, pin_file, protection_level and key_label need pkcs11_module",
+                );
             }
             return Ok(());
         }
@@ -106,6 +114,11 @@ impl SecureEnvironmentConfig {
         }
         if self.pin_file.is_none() {
             return bad("pkcs11_module needs pin_file (a file of mode 0600 holding the user PIN)");
+        }
+        if let Some(l) = &self.key_label {
+            if l.is_empty() || l.len() > 128 {
+                return bad("key_label is 1 to 128 characters");
+            }
         }
         if let Some(l) = self.protection_level {
             if !(1..=3).contains(&l) {
@@ -194,6 +207,8 @@ pub enum SecureEnvironment {
         token: Arc<Pkcs11Token>,
         /// The protection level claimed.
         level: ProtectionLevel,
+        /// `key_label` of the configuration, replacing the service's default KEK label.
+        key_label: Option<String>,
     },
 }
 
@@ -231,6 +246,7 @@ impl SecureEnvironment {
         Ok(SecureEnvironment::Pkcs11 {
             token: Arc::new(token),
             level,
+            key_label: config.key_label.clone(),
         })
     }
 
@@ -258,6 +274,17 @@ impl SecureEnvironment {
         }
     }
 
+    /// The `CKA_LABEL` of a KEK whose service default is `default` (`key_label` of the
+    /// configuration if set).
+    pub fn key_label<'a>(&'a self, default: &'a str) -> &'a str {
+        match self {
+            SecureEnvironment::Pkcs11 {
+                key_label: Some(l), ..
+            } => l,
+            _ => default,
+        }
+    }
+
     /// What to report at start-up and in status output.
     pub fn status(&self) -> SecureEnvironmentStatus {
         SecureEnvironmentStatus {
@@ -274,6 +301,7 @@ impl SecureEnvironment {
     /// With the token, an existing `kek_file` is refused: the records sealed under it would
     /// not open (run the migration, which moves that key into the token and deletes the file).
     pub fn sealer(&self, kek_file: &Path, key_label: &str) -> Result<Sealer, KeystoreError> {
+        let key_label = self.key_label(key_label);
         match self {
             SecureEnvironment::Files => Ok(Sealer::new(load_or_create_kek(kek_file)?)),
             SecureEnvironment::Pkcs11 { token, .. } => {
@@ -322,37 +350,63 @@ impl SecureEnvironment {
         }
     }
 
-    /// Moves the file KEK `kek_file` into the token as the AES key `key_label`
-    /// (`C_CreateObject`, non-extractable), checks that it seals and opens like the file, and
-    /// deletes the file. Refuses when the key already exists in the token (migrated before)
-    /// or when there is no file.
+    /// Moves an installation from the KEK file `kek_file` into the token (`m2msec … keys
+    /// migrate-to-token`): generates a fresh non-extractable AES key `key_label` in the token,
+    /// lets `reseal` open every record with the file KEK and seal it again inside the token
+    /// (one store transaction), then deletes the file. A fresh key rather than an import of
+    /// the file's: copies of the old KEK file (backups) open nothing sealed from now on.
     ///
-    /// The records need no re-sealing: the token key has the KEK's value and the same record
-    /// layout, so they open unchanged; new records are sealed inside the token.
-    pub fn migrate_kek(&self, kek_file: &Path, key_label: &str) -> Result<(), KeystoreError> {
+    /// Refuses when the token already holds `key_label` (migrated before) or there is no
+    /// file. If `reseal` fails the new token key is destroyed and the file kept: nothing
+    /// changed, the migration can run again. Run it while the service is stopped.
+    /// Returns the number of records re-sealed.
+    pub fn migrate_kek(
+        &self,
+        kek_file: &Path,
+        key_label: &str,
+        reseal: impl FnOnce(&Sealer, &Sealer) -> Result<usize, String>,
+    ) -> Result<usize, KeystoreError> {
+        let key_label = self.key_label(key_label);
         let SecureEnvironment::Pkcs11 { token, .. } = self else {
             return Err(KeystoreError::Config(
-                "migration needs [secure_environment] pkcs11_module".into(),
+                "migration to a token needs [secure_environment] pkcs11_module".into(),
             ));
         };
         if token.has_key(key_label, KeyKind::Aes)? {
             return Err(KeystoreError::Config(format!(
-                "token {:?} already holds {key_label:?}: already migrated",
-                token.label()
+                "token {:?} already holds {key_label:?}: already migrated{}",
+                token.label(),
+                if kek_file.exists() {
+                    format!(" ({} is left over: delete it)", kek_file.display())
+                } else {
+                    String::new()
+                }
             )));
         }
-        let kek = crate::load_kek(kek_file)?;
-        token.import_aes_key(key_label, kek.expose_secret())?;
-        let probe = Sealer::new(kek).seal(b"m2msec/migration-probe", b"probe")?;
-        let opened = token.open(key_label, b"m2msec/migration-probe", &probe)?;
-        if &opened[..] != b"probe" {
-            return Err(KeystoreError::Config("migration probe did not open".into()));
+        let old = Sealer::new(crate::load_kek(kek_file)?);
+        token.aes_key(key_label)?;
+        let new = Sealer::token(token.clone(), key_label);
+        match reseal(&old, &new) {
+            Ok(n) => {
+                std::fs::remove_file(kek_file).map_err(|source| KeystoreError::Io {
+                    path: kek_file.to_path_buf(),
+                    source,
+                })?;
+                tracing::info!(
+                    token = token.label(),
+                    key = key_label,
+                    records = n,
+                    "key-encryption key moved into the token"
+                );
+                Ok(n)
+            }
+            Err(e) => {
+                let _ = token.destroy_key(key_label, KeyKind::Aes);
+                Err(KeystoreError::Config(format!(
+                    "re-sealing under the token key failed, nothing changed: {e}"
+                )))
+            }
         }
-        std::fs::remove_file(kek_file).map_err(|source| KeystoreError::Io {
-            path: kek_file.to_path_buf(),
-            source,
-        })?;
-        Ok(())
     }
 }
 

@@ -315,28 +315,49 @@ fn an_existing_kek_file_is_not_ignored_and_migrates_once() {
     let d = tempfile::tempdir().unwrap();
     let kek_file = d.path().join("kek");
     let file_sealer = Sealer::new(m2msec_keystore::load_or_create_kek(&kek_file).unwrap());
-    let old = file_sealer.seal(b"devices/a", b"old record").unwrap();
+    let mut records = vec![(
+        b"devices/a".to_vec(),
+        file_sealer.seal(b"devices/a", b"old record").unwrap(),
+    )];
     // A token configured over an installation with a KEK file: refused, with the way out.
     let e = se.sealer(&kek_file, KEK).unwrap_err();
     assert!(e.to_string().contains("migrate-to-token"), "{e}");
-    se.migrate_kek(&kek_file, KEK).unwrap();
+    // A failing re-seal changes nothing.
+    let e = se
+        .migrate_kek(&kek_file, KEK, |_, _| Err("disk full".into()))
+        .unwrap_err();
+    assert!(e.to_string().contains("nothing changed"), "{e}");
+    assert!(kek_file.exists());
+    assert!(!se.token().unwrap().has_key(KEK, KeyKind::Aes).unwrap());
+    // The migration re-seals every record under a fresh token key and deletes the file.
+    let n = se
+        .migrate_kek(&kek_file, KEK, |old, new| {
+            for (aad, rec) in records.iter_mut() {
+                let p = old.open(aad, rec).map_err(|e| e.to_string())?;
+                *rec = new.seal(aad, &p).map_err(|e| e.to_string())?;
+            }
+            Ok(records.len())
+        })
+        .unwrap();
+    assert_eq!(n, 1);
     assert!(!kek_file.exists(), "the file KEK is gone");
     let s = se.sealer(&kek_file, KEK).unwrap();
-    assert_eq!(&s.open(b"devices/a", &old).unwrap()[..], b"old record");
-    // The token seals in the same format as the file backend.
-    let new = s.seal(b"devices/b", b"new record").unwrap();
     assert_eq!(
-        &file_sealer.open(b"devices/b", &new).unwrap()[..],
-        b"new record"
+        &s.open(b"devices/a", &records[0].1).unwrap()[..],
+        b"old record"
     );
+    // A copy of the old KEK file opens nothing sealed from now on.
+    assert!(file_sealer.open(b"devices/a", &records[0].1).is_err());
+    let new = s.seal(b"devices/b", b"new record").unwrap();
+    assert!(file_sealer.open(b"devices/b", &new).is_err());
     // Twice: refused.
     m2msec_keystore::write_secret_file(&kek_file, hex::encode([7u8; 32]).as_bytes()).unwrap();
-    let e = se.migrate_kek(&kek_file, KEK).unwrap_err();
+    let e = se.migrate_kek(&kek_file, KEK, |_, _| Ok(0)).unwrap_err();
     assert!(e.to_string().contains("already migrated"), "{e}");
     assert!(kek_file.exists());
     // The files backend cannot migrate.
     assert!(SecureEnvironment::Files
-        .migrate_kek(&kek_file, KEK)
+        .migrate_kek(&kek_file, KEK, |_, _| Ok(0))
         .is_err());
 }
 

@@ -44,6 +44,11 @@ pub enum CseCmd {
         #[command(subcommand)]
         cmd: crate::credential::CredentialCmd,
     },
+    /// The key-encryption key: move it into a PKCS#11 token (TS-0003 §6.3.1).
+    Keys {
+        #[command(subcommand)]
+        cmd: crate::keys::KeysCmd,
+    },
 }
 
 /// `m2msec cse serve`.
@@ -572,6 +577,7 @@ pub fn run(cmd: CseCmd) -> Result<ExitCode, CliError> {
     match cmd {
         CseCmd::Serve(a) => serve(a),
         CseCmd::Credential { cmd } => crate::credential::run(cmd),
+        CseCmd::Keys { cmd } => crate::keys::run(crate::keys::Service::Cse, cmd),
     }
 }
 

@@ -11,6 +11,7 @@ mod derive;
 mod enrol;
 mod error;
 mod ibc;
+mod keys;
 mod link;
 mod mef;
 mod mef_admin;

@@ -37,6 +37,11 @@ pub enum MefCmd {
         #[command(subcommand)]
         cmd: crate::mef_admin::DeviceCmd,
     },
+    /// The key-encryption key: move it into a PKCS#11 token (TS-0003 §6.3.1).
+    Keys {
+        #[command(subcommand)]
+        cmd: crate::keys::KeysCmd,
+    },
 }
 
 /// `m2msec mef serve`.
@@ -388,6 +393,7 @@ pub fn run(cmd: MefCmd) -> Result<ExitCode, CliError> {
     match cmd {
         MefCmd::Serve(a) => serve(a),
         MefCmd::Device { cmd } => crate::mef_admin::run(cmd),
+        MefCmd::Keys { cmd } => crate::keys::run(crate::keys::Service::Mef, cmd),
     }
 }
 

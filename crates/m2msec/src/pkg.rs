@@ -27,6 +27,11 @@ use crate::error::CliError;
 pub enum PkgCmd {
     /// Run the PKG service until killed.
     Serve(ServeArgs),
+    /// The key-encryption key: move it into a PKCS#11 token (TS-0003 §6.3.1).
+    Keys {
+        #[command(subcommand)]
+        cmd: crate::keys::KeysCmd,
+    },
 }
 
 /// `m2msec pkg serve`.
@@ -76,6 +81,7 @@ fn cfg_err(msg: impl std::fmt::Display) -> CliError {
 pub fn run(cmd: PkgCmd) -> Result<ExitCode, CliError> {
     match cmd {
         PkgCmd::Serve(a) => serve(a),
+        PkgCmd::Keys { cmd } => crate::keys::run(crate::keys::Service::Pkg, cmd),
     }
 }
 
@@ -99,7 +105,7 @@ fn serve(a: ServeArgs) -> Result<ExitCode, CliError> {
     let se = crate::util::open_secure_environment("pkg", &c.secure_environment)?;
     eprintln!("m2msec pkg: {}", crate::util::secure_environment_line(&se));
     let pkg = {
-        let mut s = MefStore::open_in(&c.data_dir, &se)
+        let mut s = MefStore::open_labelled(&c.data_dir, &se, m2msec_mef::store::PKG_KEK_LABEL)
             .map_err(|e| cfg_err(format!("data_dir {}: {e}", c.data_dir.display())))?;
         LocalPkg::from_store(&mut s).map_err(|e| cfg_err(format!("KMS: {e}")))?
     };

@@ -40,6 +40,8 @@ pub const DB_FILE: &str = "mef.sqlite3";
 pub const KEK_FILE: &str = "kek";
 /// `CKA_LABEL` of the MEF's KEK in a PKCS#11 token ([`MefStore::open_in`]).
 pub const KEK_LABEL: &str = "m2msec/mef/kek";
+/// `CKA_LABEL` of the PKG service's KEK (its store seals the KSAK).
+pub const PKG_KEK_LABEL: &str = "m2msec/pkg/kek";
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
@@ -331,6 +333,16 @@ impl MefStore {
     /// [`KEK_LABEL`] (generated in the token on first use). Device Kpm, enrolment Ke, key
     /// registrations and the PKG's KSAK are all sealed by it.
     pub fn open_in(data_dir: &Path, se: &SecureEnvironment) -> Result<MefStore, StoreError> {
+        Self::open_labelled(data_dir, se, KEK_LABEL)
+    }
+
+    /// As [`MefStore::open_in`] with the token key labelled `key_label` (the PKG service's
+    /// store uses [`PKG_KEK_LABEL`], so that a MEF and a PKG may share one token).
+    pub fn open_labelled(
+        data_dir: &Path,
+        se: &SecureEnvironment,
+        key_label: &str,
+    ) -> Result<MefStore, StoreError> {
         m2msec_keystore::private_dir(data_dir)?;
         m2msec_keystore::private_db_file(&data_dir.join(DB_FILE))?;
         let conn = Connection::open(data_dir.join(DB_FILE))?;
@@ -351,9 +363,9 @@ impl MefStore {
         let kek = data_dir.join(KEK_FILE);
         let sealer = match se {
             SecureEnvironment::Pkcs11 { .. } if sealed_rows > 0 => {
-                se.existing_sealer(&kek, KEK_LABEL)?
+                se.existing_sealer(&kek, key_label)?
             }
-            _ => se.sealer(&kek, KEK_LABEL)?,
+            _ => se.sealer(&kek, key_label)?,
         };
         Self::init(conn, sealer)
     }
@@ -1106,6 +1118,46 @@ impl MefStore {
         };
         tx.commit()?;
         Ok(self.sealer.open(&aad("pkg", "ksak"), &sealed)?)
+    }
+
+    /// Opens every sealed record (device Kpm, enrolment Ke, key registrations, the KSAK) with
+    /// this store's sealer and seals it again with `to`, in one IMMEDIATE transaction; the
+    /// store then uses `to` (moving the KEK into a token, TS-0003 §6.3.1). Returns the
+    /// number of records.
+    pub fn reseal_to(&mut self, to: &Sealer) -> Result<usize, StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut n = 0;
+        for (table, key_col, col, fixed) in [
+            ("devices", "kpm_id", "kpm", None),
+            ("enrolments", "ke_id", "ke", None),
+            ("key_regs", "rel_key_id", "key", None),
+            ("pkg", "id", "ksak", Some("ksak")),
+        ] {
+            let rows: Vec<(rusqlite::types::Value, String, Vec<u8>)> = {
+                let mut st = tx.prepare(&format!(
+                    "SELECT {key_col}, CAST({key_col} AS TEXT), {col} FROM {table}"
+                ))?;
+                let rows = st
+                    .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                    .collect::<Result<_, _>>()?;
+                rows
+            };
+            for (k, name, sealed) in rows {
+                let a = aad(table, fixed.unwrap_or(&name));
+                let plain = self.sealer.open(&a, &sealed)?;
+                let resealed = to.seal(&a, &plain)?;
+                tx.execute(
+                    &format!("UPDATE {table} SET {col} = ?1 WHERE {key_col} = ?2"),
+                    params![resealed, k],
+                )?;
+                n += 1;
+            }
+        }
+        tx.commit()?;
+        self.sealer = to.clone();
+        Ok(n)
     }
 
     /// Runs `PRAGMA quick_check` (operators, tests).
