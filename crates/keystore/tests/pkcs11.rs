@@ -315,7 +315,7 @@ fn an_existing_kek_file_is_not_ignored_and_migrates_once() {
     let d = tempfile::tempdir().unwrap();
     let kek_file = d.path().join("kek");
     let file_sealer = Sealer::new(m2msec_keystore::load_or_create_kek(&kek_file).unwrap());
-    let mut records = vec![(
+    let mut records = [(
         b"devices/a".to_vec(),
         file_sealer.seal(b"devices/a", b"old record").unwrap(),
     )];
