@@ -52,6 +52,10 @@ pub struct EnrolArgs {
     /// The keystore directory (created 0700; keystore.json and kek are 0600).
     #[arg(long, value_name = "DIR", default_value = "m2msec-keystore")]
     keystore: PathBuf,
+    /// A TOML file whose `[secure_environment]` puts the keystore's KEK in a PKCS#11 token
+    /// (TS-0003 §6.3.1) instead of the `kek` file.
+    #[arg(long, value_name = "FILE")]
+    secure_environment: Option<PathBuf>,
     /// adminFQDN of the MEF client registration.
     #[arg(long, value_name = "FQDN", default_value = "admin.invalid")]
     admin_fqdn: String,
@@ -170,7 +174,9 @@ pub fn run(a: EnrolArgs) -> Result<ExitCode, CliError> {
         "octet" => SuidEncoding::SingleOctet,
         _ => return Err(CliError::arg("--suid-encoding", "must be ascii or octet")),
     };
-    let keystore = Keystore::open(&a.keystore).map_err(|e| CliError::arg("--keystore", e))?;
+    let se = crate::util::keystore_environment(a.secure_environment.as_deref())?;
+    let keystore =
+        Keystore::open_in(&a.keystore, &se).map_err(|e| CliError::arg("--keystore", e))?;
     let params = EnrolParams {
         transport,
         host,

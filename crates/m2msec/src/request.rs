@@ -89,6 +89,10 @@ pub struct RequestArgs {
     /// TS-0003 §10.3.7 key for the Enrolment Target (instead of --psk-id/--psk/--psk-file).
     #[arg(long, value_name = "DIR", conflicts_with_all = ["psk_id", "psk", "psk_file"])]
     keystore: Option<PathBuf>,
+    /// With --keystore: a TOML file whose `[secure_environment]` holds the keystore's KEK in
+    /// a PKCS#11 token (as given to `m2msec enrol`).
+    #[arg(long, value_name = "FILE", requires = "keystore")]
+    secure_environment: Option<PathBuf>,
     /// With --keystore: the Enrolment Target's ID (default: the keystore's only target).
     #[arg(long = "target", value_name = "ID", requires = "keystore")]
     target: Option<String>,
@@ -466,7 +470,8 @@ where
 fn keystore_credential(a: &RequestArgs) -> Result<(PskIdentity, Psk), CliError> {
     use m2msec_mef::enrolee::{enrolled_target_psk, Keystore};
     let dir = a.keystore.as_deref().unwrap_or(std::path::Path::new("."));
-    let ks = Keystore::open(dir).map_err(|e| CliError::arg("--keystore", e))?;
+    let se = crate::util::keystore_environment(a.secure_environment.as_deref())?;
+    let ks = Keystore::open_in(dir, &se).map_err(|e| CliError::arg("--keystore", e))?;
     let (summary, ke, _) = ks.load().map_err(|e| CliError::arg("--keystore", e))?;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -89,3 +89,30 @@ pub fn open_secure_environment(
 pub fn secure_environment_line(se: &m2msec_keystore::SecureEnvironment) -> String {
     format!("secure environment: {}", se.status())
 }
+
+/// The device keystore's configuration file (`--secure-environment FILE`): a
+/// `[secure_environment]` section, as in the services' configurations.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeystoreConfig {
+    #[serde(default)]
+    secure_environment: m2msec_keystore::SecureEnvironmentConfig,
+}
+
+/// The secure environment of a device keystore: the sealed `kek` file without `file`, else the
+/// `[secure_environment]` of the TOML file `file` (argument `--secure-environment`).
+pub fn keystore_environment(
+    file: Option<&std::path::Path>,
+) -> CliResult<m2msec_keystore::SecureEnvironment> {
+    const ARG: &str = "--secure-environment";
+    let Some(file) = file else {
+        return Ok(m2msec_keystore::SecureEnvironment::Files);
+    };
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| CliError::arg(ARG, format!("{}: {e}", file.display())))?;
+    let c: KeystoreConfig = toml::from_str(&text)
+        .map_err(|e| CliError::arg(ARG, format!("{}: {e}", file.display())))?;
+    c.secure_environment
+        .open()
+        .map_err(|e| CliError::arg(ARG, format!("[secure_environment]: {e}")))
+}

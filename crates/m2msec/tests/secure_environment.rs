@@ -2,8 +2,8 @@
 //! installation provisioned with the file KEK is moved into the token with `m2msec mef keys
 //! migrate-to-token` (once: a second run is refused), then `m2msec mef serve` states its secure
 //! environment and protection level, a device enrols (its Kpm opened from the token for the
-//! TLS-PSK bootstrap, its Ke sealed in the token), the device list and a revocation work, and
-//! after a restart the device enrols again. No KEK file is left. Needs SoftHSM2
+//! TLS-PSK bootstrap, its Ke sealed in the token; the device keystore sealed in its own token),
+//! the device list and a revocation work, and after a restart the device enrols again. No KEK file is left. Needs SoftHSM2
 //! (scripts/setup.sh); fails, never skips, without it.
 
 mod support;
@@ -19,6 +19,7 @@ fn kpm_hex(i: usize) -> String {
     format!("{:02x}", i + 0x31).repeat(32)
 }
 
+/// `m2msec enrol` of device `i`, its keystore sealed in the token of `device.toml`.
 fn enrol(d: &Path, port: u16, i: usize) -> (Option<i32>, String, String) {
     run(m2msec()
         .args(["enrol", "--mef", &format!("https://127.0.0.1:{port}")])
@@ -31,7 +32,17 @@ fn enrol(d: &Path, port: u16, i: usize) -> (Option<i32>, String, String) {
             TARGET,
             "--keystore",
         ])
-        .arg(d.join(format!("dev{i}-ks"))))
+        .arg(d.join(format!("dev{i}-ks")))
+        .arg("--secure-environment")
+        .arg(d.join("device.toml")))
+}
+
+fn section(label: &str, pin_file: &Path) -> String {
+    format!(
+        "[secure_environment]\npkcs11_module = \"{}\"\ntoken_label = \"{label}\"\npin_file = \"{}\"\n",
+        m2msec_keystore::testing::MODULE,
+        pin_file.display()
+    )
 }
 
 fn mef(d: &Path, args: &[&str]) -> (Option<i32>, String, String) {
@@ -45,8 +56,14 @@ fn mef(d: &Path, args: &[&str]) -> (Option<i32>, String, String) {
 #[test]
 fn mef_keys_migrate_into_a_token_and_serve_from_it() {
     let se = m2msec_keystore::testing::new_token("mef-cli");
+    let dev_se = m2msec_keystore::testing::new_token("device-cli");
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
+    std::fs::write(
+        d.join("device.toml"),
+        section("device-cli", dev_se.pin_file.as_ref().unwrap()),
+    )
+    .unwrap();
     let data = d.join("mef");
     let base = format!(
         "fqdn = \"{FQDN}\"\ndata_dir = \"{}\"\n[tls]\nport = 0\n",
@@ -76,12 +93,8 @@ fn mef_keys_migrate_into_a_token_and_serve_from_it() {
     assert!(data.join("kek").exists());
 
     // The token configured: the store refuses to run beside the old KEK file, and says how on.
-    let section = format!(
-        "[secure_environment]\npkcs11_module = \"{}\"\ntoken_label = \"mef-cli\"\npin_file = \"{}\"\n",
-        m2msec_keystore::testing::MODULE,
-        se.pin_file.as_ref().unwrap().display()
-    );
-    std::fs::write(d.join("mef.toml"), format!("{base}{section}")).unwrap();
+    let mef_section = section("mef-cli", se.pin_file.as_ref().unwrap());
+    std::fs::write(d.join("mef.toml"), format!("{base}{mef_section}")).unwrap();
     let (code, _, err) = mef(d, &["device", "list"]);
     assert_eq!(code, Some(2));
     assert!(err.contains("migrate-to-token"), "{err}");
@@ -112,6 +125,34 @@ fn mef_keys_migrate_into_a_token_and_serve_from_it() {
         let port = server.https_port();
         let (code, out, err) = enrol(d, port, 0);
         assert_eq!(code, Some(0), "round {round}: {out} {err}");
+        // The device keystore: no KEK file, opens only with its token.
+        assert!(d.join("dev0-ks/keystore.json").exists());
+        assert!(!d.join("dev0-ks/kek").exists());
+        let request = |with_token: bool| {
+            let mut c = m2msec();
+            c.args([
+                "request",
+                "--url",
+                "https://127.0.0.1:1/cb",
+                "--op",
+                "retrieve",
+            ])
+            .args(["--timeout", "2"])
+            .args(["--from", "Cdev0", "--keystore"])
+            .arg(d.join("dev0-ks"));
+            if with_token {
+                c.arg("--secure-environment").arg(d.join("device.toml"));
+            }
+            run(&mut c)
+        };
+        let (code, _, err) = request(false);
+        assert_eq!(code, Some(2), "{err}");
+        assert!(err.contains("--keystore"), "{err}");
+        let (code, _, err) = request(true);
+        assert!(
+            !err.contains("--keystore"),
+            "the keystore opened: {code:?} {err}"
+        );
         if round == 0 {
             let (code, out, err) = mef(d, &["device", "list"]);
             assert_eq!(code, Some(0), "{err}");
