@@ -13,6 +13,10 @@
 //! * **IBC extraction**: `LocalPkg::extract` (RFC 6507 §5.1.1) against ECDSA P-256 sign
 //!   (SHA-256) through `openssl`.
 //!
+//! * **Secure environment** (issue 15): the same enrolments and MEF handshakes with the MEF's
+//!   KEK in a SoftHSM2 token against the KEK file (`RATIO enrolment_token_vs_file`,
+//!   `handshake_token_vs_file`).
+//!
 //! Subject and baseline run in alternating batches; each figure is the median of the batch
 //! rates, so machine noise affects both alike. `cargo bench -p m2msec-mef --bench enrolment`
 //! prints `RATIO <case> = x.xx (…)` lines (goal for `enrolment_vs_bare_handshake`: at least
@@ -38,6 +42,7 @@ use m2msec_bindings::{Limits, Listeners, Server};
 use m2msec_core::duration::XsDuration;
 use m2msec_core::kdf::SuidEncoding;
 use m2msec_core::secret::{Ke, Kpm};
+use m2msec_keystore::SecureEnvironment;
 use m2msec_mef::enrolee::{enrol, EnrolParams, EnrolmentSecrets};
 use m2msec_mef::ibc::validate_ibc;
 use m2msec_mef::store::Enrolment;
@@ -81,6 +86,11 @@ struct Mef {
 }
 
 fn start_mef(dir: tempfile::TempDir) -> Mef {
+    start_mef_in(dir, &SecureEnvironment::Files)
+}
+
+/// A MEF whose store seals in `se` (the KEK file, or a SoftHSM2 token).
+fn start_mef_in(dir: tempfile::TempDir, se: &SecureEnvironment) -> Mef {
     let rt = multi_thread(2);
     let cfg = MefConfig {
         fqdn: FQDN.parse().unwrap(),
@@ -96,10 +106,18 @@ fn start_mef(dir: tempfile::TempDir) -> Mef {
         client_id: CSE.into(),
     }];
     let pkg = {
-        let mut s = MefStore::open(dir.path()).unwrap();
+        let mut s = MefStore::open_in(dir.path(), se).unwrap();
         LocalPkg::from_store(&mut s).unwrap()
     };
-    let (ep, tls) = MefEndpoint::new(cfg, dir.path(), Arc::new(pkg), targets).unwrap();
+    let (ep, tls) = MefEndpoint::with_environment(
+        cfg,
+        dir.path(),
+        se,
+        Arc::new(pkg),
+        targets,
+        m2msec_mef::clock::system(),
+    )
+    .unwrap();
     let kpms: Vec<Kpm> = (0..DEVICES)
         .map(|_| {
             let mut k = [0u8; 32];
@@ -497,6 +515,14 @@ fn tmpfs_dir() -> Option<tempfile::TempDir> {
     tempfile::tempdir_in("/dev/shm").ok()
 }
 
+/// A throwaway SoftHSM2 token (TS-0003 §6.3.1): the MEF's KEK inside it.
+fn token_environment() -> SecureEnvironment {
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    let cfg = m2msec_keystore::testing::new_token(&format!("bench-mef-{n}"));
+    SecureEnvironment::open(&cfg).unwrap()
+}
+
 fn smoke() {
     let mef = start_mef(disk_dir());
     let enrolees = Enrolees::new();
@@ -507,6 +533,8 @@ fn smoke() {
     let (_, enrolments, _) = mef.ep.with_store(|s| s.counts()).unwrap();
     assert_eq!(enrolments, 1 + CONCURRENCY as u64);
     bare().handshake();
+    let token = start_mef_in(disk_dir(), &token_environment());
+    enrolees.one(&token);
     let pkg = LocalPkg::generate();
     extract_rate(&pkg, 1);
     sign_rate(&Ecdsa::new(), 1);
@@ -537,6 +565,45 @@ fn main() {
         ("enrolments", "bare TLS-PSK handshakes"),
         seq,
     );
+    // The same enrolments with the MEF's KEK in a SoftHSM2 token (issue 15): every Kpm is
+    // opened in the token when the PSK table loads, every Ke sealed in it at the commit.
+    let token = start_mef_in(disk_dir(), &token_environment());
+    for _ in 0..DEVICES {
+        enrolees.one(&token);
+    }
+    let tok = alternate(
+        ROUNDS,
+        || enrolees.sequential(&token, 60),
+        || enrolees.sequential(&mef, 60),
+    );
+    ratio(
+        "enrolment_token_vs_file",
+        ("enrolments, KEK in SoftHSM2", "enrolments, KEK file"),
+        tok,
+    );
+    let tok_hs = alternate(
+        ROUNDS,
+        || {
+            let t = Instant::now();
+            for _ in 0..100 {
+                enrolees.handshake(&token);
+            }
+            100.0 / t.elapsed().as_secs_f64()
+        },
+        || {
+            let t = Instant::now();
+            for _ in 0..100 {
+                enrolees.handshake(&mef);
+            }
+            100.0 / t.elapsed().as_secs_f64()
+        },
+    );
+    ratio(
+        "handshake_token_vs_file",
+        ("MEF handshakes, KEK in SoftHSM2", "MEF handshakes, KEK file"),
+        tok_hs,
+    );
+    drop(token);
     let conc = alternate(ROUNDS, || enrolees.concurrent(&mef, 96), || b.rate(200));
     ratio(
         "enrolment_c8_vs_bare_handshake",
