@@ -6,19 +6,20 @@
 //!   ([`Pkcs11Token::aes_key`], [`Pkcs11Token::hmac_key`]) or imported once
 //!   ([`Pkcs11Token::import_hmac_key`], [`Pkcs11Token::import_aes_key`]). A key found under the
 //!   label that is extractable or not sensitive is refused ([`TokenError::KeyExportable`]).
-//! - Sealing: `CKM_AES_GCM` (PKCS#11 v2.40 §2.12.4) under a `CKK_AES` 256-bit key, 12-byte
+//! - Sealing: `CKM_AES_GCM` (PKCS#11 Current Mechanisms v2.40, AES-GCM) under a `CKK_AES` 256-bit key, 12-byte
 //!   random IV, 128-bit tag; the record has the layout of [`m2msec_core::seal`] version 1
 //!   (`0x01 ‖ nonce ‖ ciphertext ‖ tag`), so the file and token backends differ only in where
 //!   the key is.
-//! - HMAC: `CKM_SHA256_HMAC` (PKCS#11 v2.40 §2.20.5) over a `CKK_GENERIC_SECRET` key, for a
+//! - HMAC: `CKM_SHA256_HMAC` (PKCS#11 Current Mechanisms v2.40, general-length HMAC) over a `CKK_GENERIC_SECRET` key, for a
 //!   device's Kpm and master keys: the TS-0003 §10.3 derivations that start from them run in
 //!   the token.
 //!
 //! Sessions: one `Pkcs11` context per module and process (a module is initialised once,
 //! `C_Initialize` with `CKF_OS_LOCKING_OK`), and a pool of read-write sessions per token, each
 //! used by one thread at a time (a PKCS#11 session is not for concurrent use). The first session
-//! logs the user in; the login is shared by every session of the application (PKCS#11 v2.40
-//! §5.6), the pool keeps at least one session open so it lasts. A session that the token
+//! logs the user in; the login is shared by every session of the application (PKCS#11 base
+//! specification, session login state), and a session that finds itself logged out (or a key
+//! invisible) logs in again before giving up. A session that the token
 //! invalidated (closed, token removed, module finalised) is dropped and the operation retried
 //! once on a fresh session; if that fails too the caller gets [`TokenError::Unavailable`] and
 //! nothing was changed (seal and open have no side effects in the token).
@@ -651,7 +652,8 @@ impl Pkcs11Token {
     }
 
     /// Imports `value` as the non-extractable HMAC key `label`, once: an existing key with
-    /// that label is kept (returns false).
+    /// that label is kept (returns false). SoftHSM2 refuses `CKM_SHA256_HMAC` with keys shorter
+    /// than 32 bytes (`CKR_KEY_SIZE_RANGE` at the first HMAC).
     pub fn import_hmac_key(&self, label: &str, value: &[u8]) -> Result<bool, TokenError> {
         self.import(label, KeyKind::Hmac, value)
     }
@@ -724,7 +726,7 @@ impl Pkcs11Token {
                 let params = GcmParams::new(&mut iv, aad, 128u64.into())?;
                 match s.decrypt(&Mechanism::AesGcm(params), h, body) {
                     Ok(p) => Ok(Some(Zeroizing::new(p))),
-                    // GCM tag mismatch: CKR_ENCRYPTED_DATA_INVALID (PKCS#11 v3.0 §5.2.1);
+                    // GCM tag mismatch: CKR_ENCRYPTED_DATA_INVALID (PKCS#11 base specification, C_Decrypt);
                     // SoftHSM2 2.6 answers CKR_GENERAL_ERROR from C_Decrypt itself (after
                     // C_DecryptInit accepted key and parameters).
                     Err(CkError::Pkcs11(

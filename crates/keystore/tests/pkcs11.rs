@@ -404,7 +404,7 @@ fn closed_sessions_are_replaced() {
 }
 
 /// Logs the application out of the token (`C_Logout` applies to every session of the
-/// application, PKCS#11 v2.40 §5.6): the pooled sessions lose their login, as after a token
+/// application, PKCS#11 base specification): the pooled sessions lose their login, as after a token
 /// reset.
 fn close_all_sessions(ctx: &cryptoki::context::Pkcs11, slot: cryptoki::slot::Slot) {
     let s = ctx.open_rw_session(slot).unwrap();
