@@ -596,7 +596,8 @@ fn serve(a: ServeArgs) -> Result<ExitCode, CliError> {
     // Credentials administered with `m2msec cse credential` (keys sealed under data_dir/kek,
     // or inside the token of [secure_environment]).
     let se = crate::util::open_secure_environment("cse", &loaded.secure_environment)?;
-    eprintln!("m2msec cse: {}", crate::util::secure_environment_line(&se));
+    // Stated once the CSE is up (a failed start-up prints one line, the error).
+    let se_line = crate::util::secure_environment_line(&se);
     let cred_store = m2msec_cse::credentials::CredentialStore::open_in(&loaded.data_dir, &se)
         .map_err(|e| cfg_err(format!("data_dir {}: {e}", loaded.data_dir.display())))?;
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -658,6 +659,7 @@ fn serve(a: ServeArgs) -> Result<ExitCode, CliError> {
             }
             None => None,
         };
+        eprintln!("m2msec cse: {se_line}");
         let mut line = String::from("m2msec cse: listening on ");
         if let Some(t) = server.tls_addr() {
             line.push_str(&format!("https://{t} (TLS-PSK)"));

@@ -400,16 +400,15 @@ pub fn run(cmd: MefCmd) -> Result<ExitCode, CliError> {
 fn serve(a: ServeArgs) -> Result<ExitCode, CliError> {
     let loaded = load(&a.config)?;
     let fqdn = loaded.mef.fqdn.clone();
-    eprintln!(
-        "m2msec mef: {}",
-        crate::util::secure_environment_line(&loaded.secure_environment)
-    );
+    // Stated once the MEF is up (a failed start-up prints one line, the error).
+    let se_line = crate::util::secure_environment_line(&loaded.secure_environment);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(CliError::other)?;
     rt.block_on(async move {
         let (server, coap, _ep) = start(loaded).await?;
+        eprintln!("m2msec mef: {se_line}");
         let mut line = String::from("m2msec mef: listening on ");
         if let Some(t) = server.tls_addr() {
             line.push_str(&format!("https://{t} (TLS-PSK)"));

@@ -103,7 +103,8 @@ fn serve(a: ServeArgs) -> Result<ExitCode, CliError> {
         });
     }
     let se = crate::util::open_secure_environment("pkg", &c.secure_environment)?;
-    eprintln!("m2msec pkg: {}", crate::util::secure_environment_line(&se));
+    // Stated once the PKG is up (a failed start-up prints one line, the error).
+    let se_line = crate::util::secure_environment_line(&se);
     let pkg = {
         let mut s = MefStore::open_labelled(&c.data_dir, &se, m2msec_mef::store::PKG_KEK_LABEL)
             .map_err(|e| cfg_err(format!("data_dir {}: {e}", c.data_dir.display())))?;
@@ -128,6 +129,7 @@ fn serve(a: ServeArgs) -> Result<ExitCode, CliError> {
         )
         .await
         .map_err(cfg_err)?;
+        eprintln!("m2msec pkg: {se_line}");
         if let Some(t) = server.tls_addr() {
             eprintln!("m2msec pkg: listening on https://{t} (TLS-PSK) for {fqdn}");
         }

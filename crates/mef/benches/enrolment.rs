@@ -600,7 +600,10 @@ fn main() {
     );
     ratio(
         "handshake_token_vs_file",
-        ("MEF handshakes, KEK in SoftHSM2", "MEF handshakes, KEK file"),
+        (
+            "MEF handshakes, KEK in SoftHSM2",
+            "MEF handshakes, KEK file",
+        ),
         tok_hs,
     );
     drop(token);
