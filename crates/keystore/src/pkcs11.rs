@@ -187,6 +187,14 @@ pub fn module_context(module: &Path) -> Result<Pkcs11, TokenError> {
     Ok(ctx)
 }
 
+/// Serialises this process's slot listings and token initialisations: SoftHSM2 2.6 refreshes
+/// its slot table inside `C_GetSlotList` without a lock and aborts the process
+/// (`SlotManager::insertToken` assertion) when two threads list slots while a token appears.
+pub fn slot_list_lock() -> MutexGuard<'static, ()> {
+    static L: Mutex<()> = Mutex::new(());
+    lock(&L)
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic elsewhere while holding the lock leaves plain data (a session list, a handle
     // cache) that is still consistent.
@@ -277,6 +285,7 @@ impl Pkcs11Token {
         };
         let mut present = Vec::new();
         let mut found = None;
+        let listing = slot_list_lock();
         for slot in ctx.get_slots_with_token().map_err(module_err)? {
             let Ok(info) = ctx.get_token_info(slot) else {
                 continue;
@@ -298,6 +307,7 @@ impl Pkcs11Token {
                 found = Some((slot, info, hardware));
             }
         }
+        drop(listing);
         let Some((slot, info, hardware)) = found else {
             return Err(TokenError::TokenNotFound {
                 wanted: which.to_string(),

@@ -10,7 +10,7 @@ use cryptoki::error::{Error as CkError, RvError};
 use cryptoki::session::{Session, UserType};
 use cryptoki::types::AuthPin;
 
-use crate::pkcs11::module_context;
+use crate::pkcs11::{module_context, slot_list_lock};
 use crate::SecureEnvironmentConfig;
 
 /// Where Debian's `softhsm2` package puts the module.
@@ -78,6 +78,7 @@ pub fn new_token(label: &str) -> SecureEnvironmentConfig {
     let hsm = softhsm();
     let _g = INIT.lock().unwrap_or_else(|e| e.into_inner());
     let ctx = module_context(Path::new(MODULE)).expect("load SoftHSM2");
+    let listing = slot_list_lock();
     let mut free = None;
     for slot in ctx.get_slots_with_token().expect("C_GetSlotList") {
         let info = ctx.get_token_info(slot).expect("C_GetTokenInfo");
@@ -96,6 +97,7 @@ pub fn new_token(label: &str) -> SecureEnvironmentConfig {
         .expect("C_InitPIN");
     s.logout().expect("C_Logout");
     drop(s);
+    drop(listing);
     let pin_file = hsm.dir.path().join(format!("{label}.pin"));
     crate::write_secret_file(&pin_file, format!("{PIN}\n").as_bytes()).expect("PIN file");
     SecureEnvironmentConfig::pkcs11(MODULE, label, pin_file)
@@ -105,6 +107,7 @@ pub fn new_token(label: &str) -> SecureEnvironmentConfig {
 /// for inspecting and tampering as a PKCS#11 tool would.
 pub fn raw_session(label: &str) -> Session {
     let ctx = module_context(Path::new(MODULE)).expect("load SoftHSM2");
+    let listing = slot_list_lock();
     let slot = ctx
         .get_slots_with_token()
         .expect("C_GetSlotList")
@@ -115,6 +118,7 @@ pub fn raw_session(label: &str) -> Session {
                 .unwrap_or(false)
         })
         .expect("token exists");
+    drop(listing);
     let s = ctx.open_rw_session(slot).expect("C_OpenSession");
     match s.login(UserType::User, Some(&AuthPin::from(PIN.to_string()))) {
         Ok(()) | Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => {}
