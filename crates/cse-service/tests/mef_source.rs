@@ -1,7 +1,6 @@
 //! The CSE-side key source ([`MefKeySource`]) against a MEF on loopback: Enrolee-ID
 //! reservations, the change feed, and its bounds on lookups (issue 9).
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use m2msec_bindings::client::HttpClient;
@@ -130,14 +129,9 @@ async fn enrolee_reservations_are_answered_for_the_asking_cse_only() {
 /// reports that everything must go.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_change_feed_reports_revoked_keids_to_the_key_source() {
-    use std::sync::atomic::{AtomicI64, Ordering};
-    let base = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
-    let offset = Arc::new(AtomicI64::new(0));
-    let o = offset.clone();
-    let mef = start_mef_with_clock(Arc::new(move || base + o.load(Ordering::SeqCst))).await;
+    let hand = m2msec_mef::clock::ManualClock::starting_now();
+    let base = hand.now();
+    let mef = start_mef_with_clock(hand.clock()).await;
     let src = key_source(
         mef.addr.port(),
         "cse-in@mef.sp.example",
@@ -172,7 +166,7 @@ async fn the_change_feed_reports_revoked_keids_to_the_key_source() {
         .ep
         .with_store(|s| s.deregister("dev0@mef.sp.example", base + 10))
         .unwrap());
-    offset.store(2 * 86_400, Ordering::SeqCst);
+    hand.set(base + 2 * 86_400);
     enrol(&params(mef.addr, 2)).await.unwrap();
     src.poll_now().unwrap();
     assert!(src.take_revoked().all);
@@ -192,6 +186,8 @@ async fn lookups_of_unknown_keids_are_bounded() {
         for s in silent.incoming().take(64) {
             held.push(s);
         }
+        // Holds the connections open past the test (it never joins this thread): the MEF
+        // stays silent for longer than the link's 2 s deadline. Real sockets, not an expiry.
         std::thread::sleep(Duration::from_secs(30));
     });
     let limits = FetchLimits {

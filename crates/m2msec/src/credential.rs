@@ -20,10 +20,11 @@ use rand_core::{OsRng, RngCore};
 use serde::Deserialize;
 use zeroize::Zeroizing;
 
+use m2msec_core::clock::unix_now;
 use m2msec_core::ids::{CredentialId, KpsaId};
 use m2msec_core::timestamp::Timestamp;
 use m2msec_cse::credentials::{
-    check_key, check_label, keystore, parse_ida, parse_identity, unix_now, AddOptions,
+    check_key, check_label, keystore, parse_ida, parse_identity, AddOptions,
     CredentialError, CredentialInfo, CredentialStore, NewCredential, Registree, State,
 };
 

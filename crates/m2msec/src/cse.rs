@@ -572,7 +572,7 @@ fn serve(a: ServeArgs) -> Result<ExitCode, CliError> {
     let mut cse = Cse::with_policy(
         loaded.engine,
         store,
-        Box::new(m2msec_cse::engine::system_now),
+        m2msec_core::clock::Clock::system(),
         &loaded.cse_base,
     )
     .map_err(|e| cfg_err(e.detail))?;
