@@ -15,8 +15,8 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use m2msec_bindings::{AssociationInfo, CloseSignal, Endpoint, Handled, Opened};
-use m2msec_core::ids::{CredentialId, KpsaId};
 use m2msec_core::clock::Clock;
+use m2msec_core::ids::{CredentialId, KpsaId};
 use m2msec_cse::credentials::{CredentialError, CredentialStore};
 use m2msec_cse::{
     Association as CseAssociation, BoundIdentity, CredentialKind, Cse, RequestPrimitive,
@@ -956,8 +956,8 @@ impl<S: Store + Send + 'static> Endpoint for CseEndpoint<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use m2msec_cse::credentials::{AddOptions, NewCredential};
     use m2msec_core::clock::ManualClock;
+    use m2msec_cse::credentials::{AddOptions, NewCredential};
     use m2msec_cse::{CseConfig, CseType, SqliteStore};
 
     /// The tests' start time (2027-01-15T08:00:00Z); each test moves its own clock from there.
@@ -1015,9 +1015,7 @@ mod tests {
     fn add(store: &mut CredentialStore, id: &str, key: u8, expires: Option<i64>) {
         let mut c = NewCredential::new(id.parse().unwrap(), &[key; 32]);
         c.expires = expires.map(|e| m2msec_core::timestamp::Timestamp::from_unix(e).unwrap());
-        store
-            .add(&c, AddOptions::default(), T0, || Ok(()))
-            .unwrap();
+        store.add(&c, AddOptions::default(), T0, || Ok(())).unwrap();
     }
 
     fn resolves(ep: &CseEndpoint<SqliteStore>, id: &str) -> bool {
@@ -1072,7 +1070,10 @@ mod tests {
             .unwrap();
         let s = open(&ep, "a@mef.example").unwrap();
         clock.set(T0 + 59);
-        assert!(!ep.refresh_credentials().unwrap(), "time alone reloads nothing");
+        assert!(
+            !ep.refresh_credentials().unwrap(),
+            "time alone reloads nothing"
+        );
         assert!(!s.close.is_cancelled());
         assert!(resolves(&ep, "a@mef.example"));
         clock.set(T0 + 60);

@@ -28,13 +28,8 @@ async fn start_at(policy: CseBasePolicy, clock: Clock) -> SocketAddr {
         cse_type: CseType::In,
         poa: vec![],
     };
-    let cse = Cse::with_policy(
-        cfg,
-        SqliteStore::open_in_memory().unwrap(),
-        clock,
-        &policy,
-    )
-    .unwrap();
+    let cse =
+        Cse::with_policy(cfg, SqliteStore::open_in_memory().unwrap(), clock, &policy).unwrap();
     let opts = ServerOptions {
         tls_addr: "127.0.0.1:0".parse().unwrap(),
         authority: None,
@@ -373,7 +368,14 @@ async fn expiration_time_assigned_and_enforced_over_http() {
         assert_eq!(r.rsc, 2001, "{}", r.body);
     }
     clock.set(T0 + 1);
-    let r = http(addr, "GET", "/cb/c/short", &[("X-M2M-Origin", "CAdmin")], None).await;
+    let r = http(
+        addr,
+        "GET",
+        "/cb/c/short",
+        &[("X-M2M-Origin", "CAdmin")],
+        None,
+    )
+    .await;
     assert_eq!(r.rsc, 2000, "not yet expired: {}", r.body);
     clock.set(T0 + 2);
     let r = http(

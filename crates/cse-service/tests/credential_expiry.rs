@@ -91,7 +91,10 @@ async fn an_expired_stored_credential_closes_its_session_and_is_refused() {
     // The second before the expiry: the session and new handshakes still work. (The CSE's
     // store watcher runs `refresh_credentials` every interval; the test runs it itself.)
     clock.set(T0 + 59);
-    assert!(!ep.refresh_credentials().unwrap(), "time alone reloads nothing");
+    assert!(
+        !ep.refresh_credentials().unwrap(),
+        "time alone reloads nothing"
+    );
     assert_eq!(http.send(&retrieve("2")).await.unwrap().rsc, Rsc::Ok);
     let mut again = connect(port).await.unwrap();
     assert_eq!(again.send(&retrieve("3")).await.unwrap().rsc, Rsc::Ok);
@@ -111,6 +114,9 @@ async fn an_expired_stored_credential_closes_its_session_and_is_refused() {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
-    let e = connect(port).await.err().expect("handshake with an expired credential");
+    let e = connect(port)
+        .await
+        .err()
+        .expect("handshake with an expired credential");
     assert!(!e.is_empty());
 }

@@ -277,11 +277,7 @@ impl<S: Store> Cse<S> {
     }
 
     /// As [`Cse::new`] with a clock (tests, replays; [`m2msec_core::clock`]).
-    pub fn with_clock(
-        cfg: CseConfig,
-        store: S,
-        clock: Clock,
-    ) -> Result<Cse<S>, CseError> {
+    pub fn with_clock(cfg: CseConfig, store: S, clock: Clock) -> Result<Cse<S>, CseError> {
         Self::with_policy(cfg, store, clock, &CseBasePolicy::default())
     }
 
@@ -305,7 +301,8 @@ impl<S: Store> Cse<S> {
             cse_stem: stem.clone(),
             cb_rn: cfg.cb_rn.clone(),
         };
-        let now = Timestamp::from_unix(clock.now()).map_err(|e| CseError::internal(e.to_string()))?;
+        let now =
+            Timestamp::from_unix(clock.now()).map_err(|e| CseError::internal(e.to_string()))?;
         let cb_ri = stem.clone();
         let admin = match &policy.admin {
             None => None,
@@ -577,8 +574,8 @@ impl<S: Store> Cse<S> {
         } else {
             None
         };
-        let now =
-            Timestamp::from_unix(self.clock.now()).map_err(|e| CseError::internal(e.to_string()))?;
+        let now = Timestamp::from_unix(self.clock.now())
+            .map_err(|e| CseError::internal(e.to_string()))?;
         let target = parse_to(&req.to, &self.addr)?;
 
         let ids = self.ids.clone();

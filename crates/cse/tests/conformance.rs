@@ -245,7 +245,13 @@ fn empty_acpi_is_refused_and_null_deletes() {
 use serde_json::Value;
 
 fn cse_with(policy: &CseBasePolicy, store: SqliteStore) -> Cse<SqliteStore> {
-    Cse::with_policy(config(), store, m2msec_core::clock::Clock::fixed(NOW), policy).unwrap()
+    Cse::with_policy(
+        config(),
+        store,
+        m2msec_core::clock::Clock::fixed(NOW),
+        policy,
+    )
+    .unwrap()
 }
 
 /// Item 1, default: an AE registered here may RETRIEVE `<CSEBase>` and nothing more; nobody

@@ -8,7 +8,12 @@ use m2msec_cse::{Cse, Operation, Rsc, SqliteStore};
 use serde_json::json;
 
 fn open(dir: &std::path::Path) -> Cse<SqliteStore> {
-    Cse::with_clock(config(), SqliteStore::open(dir).unwrap(), m2msec_core::clock::Clock::fixed(NOW)).unwrap()
+    Cse::with_clock(
+        config(),
+        SqliteStore::open(dir).unwrap(),
+        m2msec_core::clock::Clock::fixed(NOW),
+    )
+    .unwrap()
 }
 
 #[test]

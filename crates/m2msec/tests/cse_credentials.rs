@@ -399,7 +399,9 @@ fn expired_credential_is_refused_at_the_handshake() {
     for (id, expires) in [(short, Some(then + 60)), (long, None)] {
         let mut c = NewCredential::new(id.parse().unwrap(), &hex::decode(key).unwrap());
         c.expires = expires.map(|e| Timestamp::from_unix(e).unwrap());
-        store.add(&c, AddOptions::default(), then, || Ok(())).unwrap();
+        store
+            .add(&c, AddOptions::default(), then, || Ok(()))
+            .unwrap();
     }
     drop(store);
     let (_server, port) = dep.start();

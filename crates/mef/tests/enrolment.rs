@@ -343,11 +343,7 @@ async fn committed_registration_retrieve_update_and_deregister() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn legacy_derivation_serves_kpsa_of_10_3_3() {
-    let mef = start_mef_full(
-        m2msec_mef::clock::Clock::system(),
-        true,
-    )
-    .await;
+    let mef = start_mef_full(m2msec_mef::clock::Clock::system(), true).await;
     let out = enrol(&params(mef.addr, 0)).await.unwrap();
     assert_eq!(
         out.summary.key_derivation,
