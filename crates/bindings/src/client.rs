@@ -59,9 +59,7 @@ impl HttpClient {
     where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let (sender, conn) = http1::handshake(TokioIo::new(io))
-            .await
-            ?;
+        let (sender, conn) = http1::handshake(TokioIo::new(io)).await?;
         let conn = tokio::spawn(async move {
             let _ = conn.await;
         });
@@ -92,15 +90,8 @@ impl HttpClient {
         r: hyper::http::Request<Bytes>,
     ) -> Result<ResponsePrimitive, ClientError> {
         let r = r.map(Full::new);
-        self.sender
-            .ready()
-            .await
-            ?;
-        let resp = self
-            .sender
-            .send_request(r)
-            .await
-            ?;
+        self.sender.ready().await?;
+        let resp = self.sender.send_request(r).await?;
         let (parts, body) = resp.into_parts();
         let body = Limited::new(body, self.max_response)
             .collect()
