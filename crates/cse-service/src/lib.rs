@@ -10,20 +10,28 @@
 //!   refused and their sessions closed; reserved AE-IDs feed originator verification.
 //! - [`mef_source`]: [`MefKeySource`], the Enrolment Target's side of TS-0003 §8.3.4.3: keys
 //!   fetched from the MEF on a handshake miss, its change feed, Enrolee-ID reservations.
-//! - [`bind_http`]: the registrar CSE's HTTP/TLS-PSK service in one call (tests and benches).
+//! - [`config`]: the configuration file ([`config::CseFile`]) and its validation
+//!   ([`config::CseServiceConfig`]).
+//! - [`start`]: the one start function of the CSE role, shared by `m2msec cse serve`, the demo
+//!   and the tests: store, engine, endpoint, watcher, listeners.
+//! - [`bind_http`]: the registrar CSE's HTTP/TLS-PSK service with PSK credentials only, in one
+//!   call (benches and binding tests).
 //!
 //! The bindings (`m2msec-bindings`) only map HTTP and CoAP to primitives and run listeners;
 //! the engine (`m2msec-cse`) only decides.
 #![forbid(unsafe_code)]
 #![deny(missing_debug_implementations)]
 
+pub mod config;
 pub mod endpoint;
 pub mod mef_source;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
-use m2msec_bindings::{Limits, Listeners, Server, ServerError};
-use m2msec_cse::{Cse, Store};
+use m2msec_bindings::config::ConfigError;
+use m2msec_bindings::{listen, Limits, ListenOptions, Listeners, Listening, Server, ServerError};
+use m2msec_cse::{Cse, SqliteStore, Store};
 
 pub use endpoint::{
     CseEndpoint, CseSecurity, CseSession, PskCredential, RawKeyCredential, RemoteKey,
@@ -74,4 +82,116 @@ pub async fn bind_http<S: Store + Send + 'static>(
         endpoint,
     )
     .await
+}
+
+/// Why the CSE did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The configuration, the store or the credentials cannot be used.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A listener could not be opened.
+    #[error(transparent)]
+    Listen(#[from] ServerError),
+}
+
+/// A started CSE: the listeners ([`Listening`]: addresses and the endpoint) and the
+/// background tasks (credential watcher, expiry sweep). Dropping it stops them all.
+#[derive(Debug)]
+pub struct RunningCse {
+    /// Addresses, endpoint, listeners.
+    pub listening: Listening<CseEndpoint<SqliteStore>>,
+    /// The secure environment of the credential store and its TS-0003 §6.3.1 level.
+    pub secure_environment: m2msec_keystore::SecureEnvironmentStatus,
+    background: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl RunningCse {
+    /// Waits until a listener stops (it does not, unless its socket fails).
+    pub async fn wait(&mut self) {
+        self.listening.wait().await;
+    }
+}
+
+impl Drop for RunningCse {
+    fn drop(&mut self) {
+        for t in &self.background {
+            t.abort();
+        }
+    }
+}
+
+/// Starts the CSE role from a validated configuration, on the current tokio runtime: opens the
+/// store and the engine, the endpoint with its PSK, raw-key and certificate credentials, the
+/// credential store with its watcher and expiry sweep, the MEF key source (`[mef]`), and the
+/// HTTP (TLS, optional plaintext loopback) and CoAP/DTLS listeners.
+pub async fn start(loaded: config::CseServiceConfig) -> Result<RunningCse, StartError> {
+    let data_dir = loaded.data_dir.display().to_string();
+    let store = SqliteStore::open(&loaded.data_dir)
+        .map_err(|e| ConfigError::new(format!("data_dir {data_dir}: {e}")))?;
+    let mut cse = Cse::with_policy(
+        loaded.engine,
+        store,
+        m2msec_core::clock::Clock::system(),
+        &loaded.cse_base,
+    )
+    .map_err(|e| ConfigError::new(e.detail))?;
+    cse.set_limits(loaded.storage);
+    // Credentials administered with `m2msec cse credential` (keys sealed under data_dir/kek,
+    // or inside the token of [secure_environment], TS-0003 §6.3.1).
+    let se = loaded
+        .secure_environment
+        .open()
+        .map_err(|e| ConfigError::new(format!("[secure_environment]: {e}")))?;
+    tracing::info!(service = "cse", "secure environment: {}", se.status());
+    let cred_store = m2msec_cse::credentials::CredentialStore::open_in(&loaded.data_dir, &se)
+        .map_err(|e| ConfigError::new(format!("data_dir {data_dir}: {e}")))?;
+    // One endpoint (one engine, one credential table) behind both bindings.
+    let opts = loaded.server;
+    let (endpoint, mut tls) = CseEndpoint::new(
+        cse,
+        &CseSecurity {
+            authority: opts.authority.clone(),
+            require_sni: opts.require_sni,
+            credentials: opts.credentials.clone(),
+            raw_keys: loaded.raw_keys.clone(),
+        },
+    );
+    tls.handshake_timeout = opts.limits.handshake_timeout;
+    if let Some(c) = loaded.certificates {
+        c.apply(&mut tls);
+    }
+    // Serve the stored credentials and follow changes: added ones are served, revoked or
+    // expired ones refused and their live sessions closed.
+    endpoint
+        .attach_credential_store(cred_store)
+        .map_err(|e| ConfigError::new(format!("credential store: {e}")))?;
+    let background = vec![
+        endpoint.spawn_watcher(endpoint::WATCH_INTERVAL),
+        endpoint.spawn_expiry_sweep(endpoint::EXPIRY_SWEEP_INTERVAL),
+    ];
+    if let Some(source) = loaded.mef {
+        endpoint.set_remote_key_source(Arc::new(source));
+    }
+    let listen_opts = ListenOptions {
+        tls_addr: opts.tls_addr,
+        plain_addr: opts.plain_addr,
+        coap: loaded.coap_addr.map(|addr| {
+            let dtls = m2msec_tls::DtlsOptions {
+                idle_timeout: opts.limits.idle_timeout,
+                max_sessions: opts.limits.max_connections.max(1),
+                max_half_open: loaded.coap_half_open.0,
+                max_half_open_per_source: loaded.coap_half_open.1,
+                ..m2msec_tls::DtlsOptions::default()
+            };
+            (addr, dtls)
+        }),
+        limits: opts.limits,
+    };
+    let listening = listen(endpoint, &tls, listen_opts).await?;
+    Ok(RunningCse {
+        listening,
+        secure_environment: se.status(),
+        background,
+    })
 }

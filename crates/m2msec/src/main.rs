@@ -5,14 +5,12 @@
 
 mod credential;
 mod cse;
-mod cse_mef;
 mod demo;
 mod derive;
 mod enrol;
 mod error;
 mod ibc;
 mod keys;
-mod link;
 mod mef;
 mod mef_admin;
 mod pkg;

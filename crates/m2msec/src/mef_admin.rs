@@ -31,14 +31,16 @@ use rand_core::{OsRng, RngCore};
 use serde::Serialize;
 use zeroize::Zeroizing;
 
+use m2msec_core::clock::unix_now;
 use m2msec_core::ids::KpmId;
 use m2msec_core::secret::Kpm;
 use m2msec_core::timestamp::Timestamp;
 use m2msec_mef::store::{AddOutcome, Device, Enrolment, MefStore, StoreError};
 
 use crate::error::{CliError, CliResult};
-use crate::mef::{load, open_store, Loaded};
+use crate::mef::{load, open_store};
 use crate::util::print_json;
+use m2msec_mef::config::MefServiceConfig as Loaded;
 use m2msec_mef::provision::*;
 
 /// Rows per transaction in `import` (each transaction is one fsync with `synchronous=FULL`).
@@ -145,13 +147,6 @@ pub fn run(cmd: DeviceCmd) -> Result<ExitCode, CliError> {
         DeviceCmd::List(a) => list(a),
         DeviceCmd::Revoke(a) => revoke(a),
     }
-}
-
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 /// m2m:timestamp text of a unix time (the number itself if out of range).

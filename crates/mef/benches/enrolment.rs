@@ -2,7 +2,7 @@
 //! and IBC extractions per second against ECDSA P-256 signatures (issue item 9).
 //!
 //! * **Enrolment**: `enrol()` against an in-process MEF (`MefEndpoint` behind
-//!   `Server::with_endpoint`, HTTP over TLS-PSK on loopback, its own two-worker runtime) with
+//!   `service::start_mef`, HTTP over TLS-PSK on loopback, its own two-worker runtime) with
 //!   the durable SQLite store (WAL, `synchronous=FULL`) in a temporary directory on disk
 //!   (`CARGO_TARGET_TMPDIR`): bootstrap handshake with Kpm, Ke/KeID export, Client
 //!   Registration, MEF Client Commands, IBC extraction and validation, the durable commit and
@@ -38,11 +38,11 @@ use rand_core::{OsRng, RngCore};
 use tokio::runtime::Runtime;
 
 use m2msec_bindings::client::HttpClient;
-use m2msec_bindings::{Limits, Listeners, Server};
 use m2msec_core::duration::XsDuration;
 use m2msec_core::kdf::SuidEncoding;
 use m2msec_core::secret::{Ke, Kpm};
 use m2msec_keystore::SecureEnvironment;
+use m2msec_mef::config::MefServiceConfig;
 use m2msec_mef::enrolee::{enrol, EnrolParams, EnrolmentSecrets};
 use m2msec_mef::ibc::validate_ibc;
 use m2msec_mef::store::Enrolment;
@@ -82,6 +82,7 @@ struct Mef {
     addr: SocketAddr,
     ep: Arc<MefEndpoint>,
     kpms: Vec<Kpm>,
+    _running: m2msec_mef::service::Running<MefEndpoint>,
     _dir: tempfile::TempDir,
 }
 
@@ -105,19 +106,23 @@ fn start_mef_in(dir: tempfile::TempDir, se: &SecureEnvironment) -> Mef {
         key: Psk::new(&CSE_KEY).unwrap(),
         client_id: CSE.into(),
     }];
-    let pkg = {
-        let mut s = MefStore::open_in(dir.path(), se).unwrap();
-        LocalPkg::from_store(&mut s).unwrap()
-    };
-    let (ep, tls) = MefEndpoint::with_environment(
-        cfg,
-        dir.path(),
-        se,
-        Arc::new(pkg),
-        targets,
-        m2msec_mef::clock::system(),
-    )
-    .unwrap();
+    // The service's own start function, as `m2msec mef serve` runs it.
+    let running = rt
+        .block_on(m2msec_mef::service::start_mef(MefServiceConfig {
+            mef: cfg,
+            certificates: None,
+            data_dir: dir.path().to_path_buf(),
+            addr: "127.0.0.1:0".parse().unwrap(),
+            coap_addr: None,
+            coap_half_open: (0, 0),
+            targets,
+            default_enrolment_secs: 3600,
+            pkg: None,
+            secure_environment: se.clone(),
+        }))
+        .unwrap();
+    let ep = running.endpoint.clone();
+    let addr = running.tls_addr.unwrap();
     let kpms: Vec<Kpm> = (0..DEVICES)
         .map(|_| {
             let mut k = [0u8; 32];
@@ -141,27 +146,12 @@ fn start_mef_in(dir: tempfile::TempDir, se: &SecureEnvironment) -> Mef {
         })
         .collect();
     ep.with_store(|s| s.add_devices(&rows)).unwrap();
-    let addr = rt.block_on(async {
-        let server = Server::with_endpoint(
-            Listeners {
-                tls_addr: "127.0.0.1:0".parse().unwrap(),
-                plain_addr: None,
-                limits: Limits::default(),
-            },
-            &tls,
-            ep.clone(),
-        )
-        .await
-        .unwrap();
-        let addr = server.tls_addr().unwrap();
-        tokio::spawn(server.serve());
-        addr
-    });
     Mef {
         rt,
         addr,
         ep,
         kpms,
+        _running: running,
         _dir: dir,
     }
 }
@@ -697,10 +687,7 @@ fn main() {
             .block_on(async { tokio::task::spawn_blocking(|| ()).await })
             .unwrap();
     });
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
+    let now = m2msec_mef::clock::unix_now();
     let cred = s.ibc.clone().unwrap();
     let validate_us = micros(100, || {
         validate_ibc(&cred, now).unwrap();

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use m2msec_bindings::client::HttpClient;
-use m2msec_bindings::{Limits, Listeners, Server};
+use m2msec_bindings::{listen, ListenOptions, Listening};
 use m2msec_core::duration::XsDuration;
 use m2msec_core::kdf::SuidEncoding;
 use m2msec_core::secret::Kpm;
@@ -27,16 +27,11 @@ pub struct Mef {
     pub coap: SocketAddr,
     pub ep: Arc<MefEndpoint>,
     pub _dir: tempfile::TempDir,
+    pub _listening: Listening<MefEndpoint>,
 }
 
 pub async fn start_mef() -> Mef {
-    start_mef_with_clock(Arc::new(|| {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs() as i64
-    }))
-    .await
+    start_mef_with_clock(m2msec_mef::clock::Clock::system()).await
 }
 
 pub async fn start_mef_with_clock(clock: m2msec_mef::endpoint::Clock) -> Mef {
@@ -97,35 +92,19 @@ pub async fn start_mef_in(
         ep.with_store(|s| s.add_device(&d, &Kpm::from_bytes(&[i as u8 + 1; 32]).unwrap()))
             .unwrap();
     }
-    let server = Server::with_endpoint(
-        Listeners {
-            tls_addr: "127.0.0.1:0".parse().unwrap(),
-            plain_addr: None,
-            limits: Limits::default(),
-        },
-        &tls,
-        ep.clone(),
-    )
-    .await
-    .unwrap();
-    let addr = server.tls_addr().unwrap();
-    tokio::spawn(server.serve());
-    let coap = m2msec_bindings::CoapServer::bind(
+    let opts = ListenOptions::loopback().with_coap(
         "127.0.0.1:0".parse().unwrap(),
-        &tls,
         m2msec_tls::DtlsOptions::default(),
-        Limits::default(),
-        ep.clone(),
-    )
-    .await
-    .unwrap();
-    let coap_addr = coap.local_addr();
-    tokio::spawn(coap.serve());
+    );
+    let listening = listen(ep.clone(), &tls, opts).await.unwrap();
+    let addr = listening.tls_addr.unwrap();
+    let coap_addr = listening.coap_addr.unwrap();
     Mef {
         addr,
         coap: coap_addr,
         ep,
         _dir: dir,
+        _listening: listening,
     }
 }
 
