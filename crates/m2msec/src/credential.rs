@@ -279,7 +279,7 @@ fn config_rows(cfg: &CredConfig) -> Vec<CredentialInfo> {
 
 fn list(a: ListArgs) -> CliResult<ExitCode> {
     let cfg = load(&a.config)?;
-    let store = open_store(&cfg)?;
+    let (store, se) = open_store_in(&cfg)?;
     let mut rows = config_rows(&cfg);
     rows.extend(store.list(unix_now()).map_err(|e| store_err(&cfg, e))?);
     if a.json {
@@ -324,6 +324,7 @@ fn list(a: ListArgs) -> CliResult<ExitCode> {
         }
         println!("{}", line.trim_end());
     }
+    println!("{}", crate::util::secure_environment_line(&se));
     Ok(ExitCode::SUCCESS)
 }
 
