@@ -68,6 +68,12 @@ impl HttpClient {
         })
     }
 
+    /// Whether the connection is closed (the server ended it, e.g. after its idle timeout): a
+    /// request sent on it would fail before being written.
+    pub fn is_closed(&self) -> bool {
+        self.sender.is_closed()
+    }
+
     /// Sends one request primitive and reads its response primitive.
     pub async fn send(&mut self, req: &RequestPrimitive) -> Result<ResponsePrimitive, ClientError> {
         let r = request_to_http(req, &self.host)

@@ -8,6 +8,9 @@
 //!   listener), hyper HTTP/1.1 per connection, the channel's authenticated peer as the engine's
 //!   [`m2msec_cse::SecurityContext`], timeouts and size limits.
 //!
+//! - [`registrar`]: an MN-CSE's link to its registrar: the registration and forwarding
+//!   drivers.
+//!
 //! In the pattern of `docs/architecture.md` the bindings are **drivers**: they move primitives
 //! between a transport and a service's [`Endpoint`]; protocol logic belongs in the procedures'
 //! sans-IO state machines (e.g. `m2msec_mef::exchange`), not here.
@@ -22,6 +25,7 @@ pub mod coap_client;
 pub mod coap_server;
 mod dispatch;
 pub mod http;
+pub mod registrar;
 pub mod server;
 pub mod service;
 
@@ -30,6 +34,6 @@ pub use coap_lite;
 pub use coap_server::CoapServer;
 pub use server::{Limits, Listeners, Server, ServerError, ServerOptions};
 pub use service::{
-    AssociationInfo, CloseSignal, CseEndpoint, CseSecurity, Endpoint, Handled, Opened,
+    AssociationInfo, CloseSignal, CseEndpoint, CseSecurity, Endpoint, Forwarder, Handled, Opened,
     PskCredential, RawKeyCredential,
 };

@@ -673,6 +673,9 @@ impl<S: Store> Cse<S> {
         sec: &SecurityContext,
         req: RequestPrimitive,
     ) -> Result<Routed, CseError> {
+        if crate::routing::hosted_here(&req.to, self.ids.sp.as_str(), &self.ids.cse_stem) {
+            return Ok(Routed::Local(req));
+        }
         let routes = self.routes()?;
         let arrival = match sec {
             SecurityContext::Association(a) => match &a.bound {

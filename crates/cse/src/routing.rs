@@ -125,7 +125,7 @@ fn unreachable(why: &str) -> CseError {
 
 /// The target CSE of `to`: `None` when this CSE hosts it (§7.3.2.8), `Some(Err(()))` for another
 /// SP, `Some(Ok(stem))` for another CSE of this SP.
-fn target_cse<'a>(to: &'a str, r: &Routes) -> Option<Result<&'a str, ()>> {
+fn target_cse<'a>(to: &'a str, sp_id: &str, cse_stem: &str) -> Option<Result<&'a str, ()>> {
     let (sp, rest) = if let Some(rest) = to.strip_prefix("//") {
         let (sp, rest) = rest.split_once('/').unwrap_or((rest, ""));
         (Some(sp), rest)
@@ -134,15 +134,21 @@ fn target_cse<'a>(to: &'a str, r: &Routes) -> Option<Result<&'a str, ()>> {
     } else {
         return None;
     };
-    if sp.is_some_and(|sp| sp != r.sp) {
+    if sp.is_some_and(|sp| sp != sp_id) {
         return Some(Err(()));
     }
     let cse = rest.split_once('/').map_or(rest, |(c, _)| c);
     // An empty or malformed CSE-ID is for this CSE's parser to refuse (BAD_REQUEST).
-    if cse.is_empty() || cse == r.cse_stem {
+    if cse.is_empty() || cse == cse_stem {
         return None;
     }
     Some(Ok(cse))
+}
+
+/// Whether this CSE (M2M-SP-ID `sp`, CSE-ID stem `cse_stem`) hosts the target of `to`
+/// (§7.3.2.8), without looking at any neighbour: the fast path of the engine.
+pub fn hosted_here(to: &str, sp: &str, cse_stem: &str) -> bool {
+    target_cse(to, sp, cse_stem).is_none()
 }
 
 /// The routing decision for `req` (module docs). `req` must already have passed originator
@@ -152,7 +158,7 @@ pub fn decide(
     mut req: RequestPrimitive,
     arrival: &Arrival,
 ) -> Result<Decision, CseError> {
-    let target = match target_cse(&req.to, r) {
+    let target = match target_cse(&req.to, &r.sp, &r.cse_stem) {
         None => return Ok(Decision::Local(req)),
         Some(t) => t,
     };

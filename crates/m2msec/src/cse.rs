@@ -13,6 +13,11 @@
 //! certificate`, `private_key` and `trust_anchors`, AE-ID certificate associations (TS-0003
 //! §8.2.2.2) are accepted as well.
 //!
+//! With `cse_type = "MN"` and a `[registrar]` section, the CSE registers with its registrar
+//! CSE over HTTP/TLS-PSK (retrying with backoff while it is down; `m2msec cse: registered with
+//! CSE-ID` on stderr when done) and forwards requests for targets it does not host to it
+//! (`m2msec_cse::routing`, TS-0004 §7.3.2.6).
+//!
 //! When every listener is bound, one line goes to stderr:
 //! `m2msec cse: listening on https://ADDR (TLS-PSK)[ and http://ADDR (plaintext, loopback only)]`
 //! `[ and coaps://ADDR (DTLS-PSK)]`.
@@ -95,6 +100,110 @@ struct Config {
     /// Client raw public keys (RFC 7250).
     #[serde(default)]
     raw_key: Vec<RawKeyEntry>,
+    /// `[registrar]`: an MN-CSE's registrar CSE (issue 12).
+    #[serde(default)]
+    registrar: Option<RegistrarSection>,
+}
+
+/// `[registrar]`: where an MN-CSE registers (TS-0001 §10.2.2) and forwards what it does not host
+/// (TS-0004 §7.3.2.6), over HTTP in a TLS-PSK association the registrar binds to this CSE's
+/// CSE-ID (its `[[psk]]` entry for us has `ida` = our CSE-ID, `registree = "cse"`).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RegistrarSection {
+    /// The registrar's CSE-ID.
+    cse_id: String,
+    /// `HOST:PORT` of its TLS listener.
+    address: String,
+    /// SNI to send (default: the host, when it is a name).
+    #[serde(default)]
+    sni: Option<String>,
+    /// Our psk_identity at the registrar.
+    psk_identity: String,
+    /// Hex key file (mode 0600).
+    key_file: PathBuf,
+    /// Deadline of each request to the registrar, and of each forward (seconds).
+    #[serde(default = "d_30")]
+    request_timeout_secs: u64,
+    /// Longest wait between registration attempts while the registrar is down (seconds).
+    #[serde(default = "d_300")]
+    backoff_max_secs: u64,
+}
+
+fn d_30() -> u64 {
+    30
+}
+fn d_300() -> u64 {
+    300
+}
+
+/// The validated `[registrar]`.
+struct Registrar {
+    cse_id: CseId,
+    addr: m2msec_bindings::registrar::RegistrarAddress,
+    psk_identity: PskIdentity,
+    key: Psk,
+    timeout: Duration,
+    backoff_max_secs: u64,
+}
+
+fn registrar(c: &Config, cse_type: CseType, own: &CseId) -> Result<Option<Registrar>, CliError> {
+    let r = match (&c.registrar, cse_type) {
+        (None, CseType::In) => return Ok(None),
+        (None, CseType::Mn) => {
+            return Err(cfg_err(
+                "cse_type = \"MN\" needs a [registrar] section (the CSE it registers with)",
+            ))
+        }
+        (Some(_), CseType::In) => {
+            return Err(cfg_err(
+                "[registrar] is for an MN-CSE: an IN-CSE registers with nobody",
+            ))
+        }
+        (Some(r), CseType::Mn) => r,
+    };
+    let cse_id: CseId = r
+        .cse_id
+        .parse()
+        .map_err(|e| cfg_err(format!("[registrar] cse_id: {e}")))?;
+    if cse_id.stem() == own.stem() {
+        return Err(cfg_err("[registrar] cse_id is this CSE's own CSE-ID"));
+    }
+    let (host, port) = r
+        .address
+        .rsplit_once(':')
+        .ok_or_else(|| cfg_err("[registrar] address must be HOST:PORT"))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let port: u16 = port
+        .parse()
+        .map_err(|_| cfg_err("[registrar] address: bad port"))?;
+    if host.is_empty() || port == 0 {
+        return Err(cfg_err("[registrar] address must be HOST:PORT"));
+    }
+    if let Some(s) = &r.sni {
+        if s.is_empty() || s.parse::<IpAddr>().is_ok() {
+            return Err(cfg_err("[registrar] sni must be a host name"));
+        }
+    }
+    if r.request_timeout_secs == 0 || r.request_timeout_secs > 3600 {
+        return Err(cfg_err("[registrar] request_timeout_secs must be 1..3600"));
+    }
+    if r.backoff_max_secs == 0 || r.backoff_max_secs > 86_400 {
+        return Err(cfg_err("[registrar] backoff_max_secs must be 1..86400"));
+    }
+    Ok(Some(Registrar {
+        cse_id,
+        addr: m2msec_bindings::registrar::RegistrarAddress {
+            host: host.to_string(),
+            port,
+            sni: r.sni.clone(),
+        },
+        psk_identity: PskIdentity::new(&r.psk_identity)
+            .map_err(|e| cfg_err(format!("[registrar] psk_identity: {e}")))?,
+        key: read_key_file(&r.key_file)?,
+        timeout: Duration::from_secs(r.request_timeout_secs),
+        backoff_max_secs: r.backoff_max_secs,
+    }))
 }
 
 /// `[[raw_key]]`: a client raw public key (TS-0003 §8.2.2.2, RFC 7250), bound to Credential-ID
@@ -426,6 +535,12 @@ struct Loaded {
     mef: Option<m2msec_mef::target::MefKeySource>,
     /// Client raw public keys (`[[raw_key]]`).
     raw_keys: Vec<m2msec_bindings::RawKeyCredential>,
+    /// An MN-CSE's registrar (`[registrar]`).
+    registrar: Option<Registrar>,
+    /// This CSE's CSE-ID, `<CSEBase>` name and poa (for the registration).
+    engine_id: CseId,
+    cb_rn: String,
+    poa: Vec<String>,
 }
 
 fn load(path: &Path) -> Result<Loaded, CliError> {
@@ -513,7 +628,12 @@ fn load(path: &Path) -> Result<Loaded, CliError> {
     if c.cse_base.admin_plaintext && c.cse_base.admin.is_none() {
         return Err(cfg_err("[cse_base] admin_plaintext needs an admin"));
     }
+    let registrar = registrar(&c, cse_type, &cse_id)?;
     Ok(Loaded {
+        registrar,
+        engine_id: cse_id.clone(),
+        cb_rn: c.cse_base_name.clone(),
+        poa: c.poa.clone(),
         cse_base: m2msec_cse::CseBasePolicy {
             registered_aes_retrieve: c.cse_base.registered_aes_retrieve,
             admin: c.cse_base.admin.clone(),
@@ -578,6 +698,24 @@ fn serve(a: ServeArgs) -> Result<ExitCode, CliError> {
     )
     .map_err(|e| cfg_err(e.detail))?;
     cse.set_limits(loaded.storage);
+    // An MN-CSE: its registration machine and the forwarding deadline (issue 12).
+    let registration = match &loaded.registrar {
+        Some(r) => {
+            cse.set_registrar_id(&r.cse_id);
+            cse.set_forward_timeout(i64::try_from(r.timeout.as_secs()).unwrap_or(30));
+            Some(m2msec_cse::registration::Machine::new(
+                m2msec_cse::registration::Params {
+                    cse_id: loaded.engine_id.clone(),
+                    cb_rn: loaded.cb_rn.clone(),
+                    poa: loaded.poa.clone(),
+                    registrar: r.cse_id.clone(),
+                    backoff_min_secs: 1,
+                    backoff_max_secs: r.backoff_max_secs,
+                },
+            ))
+        }
+        None => None,
+    };
     // Credentials administered with `m2msec cse credential` (keys sealed under data_dir/kek).
     let cred_store = m2msec_cse::credentials::CredentialStore::open(&loaded.data_dir)
         .map_err(|e| cfg_err(format!("data_dir {}: {e}", loaded.data_dir.display())))?;
@@ -610,6 +748,29 @@ fn serve(a: ServeArgs) -> Result<ExitCode, CliError> {
         let _sweep = endpoint.spawn_expiry_sweep(m2msec_bindings::service::EXPIRY_SWEEP_INTERVAL);
         if let Some(source) = loaded.mef {
             endpoint.set_remote_key_source(std::sync::Arc::new(source));
+        }
+        // An MN-CSE: forward what is not hosted here to the registrar, and register with it
+        // (retrying with backoff while it is down) in the background.
+        if let (Some(r), Some(machine)) = (loaded.registrar, registration) {
+            let mut cfg = m2msec_tls::ClientConfig::psk(r.psk_identity, r.key);
+            cfg.handshake_timeout = opts.limits.handshake_timeout;
+            let link = std::sync::Arc::new(
+                m2msec_bindings::registrar::RegistrarLink::new(r.addr, cfg)
+                    .map_err(|e| cfg_err(format!("[registrar]: {e}")))?,
+            );
+            endpoint.set_forwarder(std::sync::Arc::new(
+                m2msec_bindings::registrar::LinkForwarder::new(
+                    link.clone(),
+                    tokio::runtime::Handle::current(),
+                ),
+            ));
+            let ep = endpoint.clone();
+            let timeout = r.timeout;
+            let registrar_id = r.cse_id.to_string();
+            tokio::spawn(async move {
+                m2msec_bindings::registrar::run_registration(ep, link, machine, timeout).await;
+                eprintln!("m2msec cse: registered with {registrar_id}");
+            });
         }
         let server = Server::with_endpoint(
             Listeners {
