@@ -19,9 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use m2msec_bindings::client::HttpClient;
-use m2msec_bindings::registrar::{
-    run_registration, LinkForwarder, RegistrarAddress, RegistrarLink,
-};
+use m2msec_bindings::registrar::{run_registration, CseAddress, CseLink, LinkForwarder};
 use m2msec_bindings::{CseEndpoint, CseSecurity, Limits, Listeners, PskCredential, Server};
 use m2msec_cse::registration::{Machine, Params};
 use m2msec_cse::{
@@ -179,8 +177,8 @@ fn main() {
         },
     );
     let link = Arc::new(
-        RegistrarLink::new(
-            RegistrarAddress {
+        CseLink::new(
+            CseAddress {
                 host: "127.0.0.1".into(),
                 port: in_port,
                 sni: None,
@@ -190,7 +188,8 @@ fn main() {
         .unwrap(),
     );
     mn_ep.set_forwarder(Arc::new(LinkForwarder::new(
-        link.clone(),
+        Some(link.clone()),
+        Vec::new(),
         server_rt.handle().clone(),
     )));
     let mn_port = server_rt.block_on(serve(mn_ep.clone(), &mn_tls));

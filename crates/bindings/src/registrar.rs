@@ -3,15 +3,15 @@
 //! (forwarding, TS-0004 §7.3.2.6), over HTTP (TS-0009) in a TLS 1.2 PSK association
 //! (TS-0003 §8.2.2.1) whose credential the registrar binds to this CSE's CSE-ID.
 //!
-//! - [`RegistrarLink`]: one HTTP/1.1 connection to the registrar, opened on first use and
+//! - [`CseLink`]: one HTTP/1.1 connection to a neighbour CSE, opened on first use and
 //!   again after it closes. A request is written at most once: a failure after it may have left
 //!   is reported, never retried (so nothing is executed twice); only a connection found closed
 //!   *before* sending is replaced.
 //! - [`run_registration`]: the registration driver, `poll` → send/sleep/store, forever (it
 //!   backs off while the registrar is down, as the machine decides).
 //! - [`LinkForwarder`]: the [`crate::service::Forwarder`] the endpoint calls for a request not
-//!   hosted here: up to the registrar, within the forward's deadline. Forwarding down to
-//!   registree CSEs needs a client credential for each of them and is not wired yet (its
+//!   hosted here, within the forward's deadline: up to the registrar, or down to a registree
+//!   CSE for which a client credential is configured ([`RegistreeLinkConfig`]; the others'
 //!   requests get TARGET_NOT_REACHABLE).
 
 use std::sync::Arc;
@@ -26,9 +26,9 @@ use m2msec_tls::{ClientConfig, TlsClient};
 use crate::client::HttpClient;
 use crate::service::{CseEndpoint, Forwarder};
 
-/// Where the registrar is and how to associate with it.
+/// Where a neighbour CSE (the registrar, or a registree CSE) listens.
 #[derive(Debug, Clone)]
-pub struct RegistrarAddress {
+pub struct CseAddress {
     /// Host name or IP address.
     pub host: String,
     /// TLS port.
@@ -37,26 +37,26 @@ pub struct RegistrarAddress {
     pub sni: Option<String>,
 }
 
-/// One HTTP/1.1-over-TLS-PSK connection to the registrar (module docs).
-pub struct RegistrarLink {
-    addr: RegistrarAddress,
+/// One HTTP/1.1-over-TLS-PSK connection to a neighbour CSE (module docs).
+pub struct CseLink {
+    addr: CseAddress,
     tls: TlsClient,
     conn: tokio::sync::Mutex<Option<HttpClient>>,
 }
 
-impl std::fmt::Debug for RegistrarLink {
+impl std::fmt::Debug for CseLink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RegistrarLink")
+        f.debug_struct("CseLink")
             .field("addr", &self.addr)
             .finish_non_exhaustive()
     }
 }
 
-impl RegistrarLink {
-    /// A link with this client credential (a PSK the registrar binds to our CSE-ID).
-    pub fn new(addr: RegistrarAddress, cfg: ClientConfig) -> Result<Self, String> {
+impl CseLink {
+    /// A link with this client credential (a PSK the neighbour binds to our CSE-ID).
+    pub fn new(addr: CseAddress, cfg: ClientConfig) -> Result<Self, String> {
         let tls = TlsClient::new(cfg).map_err(|e| e.to_string())?;
-        Ok(RegistrarLink {
+        Ok(CseLink {
             addr,
             tls,
             conn: tokio::sync::Mutex::new(None),
@@ -122,7 +122,7 @@ fn now() -> i64 {
 /// each request.
 pub async fn run_registration<S: Store + Send + 'static>(
     endpoint: Arc<CseEndpoint<S>>,
-    link: Arc<RegistrarLink>,
+    link: Arc<CseLink>,
     mut m: Machine,
     timeout: Duration,
 ) {
@@ -165,32 +165,103 @@ pub async fn run_registration<S: Store + Send + 'static>(
     }
 }
 
-/// Forwards over a [`RegistrarLink`] from the endpoint's worker threads (module docs).
+/// How this CSE reaches one registree CSE (down the tree): the credential it binds to our
+/// CSE-ID, and its address when the configuration gives one (else the first `https://HOST:PORT`
+/// of the `pointOfAccess` the registree wrote at registration: only a peer holding the
+/// credential can answer there).
+#[derive(Debug, Clone)]
+pub struct RegistreeLinkConfig {
+    /// The registree's CSE-ID stem.
+    pub cse_stem: String,
+    /// Its address, if configured.
+    pub addr: Option<CseAddress>,
+    /// Our client credential at that CSE.
+    pub tls: ClientConfig,
+}
+
+/// Forwards over [`CseLink`]s from the endpoint's worker threads (module docs): up to the
+/// registrar, down to the registree CSEs this CSE has a credential for.
 #[derive(Debug)]
 pub struct LinkForwarder {
-    link: Arc<RegistrarLink>,
+    registrar: Option<Arc<CseLink>>,
+    registrees: Vec<RegistreeLinkConfig>,
+    /// Registree links opened so far.
+    open: std::sync::Mutex<Vec<(LinkKey, Arc<CseLink>)>>,
     rt: tokio::runtime::Handle,
 }
 
+/// A registree link's key: (CSE-ID stem, host, port).
+type LinkKey = (String, String, u16);
+
+/// `https://HOST:PORT[/…]` → (host, port); other schemes are not ours to use.
+fn https_addr(poa: &str) -> Option<(String, u16)> {
+    let rest = poa.strip_prefix("https://")?;
+    let hostport = rest.split('/').next()?;
+    let (host, port) = hostport.rsplit_once(':')?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let port: u16 = port.parse().ok()?;
+    (!host.is_empty() && port != 0).then(|| (host.to_string(), port))
+}
+
 impl LinkForwarder {
-    /// A forwarder whose sends run on `rt`.
-    pub fn new(link: Arc<RegistrarLink>, rt: tokio::runtime::Handle) -> Self {
-        LinkForwarder { link, rt }
+    /// A forwarder whose sends run on `rt`: up over `registrar` (an MN-CSE), down over
+    /// links built from `registrees`.
+    pub fn new(
+        registrar: Option<Arc<CseLink>>,
+        registrees: Vec<RegistreeLinkConfig>,
+        rt: tokio::runtime::Handle,
+    ) -> Self {
+        LinkForwarder {
+            registrar,
+            registrees,
+            open: std::sync::Mutex::new(Vec::new()),
+            rt,
+        }
+    }
+
+    fn registree_link(&self, n: &m2msec_cse::routing::Neighbour) -> Result<Arc<CseLink>, String> {
+        let cfg = self
+            .registrees
+            .iter()
+            .find(|c| c.cse_stem == n.csi)
+            .ok_or_else(|| format!("no credential configured for the registree CSE /{}", n.csi))?;
+        let addr = match &cfg.addr {
+            Some(a) => a.clone(),
+            None => {
+                let (host, port) = n.poa.iter().find_map(|p| https_addr(p)).ok_or_else(|| {
+                    format!("the registree CSE /{} has no https:// pointOfAccess", n.csi)
+                })?;
+                CseAddress {
+                    host,
+                    port,
+                    sni: None,
+                }
+            }
+        };
+        let key = (n.csi.clone(), addr.host.clone(), addr.port);
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, l)) = open.iter().find(|(k, _)| *k == key) {
+            return Ok(l.clone());
+        }
+        let link = Arc::new(CseLink::new(addr, cfg.tls.clone())?);
+        // One link per registree: a new address replaces the old one.
+        open.retain(|(k, _)| k.0 != n.csi);
+        open.push((key, link.clone()));
+        Ok(link)
     }
 }
 
 impl Forwarder for LinkForwarder {
     fn forward(&self, f: &Forward) -> Result<ResponsePrimitive, String> {
-        match &f.next_hop {
-            NextHop::Registrar(_) => {
-                let left = f.deadline.saturating_sub(now()).max(1);
-                let timeout = Duration::from_secs(u64::try_from(left).unwrap_or(1));
-                self.rt.block_on(self.link.send(&f.request, timeout))
-            }
-            NextHop::Registree(n) => Err(format!(
-                "forwarding to the registree CSE /{} is not supported yet",
-                n.csi
-            )),
-        }
+        let link = match &f.next_hop {
+            NextHop::Registrar(_) => self
+                .registrar
+                .clone()
+                .ok_or_else(|| "no registrar link".to_string())?,
+            NextHop::Registree(n) => self.registree_link(n)?,
+        };
+        let left = f.deadline.saturating_sub(now()).max(1);
+        let timeout = Duration::from_secs(u64::try_from(left).unwrap_or(1));
+        self.rt.block_on(link.send(&f.request, timeout))
     }
 }

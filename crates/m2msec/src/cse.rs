@@ -103,6 +103,86 @@ struct Config {
     /// `[registrar]`: an MN-CSE's registrar CSE (issue 12).
     #[serde(default)]
     registrar: Option<RegistrarSection>,
+    /// `[[registree]]`: how this CSE reaches a registree CSE to forward requests down to it.
+    #[serde(default)]
+    registree: Vec<RegistreeSection>,
+}
+
+/// `[[registree]]`: our client credential at a registree CSE (it binds the PSK to our CSE-ID)
+/// and, optionally, its address (default: the first `https://` of the `pointOfAccess` it
+/// registered with).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RegistreeSection {
+    cse_id: String,
+    psk_identity: String,
+    key_file: PathBuf,
+    #[serde(default)]
+    address: Option<String>,
+    #[serde(default)]
+    sni: Option<String>,
+}
+
+/// `HOST:PORT` → (host, port).
+fn host_port(what: &str, a: &str) -> Result<(String, u16), CliError> {
+    let (host, port) = a
+        .rsplit_once(':')
+        .ok_or_else(|| cfg_err(format!("{what} address must be HOST:PORT")))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let port: u16 = port
+        .parse()
+        .map_err(|_| cfg_err(format!("{what} address: bad port")))?;
+    if host.is_empty() || port == 0 {
+        return Err(cfg_err(format!("{what} address must be HOST:PORT")));
+    }
+    Ok((host.to_string(), port))
+}
+
+fn check_sni(what: &str, sni: &Option<String>) -> Result<(), CliError> {
+    match sni {
+        Some(s) if s.is_empty() || s.parse::<IpAddr>().is_ok() => {
+            Err(cfg_err(format!("{what} sni must be a host name")))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn registrees(
+    c: &Config,
+    own: &CseId,
+) -> Result<Vec<m2msec_bindings::registrar::RegistreeLinkConfig>, CliError> {
+    let mut out: Vec<m2msec_bindings::registrar::RegistreeLinkConfig> = Vec::new();
+    for r in &c.registree {
+        let what = format!("[[registree]] {}", r.cse_id);
+        let id: CseId = r
+            .cse_id
+            .parse()
+            .map_err(|e| cfg_err(format!("{what}: cse_id: {e}")))?;
+        let stem = id.stem().to_string();
+        if stem == own.stem() || out.iter().any(|o| o.cse_stem == stem) {
+            return Err(cfg_err(format!("{what}: our own or a repeated CSE-ID")));
+        }
+        check_sni(&what, &r.sni)?;
+        let addr = match &r.address {
+            Some(a) => {
+                let (host, port) = host_port(&what, a)?;
+                Some(m2msec_bindings::registrar::CseAddress {
+                    host,
+                    port,
+                    sni: r.sni.clone(),
+                })
+            }
+            None => None,
+        };
+        let identity = PskIdentity::new(&r.psk_identity)
+            .map_err(|e| cfg_err(format!("{what}: psk_identity: {e}")))?;
+        out.push(m2msec_bindings::registrar::RegistreeLinkConfig {
+            cse_stem: stem,
+            addr,
+            tls: m2msec_tls::ClientConfig::psk(identity, read_key_file(&r.key_file)?),
+        });
+    }
+    Ok(out)
 }
 
 /// `[registrar]`: where an MN-CSE registers (TS-0001 §10.2.2) and forwards what it does not host
@@ -140,7 +220,7 @@ fn d_300() -> u64 {
 /// The validated `[registrar]`.
 struct Registrar {
     cse_id: CseId,
-    addr: m2msec_bindings::registrar::RegistrarAddress,
+    addr: m2msec_bindings::registrar::CseAddress,
     psk_identity: PskIdentity,
     key: Psk,
     timeout: Duration,
@@ -169,22 +249,8 @@ fn registrar(c: &Config, cse_type: CseType, own: &CseId) -> Result<Option<Regist
     if cse_id.stem() == own.stem() {
         return Err(cfg_err("[registrar] cse_id is this CSE's own CSE-ID"));
     }
-    let (host, port) = r
-        .address
-        .rsplit_once(':')
-        .ok_or_else(|| cfg_err("[registrar] address must be HOST:PORT"))?;
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    let port: u16 = port
-        .parse()
-        .map_err(|_| cfg_err("[registrar] address: bad port"))?;
-    if host.is_empty() || port == 0 {
-        return Err(cfg_err("[registrar] address must be HOST:PORT"));
-    }
-    if let Some(s) = &r.sni {
-        if s.is_empty() || s.parse::<IpAddr>().is_ok() {
-            return Err(cfg_err("[registrar] sni must be a host name"));
-        }
-    }
+    let (host, port) = host_port("[registrar]", &r.address)?;
+    check_sni("[registrar]", &r.sni)?;
     if r.request_timeout_secs == 0 || r.request_timeout_secs > 3600 {
         return Err(cfg_err("[registrar] request_timeout_secs must be 1..3600"));
     }
@@ -193,8 +259,8 @@ fn registrar(c: &Config, cse_type: CseType, own: &CseId) -> Result<Option<Regist
     }
     Ok(Some(Registrar {
         cse_id,
-        addr: m2msec_bindings::registrar::RegistrarAddress {
-            host: host.to_string(),
+        addr: m2msec_bindings::registrar::CseAddress {
+            host,
             port,
             sni: r.sni.clone(),
         },
@@ -537,6 +603,8 @@ struct Loaded {
     raw_keys: Vec<m2msec_bindings::RawKeyCredential>,
     /// An MN-CSE's registrar (`[registrar]`).
     registrar: Option<Registrar>,
+    /// Links down to registree CSEs (`[[registree]]`).
+    registrees: Vec<m2msec_bindings::registrar::RegistreeLinkConfig>,
     /// This CSE's CSE-ID, `<CSEBase>` name and poa (for the registration).
     engine_id: CseId,
     cb_rn: String,
@@ -631,6 +699,7 @@ fn load(path: &Path) -> Result<Loaded, CliError> {
     let registrar = registrar(&c, cse_type, &cse_id)?;
     Ok(Loaded {
         registrar,
+        registrees: registrees(&c, &cse_id)?,
         engine_id: cse_id.clone(),
         cb_rn: c.cse_base_name.clone(),
         poa: c.poa.clone(),
@@ -749,21 +818,18 @@ fn serve(a: ServeArgs) -> Result<ExitCode, CliError> {
         if let Some(source) = loaded.mef {
             endpoint.set_remote_key_source(std::sync::Arc::new(source));
         }
-        // An MN-CSE: forward what is not hosted here to the registrar, and register with it
-        // (retrying with backoff while it is down) in the background.
+        // Forwarding (issue 12): an MN-CSE sends what is not hosted here up to its registrar
+        // and registers with it (retrying with backoff while it is down) in the background;
+        // any CSE sends requests for its registree CSEs down to those it has a credential for.
+        let mut up = None;
         if let (Some(r), Some(machine)) = (loaded.registrar, registration) {
             let mut cfg = m2msec_tls::ClientConfig::psk(r.psk_identity, r.key);
             cfg.handshake_timeout = opts.limits.handshake_timeout;
             let link = std::sync::Arc::new(
-                m2msec_bindings::registrar::RegistrarLink::new(r.addr, cfg)
+                m2msec_bindings::registrar::CseLink::new(r.addr, cfg)
                     .map_err(|e| cfg_err(format!("[registrar]: {e}")))?,
             );
-            endpoint.set_forwarder(std::sync::Arc::new(
-                m2msec_bindings::registrar::LinkForwarder::new(
-                    link.clone(),
-                    tokio::runtime::Handle::current(),
-                ),
-            ));
+            up = Some(link.clone());
             let ep = endpoint.clone();
             let timeout = r.timeout;
             let registrar_id = r.cse_id.to_string();
@@ -771,6 +837,23 @@ fn serve(a: ServeArgs) -> Result<ExitCode, CliError> {
                 m2msec_bindings::registrar::run_registration(ep, link, machine, timeout).await;
                 eprintln!("m2msec cse: registered with {registrar_id}");
             });
+        }
+        if up.is_some() || !loaded.registrees.is_empty() {
+            let down = loaded
+                .registrees
+                .into_iter()
+                .map(|mut l| {
+                    l.tls.handshake_timeout = opts.limits.handshake_timeout;
+                    l
+                })
+                .collect();
+            endpoint.set_forwarder(std::sync::Arc::new(
+                m2msec_bindings::registrar::LinkForwarder::new(
+                    up,
+                    down,
+                    tokio::runtime::Handle::current(),
+                ),
+            ));
         }
         let server = Server::with_endpoint(
             Listeners {

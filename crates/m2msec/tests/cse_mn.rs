@@ -3,7 +3,8 @@
 //! registering over HTTP/TLS-PSK, an AE registered at the MN-CSE writing a contentInstance into
 //! a container of the IN-CSE through it (`m2msec request`), the IN-CSE going down (the forward
 //! fails with TARGET_NOT_REACHABLE) and coming back on the same port (the MN reconnects), and
-//! the MN restarting (re-registration). Every wait is bounded.
+//! the MN restarting (re-registration); and the IN-CSE's administrator reading a resource of
+//! the MN-CSE (forwarded down the tree to the MN's pointOfAccess). Every wait is bounded.
 
 mod support;
 
@@ -17,6 +18,8 @@ const MN_ID: &str = "mn@mef.sp.example";
 const MN_KEY: &str = "5a5b5c5d5e5f505152535455565758595a5b5c5d5e5f50515253545556575859";
 const AE_ID: &str = "dev1@mef.sp.example";
 const AE_KEY: &str = "000102030405060708090a0b0c0d0e0f";
+const IN_ID: &str = "in@mef.sp.example";
+const IN_KEY: &str = "1112131415161718191a1b1c1d1e1f101112131415161718191a1b1c1d1e1f10";
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -26,8 +29,9 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn write_configs(d: &Path, in_port: u16) -> (PathBuf, PathBuf) {
+fn write_configs(d: &Path, in_port: u16, mn_port: u16) -> (PathBuf, PathBuf) {
     write_key(&d.join("mn.key"), MN_KEY, 0o600);
+    write_key(&d.join("in.key"), IN_KEY, 0o600);
     write_key(&d.join("ae.key"), AE_KEY, 0o600);
     let in_cfg = format!(
         r#"cse_id = "/cse-in"
@@ -52,24 +56,36 @@ identity = "{MN_ID}"
 key_file = "{key}"
 ida = "/cse-mn"
 registree = "cse"
+
+[[registree]]
+cse_id = "/cse-mn"
+psk_identity = "{IN_ID}"
+key_file = "{in_key}"
 "#,
         data = d.join("in-data").display(),
         key = d.join("mn.key").display(),
+        in_key = d.join("in.key").display(),
     );
     let mn_cfg = format!(
         r#"cse_id = "/cse-mn"
 sp_id = "sp.example"
 cse_type = "MN"
-poa = ["https://127.0.0.1:1"]
+poa = ["https://127.0.0.1:{mn_port}"]
 data_dir = "{data}"
 
 [tls]
 bind = "127.0.0.1"
-port = 0
+port = {mn_port}
 
 [[psk]]
 identity = "{AE_ID}"
 key_file = "{ae_key}"
+
+[[psk]]
+identity = "{IN_ID}"
+key_file = "{in_key}"
+ida = "/cse-in"
+registree = "cse"
 
 [registrar]
 cse_id = "/cse-in"
@@ -82,6 +98,7 @@ backoff_max_secs = 1
         data = d.join("mn-data").display(),
         ae_key = d.join("ae.key").display(),
         mn_key = d.join("mn.key").display(),
+        in_key = d.join("in.key").display(),
     );
     std::fs::write(d.join("in.toml"), in_cfg).unwrap();
     std::fs::write(d.join("mn.toml"), mn_cfg).unwrap();
@@ -134,14 +151,14 @@ fn request(
 fn ae_at_the_mn_writes_to_the_in_through_it_and_the_mn_survives_in_restarts() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let in_port = free_port();
-    let (in_cfg, mn_cfg) = write_configs(d, in_port);
+    let (in_port, mn_port) = (free_port(), free_port());
+    let (in_cfg, mn_cfg) = write_configs(d, in_port, mn_port);
 
     let inc = serve(&in_cfg);
     let line = inc.stderr_line_with("listening on ");
     let plain = port_in(&line, "http://127.0.0.1:");
     let mn = serve(&mn_cfg);
-    let mn_port = mn.https_port();
+    assert_eq!(mn.https_port(), mn_port);
     mn.stderr_line_with("registered with /cse-in");
 
     // The administrator of the IN-CSE opens a container to the MN-CSE's AEs (acaf unset: a
@@ -217,6 +234,53 @@ fn ae_at_the_mn_writes_to_the_in_through_it_and_the_mn_survives_in_restarts() {
     assert_eq!(v["rsc"], 2000, "{v}");
     assert_eq!(v["pc"]["m2m:cin"]["con"], "21.5");
 
+    // Down the tree: the AE keeps a container at the MN-CSE, readable by the IN-CSE's
+    // administrator; the IN-CSE forwards to the MN-CSE's pointOfAccess over its own credential
+    // there (bound to /cse-in), From made SP-relative (/cse-in/Cadmin).
+    let at_mn = |path: &str, ty: u32, body: Value| {
+        request(
+            &format!("https://127.0.0.1:{mn_port}/cb/{aei}{path}"),
+            ae,
+            "create",
+            Some(&aei),
+            Some(ty),
+            Some(body),
+        )
+    };
+    let v = at_mn(
+        "",
+        1,
+        json!({"m2m:acp": {"rn": "acpIn",
+            "pv": {"acr": [{"acor": ["/cse-in/Cadmin"], "acop": 2},
+                           {"acor": [aei.as_str()], "acop": 63}]},
+            "pvs": {"acr": [{"acor": [aei.as_str()], "acop": 63}]}}}),
+    );
+    assert_eq!(v["rsc"], 2001, "{v}");
+    let acp_mn = v["pc"]["m2m:acp"]["ri"].as_str().unwrap().to_string();
+    let v = at_mn("", 3, json!({"m2m:cnt": {"rn": "local", "acpi": [acp_mn]}}));
+    assert_eq!(v["rsc"], 2001, "{v}");
+    let v = at_mn("/local", 4, json!({"m2m:cin": {"con": "on"}}));
+    assert_eq!(v["rsc"], 2001, "{v}");
+    let v = admin(
+        "retrieve",
+        &format!("/~/cse-mn/cb/{aei}/local/la"),
+        None,
+        None,
+    );
+    assert_eq!(v["rsc"], 2000, "{v}");
+    assert_eq!(v["pc"]["m2m:cin"]["con"], "on");
+    // ...for RETRIEVE only: the MN-CSE's policy refuses the rest (4103 from the MN-CSE).
+    let v = admin(
+        "create",
+        &format!("/~/cse-mn/cb/{aei}/local"),
+        Some(4),
+        Some(json!({"m2m:cin": {"con": "off"}})),
+    );
+    assert_eq!(v["rsc"], 4103, "{v}");
+    // A CSE registered nowhere below the IN-CSE: NOT_FOUND.
+    let v = admin("retrieve", "/~/cse-nowhere/cb", None, None);
+    assert_eq!(v["rsc"], 4004, "{v}");
+
     // The IN-CSE goes down: the forward fails, reported to the originator.
     drop(inc);
     let v = write("22.0");
@@ -242,6 +306,7 @@ fn ae_at_the_mn_writes_to_the_in_through_it_and_the_mn_survives_in_restarts() {
     let mn = serve(&mn_cfg);
     let mn_port2 = mn.https_port();
     mn.stderr_line_with("registered with /cse-in");
+    assert_eq!(mn_port2, mn_port);
     let v = request(
         &format!("https://127.0.0.1:{mn_port2}/~/cse-in/cb/shared/la"),
         ae,
