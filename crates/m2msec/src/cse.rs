@@ -50,6 +50,11 @@ pub enum CseCmd {
         #[command(subcommand)]
         cmd: crate::credential::CredentialCmd,
     },
+    /// The CSEs registered here (and this MN-CSE's registrar): list.
+    Remote {
+        #[command(subcommand)]
+        cmd: crate::remote::RemoteCmd,
+    },
 }
 
 /// `m2msec cse serve`.
@@ -752,6 +757,7 @@ pub fn run(cmd: CseCmd) -> Result<ExitCode, CliError> {
     match cmd {
         CseCmd::Serve(a) => serve(a),
         CseCmd::Credential { cmd } => crate::credential::run(cmd),
+        CseCmd::Remote { cmd } => crate::remote::run(cmd),
     }
 }
 

@@ -16,6 +16,7 @@ mod mef;
 mod mef_admin;
 mod pkg;
 mod probe;
+mod remote;
 mod request;
 mod util;
 

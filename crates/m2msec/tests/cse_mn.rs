@@ -161,6 +161,36 @@ fn ae_at_the_mn_writes_to_the_in_through_it_and_the_mn_survives_in_restarts() {
     assert_eq!(mn.https_port(), mn_port);
     mn.stderr_line_with("registered with /cse-in");
 
+    // `cse remote list`: the MN-CSE at the IN-CSE, the IN-CSE (registrar) at the MN-CSE, each
+    // with the Credential-ID bound to its CSE-ID.
+    let remote = |cfg: &Path| {
+        let (code, out, err) = Proc::spawn(
+            m2msec()
+                .args(["cse", "remote", "list", "--json", "--config"])
+                .arg(cfg),
+        )
+        .finish();
+        assert_eq!(code, Some(0), "{err:?}");
+        serde_json::from_str::<Value>(&out[0]).unwrap()
+    };
+    let v = remote(&in_cfg);
+    assert_eq!(v.as_array().unwrap().len(), 1, "{v}");
+    assert_eq!(v[0]["cse_id"], "/cse-mn");
+    assert_eq!(v[0]["role"], "registree");
+    assert_eq!(v[0]["poa"], json!([format!("https://127.0.0.1:{mn_port}")]));
+    assert_eq!(
+        v[0]["credentials"],
+        json!([{"credential_id": format!("12-{MN_ID}"), "source": "config", "state": "active"}])
+    );
+    let v = remote(&mn_cfg);
+    assert_eq!(v[0]["cse_id"], "/cse-in", "{v}");
+    assert_eq!(v[0]["role"], "registrar");
+    assert_eq!(v[0]["cb"], "/cse-in/cb");
+    assert_eq!(
+        v[0]["credentials"][0]["credential_id"],
+        format!("12-{IN_ID}")
+    );
+
     // The administrator of the IN-CSE opens a container to the MN-CSE's AEs (acaf unset: a
     // forwarded request is never authenticated end to end, TS-0003 §7.1.2).
     let admin = |op: &str, path: &str, ty: Option<u32>, body: Option<Value>| {
