@@ -9,11 +9,11 @@ use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use m2msec_cse::{RequestPrimitive, ResponsePrimitive};
+use m2msec_proto::{RequestPrimitive, ResponsePrimitive};
 
 use crate::http::{request_to_http, response_from_http};
 
-/// Largest response body accepted.
+/// Largest response body accepted by default ([`HttpClient::with_max_response`] changes it).
 pub const MAX_RESPONSE: usize = 1024 * 1024;
 
 /// Why an exchange failed (transport or an unmappable message; an error *status* is a
@@ -22,7 +22,10 @@ pub const MAX_RESPONSE: usize = 1024 * 1024;
 pub enum ClientError {
     /// HTTP transport.
     #[error("HTTP: {0}")]
-    Http(String),
+    Http(#[from] hyper::Error),
+    /// The response body could not be read (transport failure, or larger than the limit).
+    #[error("reading the response: {0}")]
+    Body(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// The request could not be written, or the response not read as a primitive.
     #[error("{0}")]
     Mapping(String),
@@ -32,6 +35,7 @@ pub enum ClientError {
 pub struct HttpClient {
     sender: http1::SendRequest<Full<Bytes>>,
     host: String,
+    max_response: usize,
     conn: tokio::task::JoinHandle<()>,
 }
 
@@ -55,15 +59,14 @@ impl HttpClient {
     where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let (sender, conn) = http1::handshake(TokioIo::new(io))
-            .await
-            .map_err(|e| ClientError::Http(e.to_string()))?;
+        let (sender, conn) = http1::handshake(TokioIo::new(io)).await?;
         let conn = tokio::spawn(async move {
             let _ = conn.await;
         });
         Ok(HttpClient {
             sender,
             host: host.to_string(),
+            max_response: MAX_RESPONSE,
             conn,
         })
     }
@@ -74,25 +77,32 @@ impl HttpClient {
         self.sender.is_closed()
     }
 
+    /// Accepts response bodies up to `limit` bytes (default [`MAX_RESPONSE`]).
+    pub fn with_max_response(mut self, limit: usize) -> Self {
+        self.max_response = limit;
+        self
+    }
+
     /// Sends one request primitive and reads its response primitive.
     pub async fn send(&mut self, req: &RequestPrimitive) -> Result<ResponsePrimitive, ClientError> {
-        let r = request_to_http(req, &self.host)
-            .map_err(|e| ClientError::Mapping(e.detail))?
-            .map(Full::new);
-        self.sender
-            .ready()
-            .await
-            .map_err(|e| ClientError::Http(e.to_string()))?;
-        let resp = self
-            .sender
-            .send_request(r)
-            .await
-            .map_err(|e| ClientError::Http(e.to_string()))?;
+        let r = request_to_http(req, &self.host).map_err(|e| ClientError::Mapping(e.detail))?;
+        self.send_http(r).await
+    }
+
+    /// Sends a request already mapped to HTTP (e.g. with a query the caller wrote itself) and
+    /// reads its response primitive.
+    pub async fn send_http(
+        &mut self,
+        r: hyper::http::Request<Bytes>,
+    ) -> Result<ResponsePrimitive, ClientError> {
+        let r = r.map(Full::new);
+        self.sender.ready().await?;
+        let resp = self.sender.send_request(r).await?;
         let (parts, body) = resp.into_parts();
-        let body = Limited::new(body, MAX_RESPONSE)
+        let body = Limited::new(body, self.max_response)
             .collect()
             .await
-            .map_err(|e| ClientError::Http(format!("reading the response: {e}")))?
+            .map_err(ClientError::Body)?
             .to_bytes();
         response_from_http(parts.status, &parts.headers, &body)
             .map_err(|e| ClientError::Mapping(e.detail))

@@ -27,8 +27,8 @@ use coap_lite::option_value::{OptionValueU16, OptionValueU32};
 use coap_lite::{CoapOption, MessageClass, Packet, RequestType, ResponseType};
 use serde_json::{Map, Value};
 
-use m2msec_cse::primitive::{MAX_FROM_LEN, MAX_RQI_LEN, MAX_TO_LEN};
-use m2msec_cse::{CseError, Operation, RequestPrimitive, ResponsePrimitive, Rsc};
+use m2msec_proto::primitive::{MAX_FROM_LEN, MAX_RQI_LEN, MAX_TO_LEN};
+use m2msec_proto::{CseError, Operation, RequestPrimitive, ResponsePrimitive, Rsc};
 
 use crate::http::{QueryFields, Rejection};
 
@@ -430,7 +430,7 @@ pub fn request_from_coap(pkt: &Packet, max_body: usize) -> Result<RequestPrimiti
                 ));
             }
             Some(_) => Some(
-                m2msec_cse::primitive::json_strict(&pkt.payload)
+                m2msec_proto::primitive::json_strict(&pkt.payload)
                     .map_err(|e| bad(&format!("payload is not JSON: {e}")))?,
             ),
         }
@@ -741,7 +741,7 @@ pub fn content_format(pkt: &Packet) -> Option<u16> {
 mod tests {
     use super::*;
     use coap_lite::MessageType;
-    use m2msec_cse::ResultContent;
+    use m2msec_proto::ResultContent;
     use proptest::prelude::*;
     use serde_json::json;
 

@@ -13,7 +13,7 @@ use std::time::Duration;
 use coap_lite::{CoapOption, MessageClass, MessageType, Packet};
 use tokio::time::Instant;
 
-use m2msec_cse::{RequestPrimitive, ResponsePrimitive};
+use m2msec_proto::{RequestPrimitive, ResponsePrimitive};
 use m2msec_tls::DtlsSession;
 
 use crate::coap::{block2, request_to_coap, response_from_coap};

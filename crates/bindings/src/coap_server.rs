@@ -29,16 +29,16 @@ use std::time::{Duration, Instant};
 use coap_lite::{CoapOption, MessageClass, MessageType, Packet, RequestType, ResponseType};
 use tokio::sync::Semaphore;
 
-use m2msec_cse::{CseError, Operation, Rsc};
+use m2msec_proto::{CseError, Operation, Rsc};
 use m2msec_tls::{DtlsOptions, DtlsServer, DtlsSession, ServerConfig};
 
 use crate::coap::{
     block2, block2_slice, request_from_coap, request_rqi, response_format, response_to_coap,
     set_block2, CoapRejection, DEFAULT_BLOCK_SIZE,
 };
+use crate::endpoint::{AssociationInfo, CloseSignal, Endpoint};
 use crate::http::Rejection;
 use crate::server::{Limits, ServerError};
-use crate::service::{AssociationInfo, CloseSignal, Endpoint};
 
 /// RFC 7252 §4.8.2 EXCHANGE_LIFETIME: how long a message ID is remembered for deduplication.
 pub const EXCHANGE_LIFETIME: Duration = Duration::from_secs(247);

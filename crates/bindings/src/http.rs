@@ -21,8 +21,8 @@ use hyper::http::header::{HeaderName, ACCEPT, CONTENT_LOCATION, CONTENT_TYPE};
 use hyper::http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use serde_json::{Map, Value};
 
-use m2msec_cse::primitive::{MAX_FROM_LEN, MAX_RQI_LEN, MAX_TO_LEN};
-use m2msec_cse::{CseError, Operation, RequestPrimitive, ResponsePrimitive, ResultContent, Rsc};
+use m2msec_proto::primitive::{MAX_FROM_LEN, MAX_RQI_LEN, MAX_TO_LEN};
+use m2msec_proto::{CseError, Operation, RequestPrimitive, ResponsePrimitive, ResultContent, Rsc};
 
 /// Default largest request body accepted, in bytes.
 pub const DEFAULT_MAX_BODY: usize = 64 * 1024;
@@ -421,7 +421,7 @@ pub fn request_from_http(
                 ))
             }
             Some(_) => Some(
-                m2msec_cse::primitive::json_strict(body)
+                m2msec_proto::primitive::json_strict(body)
                     .map_err(|e| bad(&format!("message body is not JSON: {e}")))?,
             ),
         }

@@ -1,16 +1,13 @@
-//! The registrar CSE's HTTP service (TS-0009 over TLS 1.2 PSK, TS-0003 §8.2.2.1): a tokio accept
-//! loop per listener, one hyper HTTP/1.1 connection per security association, and one shared
-//! sans-IO [`Cse`] engine.
+//! The HTTP listener of any [`Endpoint`] (TS-0009 over TLS 1.2, TS-0003 §8.2.2): a tokio accept
+//! loop per listener, one hyper HTTP/1.1 connection per security association.
 //!
-//! Each TLS connection's authenticated [`Peer`] becomes the [`SecurityContext`] of every request
-//! on it: credential kind PSK, Credential-ID `12-<KpsaID>` (TS-0003 §10.4) and the configured
-//! IdA, if the credential has one (TS-0003 §8.2.2.1). The engine then verifies `From` against
-//! it (TS-0003 §7.2.1). The optional plaintext listener exists only on a loopback address and
-//! its requests carry [`SecurityContext::None`].
+//! Each TLS connection's authenticated peer is handed to [`Endpoint::open`], which turns it into
+//! the session every request on the connection carries (for the registrar CSE: the engine's
+//! security context, TS-0003 §7.2.1). The optional plaintext listener exists only on a loopback
+//! address and opens sessions with no association.
 //!
-//! The engine is synchronous: each request runs on the listener's worker threads
-//! ([`crate::dispatch`]), so a slow store never stalls the reactor, and the critical section is
-//! one `Cse::handle` call.
+//! [`Endpoint::handle`] is synchronous: each request runs on the listener's worker threads
+//! ([`crate::dispatch`]), so a slow store never stalls the reactor.
 //!
 //! Defences against slow or hostile clients: a TLS handshake deadline, a header read timeout
 //! (hyper), an idle timeout (no bytes in either direction), a body deadline, a body size limit
@@ -37,12 +34,10 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
-use m2msec_cse::{Cse, CseError, ResponsePrimitive, Rsc, Store};
+use m2msec_proto::{CseError, ResponsePrimitive, Rsc};
 use m2msec_tls::{ServerConfig, TlsServer};
 
-use crate::service::{
-    AssociationInfo, CloseSignal, CseEndpoint, CseSecurity, Endpoint, Opened, PskCredential,
-};
+use crate::endpoint::{AssociationInfo, CloseSignal, Endpoint, Opened};
 
 use crate::http::{request_from_http, response_to_http, Rejection, X_M2M_RI};
 
@@ -95,23 +90,6 @@ impl Default for Limits {
     }
 }
 
-/// Service configuration of the registrar CSE (addresses, TLS-side security, limits).
-#[derive(Debug, Clone)]
-pub struct ServerOptions {
-    /// TLS-PSK listener address (port 0 picks a free port).
-    pub tls_addr: SocketAddr,
-    /// The authority (SNI host name) this CSE answers for; None accepts any name.
-    pub authority: Option<String>,
-    /// Refuse TLS clients that send no SNI.
-    pub require_sni: bool,
-    /// PSK credentials.
-    pub credentials: Vec<PskCredential>,
-    /// Plaintext HTTP listener, loopback only (None: no plaintext listener).
-    pub plain_addr: Option<SocketAddr>,
-    /// Timeouts and limits.
-    pub limits: Limits,
-}
-
 /// Listener addresses and limits of any endpoint's HTTP service.
 #[derive(Debug, Clone)]
 pub struct Listeners {
@@ -151,32 +129,6 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener, ServerError> {
     TcpListener::bind(addr)
         .await
         .map_err(|source| ServerError::Bind { addr, source })
-}
-
-impl<S: Store + Send + 'static> Server<CseEndpoint<S>> {
-    /// The registrar CSE's service: opens the listeners and builds the TLS-PSK context.
-    pub async fn bind(opts: ServerOptions, cse: Cse<S>) -> Result<Self, ServerError> {
-        let (endpoint, mut cfg) = CseEndpoint::new(
-            cse,
-            &CseSecurity {
-                authority: opts.authority.clone(),
-                require_sni: opts.require_sni,
-                credentials: opts.credentials.clone(),
-                raw_keys: Vec::new(),
-            },
-        );
-        cfg.handshake_timeout = opts.limits.handshake_timeout;
-        Server::with_endpoint(
-            Listeners {
-                tls_addr: opts.tls_addr,
-                plain_addr: opts.plain_addr,
-                limits: opts.limits,
-            },
-            &cfg,
-            endpoint,
-        )
-        .await
-    }
 }
 
 impl<E: Endpoint> Server<E> {
@@ -491,7 +443,7 @@ async fn handle<E: Endpoint>(
         .headers
         .get(X_M2M_RI)
         .and_then(|v| v.to_str().ok())
-        .filter(|s| s.len() <= m2msec_cse::primitive::MAX_RQI_LEN)
+        .filter(|s| s.len() <= m2msec_proto::primitive::MAX_RQI_LEN)
         .unwrap_or_default()
         .to_string();
     let cse_id = state.responder.as_str();

@@ -5,8 +5,8 @@
 //! the HTTP (TS-0009) and CoAP (TS-0008) bindings and the (D)TLS channels live elsewhere and
 //! describe each request's channel as a [`verify::SecurityContext`].
 //!
-//! - [`rsc`]: Response Status Codes (TS-0004 §6.6) and [`rsc::CseError`].
-//! - [`primitive`]: request/response primitives with short names (TS-0004 §6.4, §8.2).
+//! - [`rsc`] and [`primitive`]: re-exported from `m2msec-proto`, the message crate below this
+//!   one (Response Status Codes, request/response primitives, the security context).
 //! - [`resource`]: CSEBase, AE, remoteCSE, container, contentInstance, accessControlPolicy
 //!   (TS-0001 §9.6, TS-0004 §7.4), names and addressing (TS-0001 §7.2).
 //! - [`verify`]: originator verification (TS-0003 §7.2.1, TS-0004 §7.3.2.1) and `rq_authn`
@@ -23,13 +23,12 @@
 #![deny(missing_debug_implementations)]
 
 pub mod acp;
+pub use m2msec_proto::{primitive, rsc};
 pub mod credentials;
 pub mod engine;
-pub mod primitive;
 pub mod registration;
 pub mod resource;
 pub mod routing;
-pub mod rsc;
 pub mod store;
 pub mod verify;
 

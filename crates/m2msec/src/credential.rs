@@ -17,7 +17,6 @@ use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 use rand_core::{OsRng, RngCore};
-use serde::Deserialize;
 use zeroize::Zeroizing;
 
 use m2msec_core::ids::{CredentialId, KpsaId};
@@ -103,32 +102,16 @@ pub struct RevokeArgs {
     identity: String,
 }
 
-/// The part of the CSE configuration these commands read (other keys are ignored here;
-/// `cse serve` validates them).
-#[derive(Deserialize)]
-struct CredConfig {
-    data_dir: PathBuf,
-    #[serde(default)]
-    psk: Vec<PskRef>,
-}
-
-#[derive(Deserialize)]
-struct PskRef {
-    identity: String,
-    #[serde(default)]
-    ida: Option<String>,
-    #[serde(default)]
-    registree: Option<String>,
-}
+/// The CSE's configuration file: these commands use its `data_dir` and `[[psk]]` identities
+/// (`cse serve` validates the rest).
+type CredConfig = m2msec_cse_service::config::CseFile;
 
 fn cfg_err(msg: impl std::fmt::Display) -> CliError {
     CliError::arg("--config", msg)
 }
 
 fn load(path: &Path) -> CliResult<CredConfig> {
-    let text =
-        std::fs::read_to_string(path).map_err(|e| cfg_err(format!("{}: {e}", path.display())))?;
-    toml::from_str(&text).map_err(|e| cfg_err(format!("{}: {e}", path.display())))
+    CredConfig::read(path).map_err(cfg_err)
 }
 
 fn open_store(c: &CredConfig) -> CliResult<CredentialStore> {
@@ -349,60 +332,4 @@ fn revoke(a: RevokeArgs) -> CliResult<ExitCode> {
         }
         Err(e) => Err(store_err(&cfg, e)),
     }
-}
-
-/// The certificate association of `cse serve` (TS-0003 §8.2.2.2), from `[tls] certificate`,
-/// `private_key` and `trust_anchors`: the CSE presents its certificate and requires a client
-/// certificate that chains to the anchors; an AE-ID certificate (URI SubjectAltName, TS-0003
-/// §10.1.1) binds the association to that AE-ID with Credential-ID `33-<AE-ID>`. The PSK
-/// suites stay offered (the IN role offers both, BRIEF §2.1).
-pub struct CertificateAssociation {
-    certs: m2msec_tls::ServerCertificates,
-    client_auth: m2msec_tls::ClientAuth,
-}
-
-impl CertificateAssociation {
-    /// Adds the certificate suites and credentials to a server configuration.
-    pub fn apply(self, cfg: &mut m2msec_tls::ServerConfig) {
-        cfg.certificates = Some(self.certs);
-        cfg.client_auth = Some(self.client_auth);
-        cfg.suites.ecdhe_ecdsa = true;
-    }
-}
-
-/// Loads the `[tls]` certificate settings: all three paths or none. The private key file must
-/// be mode 0600.
-pub fn certificates(
-    certificate: Option<&Path>,
-    private_key: Option<&Path>,
-    trust_anchors: Option<&Path>,
-) -> CliResult<Option<CertificateAssociation>> {
-    let (cert, key, anchors) = match (certificate, private_key, trust_anchors) {
-        (None, None, None) => return Ok(None),
-        (Some(c), Some(k), Some(a)) => (c, k, a),
-        _ => {
-            return Err(cfg_err(
-                "[tls] certificate, private_key and trust_anchors go together",
-            ))
-        }
-    };
-    let read = |what: &str, p: &Path| {
-        std::fs::read(p).map_err(|e| cfg_err(format!("[tls] {what} {}: {e}", p.display())))
-    };
-    let chain = read("certificate", cert)?;
-    let key_pem =
-        keystore::read_secret_file(key).map_err(|e| cfg_err(format!("[tls] private_key: {e}")))?;
-    let cred = m2msec_tls::CertCredential::from_pem(&chain, key_pem.as_bytes())
-        .map_err(|e| cfg_err(format!("[tls] certificate/private_key: {e}")))?;
-    let anchors = m2msec_tls::TrustAnchors::from_pem(&read("trust_anchors", anchors)?)
-        .map_err(|e| cfg_err(format!("[tls] trust_anchors: {e}")))?;
-    let mut certs = m2msec_tls::ServerCertificates::new();
-    certs.set_default(cred);
-    Ok(Some(CertificateAssociation {
-        certs,
-        client_auth: m2msec_tls::ClientAuth {
-            anchors,
-            allowed: Vec::new(),
-        },
-    }))
 }

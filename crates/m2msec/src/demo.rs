@@ -14,7 +14,6 @@
 //! It prints per-step counts and times and exits 0 only if every step succeeded.
 
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Args;
@@ -22,16 +21,19 @@ use rand_core::{OsRng, RngCore};
 use serde_json::{json, Value};
 
 use m2msec_bindings::client::HttpClient;
-use m2msec_bindings::{CseEndpoint, CseSecurity, Limits, Listeners, Server};
+use m2msec_bindings::Limits;
 use m2msec_core::eccsi::{verify, Kpak};
 use m2msec_core::ids::{CseId, SpId};
 use m2msec_core::kdf::SuidEncoding;
 use m2msec_core::secret::Kpm;
-use m2msec_cse::{Cse, CseConfig, CseType, Operation, RequestPrimitive, Rsc, SqliteStore};
+use m2msec_cse::{CseBasePolicy, CseConfig, CseType, Operation, RequestPrimitive, Rsc};
+use m2msec_cse_service::config::CseServiceConfig;
+use m2msec_cse_service::mef_source::{MefKeySource, MefLink};
+use m2msec_cse_service::ServerOptions;
+use m2msec_mef::config::MefServiceConfig;
 use m2msec_mef::enrolee::{enrol, target_psk, EnrolParams, EnrolmentSecrets, Keystore};
 use m2msec_mef::ibc::validate_ibc;
-use m2msec_mef::target::{MefKeySource, MefLink};
-use m2msec_mef::{Device, LocalPkg, MefConfig, MefEndpoint, MefStore, TargetClient};
+use m2msec_mef::{Device, MefConfig, TargetClient};
 use m2msec_tls::{ClientConfig, Psk, PskIdentity, TlsClient};
 
 use crate::error::CliError;
@@ -164,12 +166,11 @@ async fn demo(n: usize) -> Result<(Value, bool), CliError> {
     OsRng.fill_bytes(&mut cse_key);
     let cse_psk = Psk::new(&cse_key).map_err(CliError::other)?;
     let cse_identity = PskIdentity::new(&format!("cse-in@{MEF_FQDN}")).map_err(CliError::other)?;
-    let pkg = {
-        let mut s = MefStore::open(&mef_dir).map_err(CliError::other)?;
-        LocalPkg::from_store(&mut s).map_err(CliError::other)?
-    };
-    let (mef_ep, mef_tls) = MefEndpoint::new(
-        MefConfig {
+    let loopback = || "127.0.0.1:0".parse().expect("literal address");
+    // The same start functions as `m2msec mef serve` and `m2msec cse serve`, with the
+    // configurations built here instead of read from files.
+    let mef = m2msec_mef::service::start_mef(MefServiceConfig {
+        mef: MefConfig {
             fqdn: MEF_FQDN.parse().map_err(CliError::other)?,
             ibc: true,
             retry_duration: "PT1H".parse().map_err(CliError::other)?,
@@ -177,40 +178,24 @@ async fn demo(n: usize) -> Result<(Value, bool), CliError> {
             max_registration_secs: 86_400,
             legacy_derivation: false,
         },
-        &mef_dir,
-        Arc::new(pkg),
-        vec![TargetClient {
+        certificates: None,
+        data_dir: mef_dir.clone(),
+        addr: loopback(),
+        coap_addr: None,
+        coap_half_open: (0, 0),
+        targets: vec![TargetClient {
             psk_identity: cse_identity.clone(),
             key: cse_psk.clone(),
             client_id: CSE_ABS.into(),
         }],
-    )
+        default_enrolment_secs: 86_400,
+        pkg: None,
+    })
+    .await
     .map_err(CliError::other)?;
-    let listeners = || Listeners {
-        tls_addr: "127.0.0.1:0".parse().expect("literal address"),
-        plain_addr: None,
-        limits: Limits::default(),
-    };
-    let mef_server = Server::with_endpoint(listeners(), &mef_tls, mef_ep.clone())
-        .await
-        .map_err(CliError::other)?;
-    let mef_addr = mef_server
-        .tls_addr()
-        .ok_or_else(|| CliError::other("MEF address"))?;
-    tokio::spawn(mef_server.serve());
+    let mef_ep = mef.endpoint.clone();
+    let mef_addr = mef.tls_addr.ok_or_else(|| CliError::other("MEF address"))?;
 
-    let cse = Cse::new(
-        CseConfig {
-            sp: SP.parse::<SpId>().map_err(CliError::other)?,
-            cse_id: "/cse-in".parse::<CseId>().map_err(CliError::other)?,
-            cb_rn: "cb".into(),
-            cse_type: CseType::In,
-            poa: vec![],
-        },
-        SqliteStore::open(&cse_dir).map_err(CliError::other)?,
-    )
-    .map_err(|e| CliError::other(e.detail))?;
-    let (cse_ep, cse_tls) = CseEndpoint::new(cse, &CseSecurity::default());
     let source = MefKeySource::new(MefLink {
         host: "127.0.0.1".into(),
         port: mef_addr.port(),
@@ -220,18 +205,43 @@ async fn demo(n: usize) -> Result<(Value, bool), CliError> {
         cse_id: CSE_ABS.into(),
         suid: m2msec_mef::endpoint::TARGET_SUID,
         timeout: Duration::from_secs(5),
-        poll_interval: m2msec_mef::target::DEFAULT_POLL_INTERVAL,
-        limits: m2msec_mef::target::FetchLimits::default(),
+        poll_interval: m2msec_cse_service::mef_source::DEFAULT_POLL_INTERVAL,
+        limits: m2msec_cse_service::mef_source::FetchLimits::default(),
     })
     .map_err(CliError::other)?;
-    cse_ep.set_remote_key_source(Arc::new(source));
-    let cse_server = Server::with_endpoint(listeners(), &cse_tls, cse_ep.clone())
-        .await
-        .map_err(CliError::other)?;
-    let cse_addr = cse_server
-        .tls_addr()
+    let cse = m2msec_cse_service::start(CseServiceConfig {
+        engine: CseConfig {
+            sp: SP.parse::<SpId>().map_err(CliError::other)?,
+            cse_id: "/cse-in".parse::<CseId>().map_err(CliError::other)?,
+            cb_rn: "cb".into(),
+            cse_type: CseType::In,
+            poa: vec![],
+        },
+        cse_base: CseBasePolicy::default(),
+        storage: m2msec_cse::Limits::default(),
+        data_dir: cse_dir.clone(),
+        server: ServerOptions {
+            tls_addr: loopback(),
+            authority: None,
+            require_sni: false,
+            credentials: Vec::new(),
+            plain_addr: None,
+            limits: Limits::default(),
+        },
+        coap_addr: None,
+        coap_half_open: (0, 0),
+        certificates: None,
+        mef: Some(source),
+        raw_keys: Vec::new(),
+        registrar: None,
+        registrees: Vec::new(),
+    })
+    .await
+    .map_err(CliError::other)?;
+    let cse_addr = cse
+        .listening
+        .tls_addr
         .ok_or_else(|| CliError::other("CSE address"))?;
-    tokio::spawn(cse_server.serve());
     steps.push(Step {
         id: "start",
         name: "start MEF+PKG and IN-CSE",

@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use clap::Args;
 use serde_json::json;
 
+use m2msec_bindings::url::{Scheme, ServiceUrl};
 use m2msec_core::ids::KpmId;
 use m2msec_core::kdf::SuidEncoding;
 use m2msec_core::secret::Kpm;
@@ -60,54 +61,18 @@ pub struct EnrolArgs {
     suid_encoding: String,
 }
 
-/// Parses `https://host[:port][/]`.
-pub fn parse_mef_uri(uri: &str) -> Result<(String, u16), CliError> {
-    let (t, host, port) = parse_mef_target(uri)?;
-    if t != MefTransport::Https {
-        return Err(CliError::arg(
-            "--mef",
-            format!("{uri:?}: must start with https://"),
-        ));
-    }
-    Ok((host, port))
-}
-
-/// Parses `https://host[:port][/]` or `coaps://host[:port][/]`.
+/// Parses the `--mef` URL, `https://host[:port][/]` or `coaps://host[:port][/]`, with the one
+/// URL parser of the bindings.
 pub fn parse_mef_target(uri: &str) -> Result<(MefTransport, String, u16), CliError> {
-    let bad = |m: &str| CliError::arg("--mef", format!("{uri:?}: {m}"));
-    let (transport, rest) = if let Some(r) = uri.strip_prefix("https://") {
-        (MefTransport::Https, r)
-    } else if let Some(r) = uri.strip_prefix("coaps://") {
-        (MefTransport::Coaps, r)
-    } else {
-        return Err(bad("must start with https:// or coaps://"));
+    let u = ServiceUrl::parse(uri)
+        .and_then(|u| u.require_scheme(&[Scheme::Https, Scheme::Coaps]))
+        .and_then(ServiceUrl::require_no_path)
+        .map_err(|e| CliError::arg("--mef", e))?;
+    let transport = match u.scheme {
+        Scheme::Coaps => MefTransport::Coaps,
+        _ => MefTransport::Https,
     };
-    let authority = rest.trim_end_matches('/');
-    if authority.contains('/') {
-        return Err(bad("no path expected"));
-    }
-    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
-        let (h, p) = v6.split_once(']').ok_or_else(|| bad("unclosed '['"))?;
-        (h, p.strip_prefix(':'))
-    } else {
-        match authority.rsplit_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (authority, None),
-        }
-    };
-    let port = match port {
-        None if transport == MefTransport::Coaps => 5684,
-        None => 443,
-        Some(p) => p
-            .parse::<u16>()
-            .ok()
-            .filter(|p| *p != 0)
-            .ok_or_else(|| bad("bad port"))?,
-    };
-    if host.is_empty() {
-        return Err(bad("no host"));
-    }
-    Ok((transport, host.to_string(), port))
+    Ok((transport, u.host, u.port))
 }
 
 /// Runs `m2msec enrol`.

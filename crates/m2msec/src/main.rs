@@ -5,13 +5,11 @@
 
 mod credential;
 mod cse;
-mod cse_mef;
 mod demo;
 mod derive;
 mod enrol;
 mod error;
 mod ibc;
-mod link;
 mod mef;
 mod mef_admin;
 mod pkg;

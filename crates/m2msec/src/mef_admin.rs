@@ -35,8 +35,9 @@ use m2msec_core::timestamp::Timestamp;
 use m2msec_mef::store::{AddOutcome, Device, Enrolment, MefStore, StoreError};
 
 use crate::error::{CliError, CliResult};
-use crate::mef::{load, open_store, Loaded};
+use crate::mef::{load, open_store};
 use crate::util::print_json;
+use m2msec_mef::config::MefServiceConfig as Loaded;
 use m2msec_mef::provision::*;
 
 /// Rows per transaction in `import` (each transaction is one fsync with `synchronous=FULL`).

@@ -14,12 +14,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use clap::{Args, ValueEnum};
-use http_body_util::{BodyExt, Full, Limited};
-use hyper::client::conn::http1;
-use hyper_util::rt::TokioIo;
 use serde_json::Value;
 
-use m2msec_bindings::http::{request_to_http, response_from_http, to_from_path};
+use m2msec_bindings::client::HttpClient;
+use m2msec_bindings::http::{request_to_http, to_from_path};
+use m2msec_bindings::url::{Scheme, ServiceUrl};
 use m2msec_bindings::CoapClient;
 use m2msec_cse::{Operation, RequestPrimitive, ResultContent};
 use m2msec_tls::{ClientConfig, DtlsClient, DtlsOptions, Psk, PskIdentity, TlsClient};
@@ -119,49 +118,15 @@ struct Target {
     path: String,
 }
 
+/// Parses `--url` with the bindings' one URL parser, then checks what a request needs: a path
+/// that maps to a resource ID, and plaintext only to a loopback address.
 fn parse_url(url: &str) -> Result<Target, CliError> {
     let bad = |m: &str| CliError::arg("--url", format!("{url:?}: {m}"));
-    let (tls, coap, rest) = if let Some(r) = url.strip_prefix("https://") {
-        (true, false, r)
-    } else if let Some(r) = url.strip_prefix("http://") {
-        (false, false, r)
-    } else if let Some(r) = url.strip_prefix("coaps://") {
-        (true, true, r)
-    } else {
-        return Err(bad("must start with https://, http:// or coaps://"));
-    };
-    let (authority, path) = match rest.find('/') {
-        Some(i) => rest.split_at(i),
-        None => return Err(bad("no path: add the target resource, e.g. /cb")),
-    };
-    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
-        let (h, p) = v6.split_once(']').ok_or_else(|| bad("unclosed '['"))?;
-        (h, p.strip_prefix(':'))
-    } else {
-        match authority.rsplit_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (authority, None),
-        }
-    };
-    let port = match port {
-        None => {
-            if coap {
-                5684
-            } else if tls {
-                443
-            } else {
-                80
-            }
-        }
-        Some(p) => p
-            .parse::<u16>()
-            .ok()
-            .filter(|p| *p != 0)
-            .ok_or_else(|| bad("bad port"))?,
-    };
-    if host.is_empty() {
-        return Err(bad("no host"));
-    }
+    let u = ServiceUrl::parse(url).map_err(|e| CliError::arg("--url", e))?;
+    let path = u
+        .path
+        .clone()
+        .ok_or_else(|| bad("no path: add the target resource, e.g. /cb"))?;
     let to_part = path.split(['?', '#']).next().unwrap_or_default();
     if to_from_path(to_part).is_none() {
         return Err(bad(
@@ -171,21 +136,17 @@ fn parse_url(url: &str) -> Result<Target, CliError> {
     if path.parse::<hyper::http::uri::PathAndQuery>().is_err() {
         return Err(bad("the path is not a valid request target"));
     }
-    if !tls {
-        let loopback = host.eq_ignore_ascii_case("localhost")
-            || host.parse::<IpAddr>().is_ok_and(|a| a.is_loopback());
-        if !loopback {
-            return Err(bad(
-                "plaintext http:// is allowed only to a loopback address; use https:// (TLS-PSK)",
-            ));
-        }
+    if u.scheme == Scheme::Http && !u.is_loopback() {
+        return Err(bad(
+            "plaintext http:// is allowed only to a loopback address; use https:// (TLS-PSK)",
+        ));
     }
     Ok(Target {
-        tls,
-        coap,
-        host: host.to_string(),
-        port,
-        path: path.to_string(),
+        tls: u.scheme != Scheme::Http,
+        coap: u.scheme == Scheme::Coaps,
+        host: u.host,
+        port: u.port,
+        path,
     })
 }
 
@@ -234,11 +195,13 @@ pub fn run(a: RequestArgs) -> Result<ExitCode, CliError> {
             ResultContent::from_u64(n).ok_or_else(|| CliError::arg("--rcn", "must be 0..10"))?,
         );
     }
-    let host_header = if target.host.contains(':') {
-        format!("[{}]:{}", target.host, target.port)
-    } else {
-        format!("{}:{}", target.host, target.port)
-    };
+    let host_header = ServiceUrl {
+        scheme: Scheme::Https,
+        host: target.host.clone(),
+        port: target.port,
+        path: None,
+    }
+    .authority();
     let mut http_req = request_to_http(&req, &host_header).map_err(|e| {
         let arg = if e.detail.contains("From") {
             "--from"
@@ -353,8 +316,11 @@ pub fn run(a: RequestArgs) -> Result<ExitCode, CliError> {
                 .map(|cfg| TlsClient::new(cfg).map_err(CliError::other))
                 .transpose()?;
             rt.block_on(async {
-                tokio::time::timeout(deadline, exchange(&target, tls, a.sni.as_deref(), http_req))
-                    .await
+                tokio::time::timeout(
+                    deadline,
+                    exchange(&target, tls, a.sni.as_deref(), http_req, &host_header),
+                )
+                .await
             })
         }
     };
@@ -407,14 +373,16 @@ async fn exchange_coap(
     r
 }
 
+/// One request over HTTP (TS-0009), in a TLS-PSK association or in plaintext to loopback,
+/// through the bindings' one HTTP client.
 async fn exchange(
     target: &Target,
     tls: Option<TlsClient>,
     sni: Option<&str>,
     req: hyper::http::Request<Bytes>,
+    host_header: &str,
 ) -> Result<m2msec_cse::ResponsePrimitive, String> {
-    let req = req.map(Full::new);
-    let resp = match tls {
+    let client = match tls {
         Some(client) => {
             let ch = client
                 .connect(&target.host, target.port, sni)
@@ -425,41 +393,19 @@ async fn exchange(
                         target.host, target.port
                     )
                 })?;
-            send(TokioIo::new(ch), req).await?
+            HttpClient::new(ch, host_header).await
         }
         None => {
             let tcp = tokio::net::TcpStream::connect((target.host.as_str(), target.port))
                 .await
                 .map_err(|e| format!("cannot connect to {}:{}: {e}", target.host, target.port))?;
-            send(TokioIo::new(tcp), req).await?
+            HttpClient::new(tcp, host_header).await
         }
     };
-    let (parts, body) = resp.into_parts();
-    let body = Limited::new(body, MAX_RESPONSE)
-        .collect()
-        .await
-        .map_err(|e| format!("reading the response: {e}"))?
-        .to_bytes();
-    response_from_http(parts.status, &parts.headers, &body).map_err(|e| e.detail)
-}
-
-async fn send<I>(
-    io: I,
-    req: hyper::http::Request<Full<Bytes>>,
-) -> Result<hyper::http::Response<hyper::body::Incoming>, String>
-where
-    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-{
-    let (mut sender, conn) = http1::handshake(io)
-        .await
-        .map_err(|e| format!("HTTP: {e}"))?;
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    sender
-        .send_request(req)
-        .await
-        .map_err(|e| format!("HTTP: {e}"))
+    let mut client = client
+        .map_err(|e| e.to_string())?
+        .with_max_response(MAX_RESPONSE);
+    client.send_http(req).await.map_err(|e| e.to_string())
 }
 
 /// psk_identity and PSK from an Enrolee keystore (TS-0003 §8.3.2.1 step 6, §10.3.7).

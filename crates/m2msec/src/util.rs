@@ -76,14 +76,3 @@ pub fn print_table(head: &[&str], rows: &[Vec<String>]) {
 pub fn read_file(arg: &str, path: &std::path::Path) -> CliResult<Vec<u8>> {
     std::fs::read(path).map_err(|e| CliError::arg(arg, format!("{}: {e}", path.display())))
 }
-
-/// Tests: `examples/<name>` parses as `T`, a command's configuration type. Unknown keys are
-/// refused there, so an example cannot drift from the code.
-#[cfg(test)]
-pub fn assert_example_parses<T: serde::de::DeserializeOwned>(name: &str) {
-    let path = format!("{}/../../examples/{name}", env!("CARGO_MANIFEST_DIR"));
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    if let Err(e) = toml::from_str::<T>(&text) {
-        panic!("{path}: {e}");
-    }
-}

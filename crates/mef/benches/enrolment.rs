@@ -2,7 +2,7 @@
 //! and IBC extractions per second against ECDSA P-256 signatures (issue item 9).
 //!
 //! * **Enrolment**: `enrol()` against an in-process MEF (`MefEndpoint` behind
-//!   `Server::with_endpoint`, HTTP over TLS-PSK on loopback, its own two-worker runtime) with
+//!   `service::start_mef`, HTTP over TLS-PSK on loopback, its own two-worker runtime) with
 //!   the durable SQLite store (WAL, `synchronous=FULL`) in a temporary directory on disk
 //!   (`CARGO_TARGET_TMPDIR`): bootstrap handshake with Kpm, Ke/KeID export, Client
 //!   Registration, MEF Client Commands, IBC extraction and validation, the durable commit and
@@ -34,15 +34,15 @@ use rand_core::{OsRng, RngCore};
 use tokio::runtime::Runtime;
 
 use m2msec_bindings::client::HttpClient;
-use m2msec_bindings::{Limits, Listeners, Server};
 use m2msec_core::duration::XsDuration;
 use m2msec_core::kdf::SuidEncoding;
 use m2msec_core::secret::{Ke, Kpm};
-use m2msec_cse::{Operation, RequestPrimitive};
+use m2msec_mef::config::MefServiceConfig;
 use m2msec_mef::enrolee::{enrol, EnrolParams, EnrolmentSecrets};
 use m2msec_mef::ibc::validate_ibc;
 use m2msec_mef::store::Enrolment;
 use m2msec_mef::{Device, LocalPkg, MefConfig, MefEndpoint, MefStore, Pkg, TargetClient};
+use m2msec_proto::{Operation, RequestPrimitive};
 use m2msec_tls::{ClientConfig, Psk, PskIdentity, TlsClient};
 
 const FQDN: &str = "mef.bench.example";
@@ -77,6 +77,7 @@ struct Mef {
     addr: SocketAddr,
     ep: Arc<MefEndpoint>,
     kpms: Vec<Kpm>,
+    _running: m2msec_mef::service::Running<MefEndpoint>,
     _dir: tempfile::TempDir,
 }
 
@@ -95,11 +96,22 @@ fn start_mef(dir: tempfile::TempDir) -> Mef {
         key: Psk::new(&CSE_KEY).unwrap(),
         client_id: CSE.into(),
     }];
-    let pkg = {
-        let mut s = MefStore::open(dir.path()).unwrap();
-        LocalPkg::from_store(&mut s).unwrap()
-    };
-    let (ep, tls) = MefEndpoint::new(cfg, dir.path(), Arc::new(pkg), targets).unwrap();
+    // The service's own start function, as `m2msec mef serve` runs it.
+    let running = rt
+        .block_on(m2msec_mef::service::start_mef(MefServiceConfig {
+            mef: cfg,
+            certificates: None,
+            data_dir: dir.path().to_path_buf(),
+            addr: "127.0.0.1:0".parse().unwrap(),
+            coap_addr: None,
+            coap_half_open: (0, 0),
+            targets,
+            default_enrolment_secs: 3600,
+            pkg: None,
+        }))
+        .unwrap();
+    let ep = running.endpoint.clone();
+    let addr = running.tls_addr.unwrap();
     let kpms: Vec<Kpm> = (0..DEVICES)
         .map(|_| {
             let mut k = [0u8; 32];
@@ -123,27 +135,12 @@ fn start_mef(dir: tempfile::TempDir) -> Mef {
         })
         .collect();
     ep.with_store(|s| s.add_devices(&rows)).unwrap();
-    let addr = rt.block_on(async {
-        let server = Server::with_endpoint(
-            Listeners {
-                tls_addr: "127.0.0.1:0".parse().unwrap(),
-                plain_addr: None,
-                limits: Limits::default(),
-            },
-            &tls,
-            ep.clone(),
-        )
-        .await
-        .unwrap();
-        let addr = server.tls_addr().unwrap();
-        tokio::spawn(server.serve());
-        addr
-    });
     Mef {
         rt,
         addr,
         ep,
         kpms,
+        _running: running,
         _dir: dir,
     }
 }

@@ -40,7 +40,7 @@ use m2msec_core::kdf::{enrolment_key, KdfIdentifier, SuidEncoding};
 use m2msec_core::secret::{Kpm, SecretBytes};
 use m2msec_core::suid::Suid;
 use m2msec_core::timestamp::Timestamp;
-use m2msec_cse::{Operation, RequestPrimitive, ResponsePrimitive, Rsc};
+use m2msec_proto::{Operation, RequestPrimitive, ResponsePrimitive, Rsc};
 use m2msec_tls::{Psk, PskIdentity, PskResolver, ResolvedPsk, ServerConfig};
 
 use crate::exchange::{err, ok, ts, Effect, EffectResult, Exchange, Output};
@@ -138,7 +138,7 @@ impl std::fmt::Debug for MefEndpoint {
 }
 
 /// How often the PSK table's watcher looks at the store (as the CSE's credential watcher,
-/// `m2msec_bindings::service::WATCH_INTERVAL`): a device added or revoked by another process
+/// `m2msec_cse_service::endpoint::WATCH_INTERVAL`): a device added or revoked by another process
 /// (`m2msec mef device add/revoke`) is served or refused within this interval.
 pub const PSK_WATCH_INTERVAL: Duration = Duration::from_millis(200);
 

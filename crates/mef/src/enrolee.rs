@@ -33,8 +33,8 @@ use m2msec_core::sec::{CmdArgs, CmdStatusCode};
 use m2msec_core::secret::{Ke, Kpm, UsageConstrainedKey};
 use m2msec_core::suid::Suid;
 use m2msec_core::timestamp::Timestamp;
-use m2msec_cse::{Operation, RequestPrimitive, ResponsePrimitive, Rsc};
 use m2msec_keystore::{load_or_create_kek, write_secret_file, Sealer};
+use m2msec_proto::{Operation, RequestPrimitive, ResponsePrimitive, Rsc};
 use m2msec_tls::{ClientConfig, DtlsClient, DtlsOptions, Psk, PskIdentity, TlsClient};
 
 use crate::clock::Clock;

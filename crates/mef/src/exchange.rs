@@ -40,7 +40,7 @@ use m2msec_core::sec::{
 use m2msec_core::secret::{Kc, Ke};
 use m2msec_core::suid::Suid;
 use m2msec_core::timestamp::Timestamp;
-use m2msec_cse::{CseError, Operation, RequestPrimitive, ResponsePrimitive, Rsc};
+use m2msec_proto::{CseError, Operation, RequestPrimitive, ResponsePrimitive, Rsc};
 
 use crate::endpoint::{MefConfig, TARGET_SUID};
 use crate::store::{CommitOutcome, Device, Enrolment, StoreError};

@@ -2,6 +2,9 @@
 //!
 //! The M2M Enrolment Function of TS-0003 §8.3 with the Private Key Generator of seed 001.
 //!
+//! - [`config`]: the MEF's and the PKG service's configuration files and their validation.
+//! - [`service`]: the one start function of each role ([`service::start_mef`],
+//!   [`service::start_pkg`]), shared by the binary, the demo and the tests.
 //! - [`wire`]: the JSON content of the MEF's primitives (and the **[I]** mapping choices).
 //! - [`store`]: devices, enrolments, key registrations and the PKG secret in SQLite, sealed.
 //! - [`clock`]: the one injectable clock of the MEF and the Enrolee.
@@ -13,8 +16,9 @@
 //! - [`endpoint`]: the MEF service behind the HTTP/CoAP bindings: bootstrap sessions, it opens
 //!   an [`exchange::Exchange`] per Enrolee session and performs its effects against SQLite and
 //!   the PKG; MEF Client Commands, key registration/retrieval and `/fetchCredentials`.
-//! - [`target`]: the CSE's side as an Enrolment Target: bounded key retrieval, the MEF's change
-//!   feed (revocations) and Enrolee-ID reservations.
+//!
+//! The CSE's side as an Enrolment Target (key retrieval, change feed, reservations) belongs to
+//! the CSE's service: `m2msec_cse_service::mef_source`.
 //!
 //! ## The pattern (`docs/architecture.md`)
 //!
@@ -31,6 +35,7 @@
 
 mod blocking;
 pub mod clock;
+pub mod config;
 pub mod endpoint;
 pub mod enrolee;
 pub mod exchange;
@@ -38,8 +43,8 @@ pub mod ibc;
 pub mod pkg;
 pub mod pkg_service;
 pub mod provision;
+pub mod service;
 pub mod store;
-pub mod target;
 pub mod wire;
 
 pub use endpoint::{MefConfig, MefEndpoint, MefSession, TargetClient};

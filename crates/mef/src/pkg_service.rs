@@ -21,7 +21,7 @@ use m2msec_bindings::client::HttpClient;
 use m2msec_bindings::{AssociationInfo, CloseSignal, Endpoint, Handled, Opened};
 use m2msec_core::eccsi::{EccsiError, Kpak, Pvt, SigningKey, Ssk, UserKeys};
 use m2msec_core::ids::Fqdn;
-use m2msec_cse::{CseError, Operation, RequestPrimitive, ResponsePrimitive, Rsc};
+use m2msec_proto::{CseError, Operation, RequestPrimitive, ResponsePrimitive, Rsc};
 use m2msec_tls::{ClientConfig, Psk, PskIdentity, PskTable, ServerConfig, TlsClient};
 
 use crate::pkg::Pkg;

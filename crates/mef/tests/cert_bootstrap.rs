@@ -9,7 +9,7 @@ mod pki;
 
 use std::sync::Arc;
 
-use m2msec_bindings::{Limits, Listeners, Server};
+use m2msec_bindings::{listen, ListenOptions};
 use m2msec_core::kdf::SuidEncoding;
 use m2msec_core::secret::Kpm;
 use m2msec_mef::endpoint::CERT_DEVICE_PREFIX;
@@ -69,19 +69,10 @@ async fn certificate_bootstrap_enrols_the_device_its_certificate_names() {
         )
     })
     .unwrap();
-    let server = Server::with_endpoint(
-        Listeners {
-            tls_addr: "127.0.0.1:0".parse().unwrap(),
-            plain_addr: None,
-            limits: Limits::default(),
-        },
-        &tls,
-        ep.clone(),
-    )
-    .await
-    .unwrap();
-    let port = server.tls_addr().unwrap().port();
-    tokio::spawn(server.serve());
+    let listening = listen(ep.clone(), &tls, ListenOptions::loopback())
+        .await
+        .unwrap();
+    let port = listening.tls_addr.unwrap().port();
 
     let params = |id1: &str| EnrolParams {
         transport: Default::default(),

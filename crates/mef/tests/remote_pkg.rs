@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use m2msec_bindings::{Limits, Listeners, Server};
+use m2msec_bindings::{listen, ListenOptions};
 use m2msec_core::kdf::SuidEncoding;
 use m2msec_core::secret::Kpm;
 use m2msec_mef::enrolee::{enrol, EnrolParams};
@@ -13,14 +13,6 @@ use m2msec_mef::ibc::validate_ibc;
 use m2msec_mef::pkg_service::{PkgClient, PkgEndpoint, PkgLink, RemotePkg};
 use m2msec_mef::{Device, LocalPkg, MefConfig, MefEndpoint, Pkg};
 use m2msec_tls::{Psk, PskIdentity};
-
-fn listeners() -> Listeners {
-    Listeners {
-        tls_addr: "127.0.0.1:0".parse().unwrap(),
-        plain_addr: None,
-        limits: Limits::default(),
-    }
-}
 
 fn link(port: u16, key: u8) -> PkgLink {
     PkgLink {
@@ -44,11 +36,10 @@ async fn enrolment_with_a_remote_pkg() {
             key: Psk::new(&[0x42; 32]).unwrap(),
         }],
     );
-    let pkg_server = Server::with_endpoint(listeners(), &pkg_tls, pkg_ep)
+    let pkg_listening = listen(pkg_ep, &pkg_tls, ListenOptions::loopback())
         .await
         .unwrap();
-    let pkg_port = pkg_server.tls_addr().unwrap().port();
-    tokio::spawn(pkg_server.serve());
+    let pkg_port = pkg_listening.tls_addr.unwrap().port();
 
     // A MEF with the wrong key cannot use the PKG.
     let wrong = tokio::task::spawn_blocking(move || RemotePkg::connect(link(pkg_port, 0x43)))
@@ -91,9 +82,8 @@ async fn enrolment_with_a_remote_pkg() {
         )
     })
     .unwrap();
-    let server = Server::with_endpoint(listeners(), &tls, mef).await.unwrap();
-    let port = server.tls_addr().unwrap().port();
-    tokio::spawn(server.serve());
+    let listening = listen(mef, &tls, ListenOptions::loopback()).await.unwrap();
+    let port = listening.tls_addr.unwrap().port();
     let out = enrol(&EnrolParams {
         transport: Default::default(),
         host: "127.0.0.1".into(),

@@ -20,12 +20,11 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use m2msec_bindings::{AssociationInfo, Endpoint, Handled, Limits, Listeners, Opened, Server};
+use m2msec_bindings::{listen, AssociationInfo, Endpoint, Handled, ListenOptions, Opened};
 use m2msec_core::duration::XsDuration;
 use m2msec_core::export::ExportedKeyingMaterial;
 use m2msec_core::kdf::{enrolment_key, SuidEncoding};
 use m2msec_core::secret::Kpm;
-use m2msec_cse::{Operation, RequestPrimitive};
 use m2msec_mef::endpoint::{MefSession, Step};
 use m2msec_mef::enrolee::{
     enrol_with_clock, EnrolError, EnrolParams, EnrolmentSecrets, Fed, Machine,
@@ -33,6 +32,7 @@ use m2msec_mef::enrolee::{
 use m2msec_mef::exchange::{Effect, Exchange};
 use m2msec_mef::store::{Device, MefStore};
 use m2msec_mef::{LocalPkg, MefConfig, MefEndpoint, TargetClient};
+use m2msec_proto::{Operation, RequestPrimitive};
 use m2msec_tls::{ClientConfig, Psk, PskIdentity};
 use rand_core::RngCore;
 
@@ -580,30 +580,13 @@ async fn the_tokio_drivers_over_https_and_coaps_send_the_simulated_trace() {
         inner: mef.ep.clone(),
         seen: Mutex::new(Vec::new()),
     });
-    let server = Server::with_endpoint(
-        Listeners {
-            tls_addr: "127.0.0.1:0".parse().unwrap(),
-            plain_addr: None,
-            limits: Limits::default(),
-        },
-        &mef.tls,
-        rec.clone(),
-    )
-    .await
-    .unwrap();
-    let addr: SocketAddr = server.tls_addr().unwrap();
-    tokio::spawn(server.serve());
-    let coap = m2msec_bindings::CoapServer::bind(
+    let opts = ListenOptions::loopback().with_coap(
         "127.0.0.1:0".parse().unwrap(),
-        &mef.tls,
         m2msec_tls::DtlsOptions::default(),
-        Limits::default(),
-        rec.clone(),
-    )
-    .await
-    .unwrap();
-    let coap_addr = coap.local_addr();
-    tokio::spawn(coap.serve());
+    );
+    let _listening = listen(rec.clone(), &mef.tls, opts).await.unwrap();
+    let addr: SocketAddr = _listening.tls_addr.unwrap();
+    let coap_addr = _listening.coap_addr.unwrap();
 
     // One clock for both sides: the MEF's fixed one, also the Enrolee driver's.
     let psk = |i: u8| {

@@ -10,8 +10,9 @@ mod pki;
 use std::time::Duration;
 
 use m2msec_bindings::client::HttpClient;
-use m2msec_bindings::{CseEndpoint, CseSecurity, Limits, Listeners, RawKeyCredential, Server};
+use m2msec_bindings::{listen, ListenOptions};
 use m2msec_cse::{Cse, CseConfig, CseType, Operation, RequestPrimitive, Rsc, SqliteStore};
+use m2msec_cse_service::{CseEndpoint, CseSecurity, RawKeyCredential};
 use m2msec_tls::{
     CertCredential, ClientConfig, ClientCredential, PkId, PkIdAlg, ServerCertificates, TlsClient,
 };
@@ -70,19 +71,8 @@ async fn raw_key_association_binds_its_first_ae() {
     tls.certificates = Some(certs);
     tls.suites.ecdhe_ecdsa = true;
     tls.offer_raw_public_key = true;
-    let server = Server::with_endpoint(
-        Listeners {
-            tls_addr: "127.0.0.1:0".parse().unwrap(),
-            plain_addr: None,
-            limits: Limits::default(),
-        },
-        &tls,
-        ep,
-    )
-    .await
-    .unwrap();
-    let port = server.tls_addr().unwrap().port();
-    tokio::spawn(server.serve());
+    let listening = listen(ep, &tls, ListenOptions::loopback()).await.unwrap();
+    let port = listening.tls_addr.unwrap().port();
 
     let client = |own: &pki::Leaf| ClientConfig {
         credential: ClientCredential::RawPublicKey {

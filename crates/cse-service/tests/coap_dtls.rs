@@ -14,12 +14,13 @@ use serde_json::{json, Value};
 
 use m2msec_bindings::coap::{opt, request_to_coap, response_from_coap};
 use m2msec_bindings::{
-    AssociationInfo, CloseSignal, CoapClient, CoapServer, CseEndpoint, CseSecurity, Endpoint,
-    Handled, Limits, Opened, PskCredential, Transmission,
+    AssociationInfo, CloseSignal, CoapClient, CoapServer, Endpoint, Handled, Limits, Opened,
+    Transmission,
 };
 use m2msec_cse::{
     Cse, CseConfig, CseType, Operation, RequestPrimitive, ResponsePrimitive, Rsc, SqliteStore,
 };
+use m2msec_cse_service::{CseEndpoint, CseSecurity, PskCredential};
 use m2msec_tls::{ClientConfig, DtlsClient, DtlsOptions, Psk, PskIdentity, ServerConfig};
 
 const WAIT: Duration = Duration::from_secs(10);

@@ -5,8 +5,9 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use m2msec_bindings::{Limits, Server, ServerOptions};
+use m2msec_bindings::Limits;
 use m2msec_cse::{Cse, CseBasePolicy, CseConfig, CseType, SqliteStore};
+use m2msec_cse_service::ServerOptions;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -43,7 +44,7 @@ async fn start_with(policy: CseBasePolicy) -> SocketAddr {
             max_connections: 16,
         },
     };
-    let server = Server::bind(opts, cse).await.unwrap();
+    let server = m2msec_cse_service::bind_http(opts, cse).await.unwrap();
     let addr = server.plain_addr().unwrap();
     tokio::spawn(server.serve());
     addr

@@ -4,7 +4,7 @@
 //! From = its CSE-ID), and completes the handshake with it. The CSE caches the key for the
 //! lifetime the MEF returns (never beyond the Enrolment Expiry, §10.7).
 //!
-//! [`MefKeySource`] implements the bindings' [`RemoteKeySource`]. It keeps a few authenticated
+//! [`MefKeySource`] implements the endpoint's [`RemoteKeySource`]. It keeps a few authenticated
 //! HTTP connections to the MEF open on a small runtime of its own, and on them:
 //!
 //! - **retrieves keys** from inside the TLS handshake callback, each bounded by the link's
@@ -19,7 +19,7 @@
 //!   `max_in_flight_unseen` threads, once per `failure_ttl`). What is not admitted is refused at
 //!   once (an unknown identity to the client). The PSK resolver does
 //!   not see the peer's address, so the bucket is one for all peers, not one per source.
-//! - **follows the MEF's change feed** (`mef/changes/<cursor>`, [`crate::wire`]) every
+//! - **follows the MEF's change feed** (`mef/changes/<cursor>`, [`m2msec_mef::wire`]) every
 //!   `poll_interval`, so a KeID revoked, replaced by a re-enrolment or de-registered at the MEF
 //!   is dropped from the CSE's cache and its live sessions closed within that interval plus the
 //!   CSE's watcher interval (issue 9 item 8), instead of after the cache lifetime. The cursor is
@@ -35,14 +35,14 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crate::endpoint::{RemoteKey, RemoteKeySource, RemoteRevocations, REMOTE_CACHE_TTL};
 use m2msec_bindings::client::HttpClient;
-use m2msec_bindings::service::{RemoteKey, RemoteKeySource, RemoteRevocations, REMOTE_CACHE_TTL};
 use m2msec_core::ids::{AeId, AeIdStem, CredentialId, CseId, Fqdn, KeId, KpsaId};
-use m2msec_cse::{BoundIdentity, Operation, RequestPrimitive, ResponsePrimitive, Rsc};
+use m2msec_proto::{BoundIdentity, Operation, RequestPrimitive, ResponsePrimitive, Rsc};
 use m2msec_tls::{ClientConfig, Psk, PskIdentity, TlsClient};
 
-use crate::store::ChangeKind;
-use crate::wire::{
+use m2msec_mef::store::ChangeKind;
+use m2msec_mef::wire::{
     self, ChangeFeed, EnroleeReservation, FetchCredentialsResponse, CHANGES, ENROLEES,
     FETCH_CREDENTIALS,
 };

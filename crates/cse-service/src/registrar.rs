@@ -9,7 +9,7 @@
 //!   *before* sending is replaced.
 //! - [`run_registration`]: the registration driver, `poll` → send/sleep/store, forever (it
 //!   backs off while the registrar is down, as the machine decides).
-//! - [`LinkForwarder`]: the [`crate::service::Forwarder`] the endpoint calls for a request not
+//! - [`LinkForwarder`]: the [`crate::endpoint::Forwarder`] the endpoint calls for a request not
 //!   hosted here, within the forward's deadline: up to the registrar, or down to a registree
 //!   CSE for which a client credential is configured ([`RegistreeLinkConfig`]; the others'
 //!   requests get TARGET_NOT_REACHABLE).
@@ -23,8 +23,9 @@ use m2msec_cse::routing::NextHop;
 use m2msec_cse::{RequestPrimitive, ResponsePrimitive, Store};
 use m2msec_tls::{ClientConfig, TlsClient};
 
-use crate::client::HttpClient;
-use crate::service::{CseEndpoint, Forwarder};
+use m2msec_bindings::client::HttpClient;
+
+use crate::endpoint::{CseEndpoint, Forwarder};
 
 /// Where a neighbour CSE (the registrar, or a registree CSE) listens.
 #[derive(Debug, Clone)]

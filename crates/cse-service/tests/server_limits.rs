@@ -5,8 +5,9 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use m2msec_bindings::{Limits, PskCredential, Server, ServerOptions};
+use m2msec_bindings::Limits;
 use m2msec_cse::{Cse, CseConfig, CseType, SqliteStore};
+use m2msec_cse_service::{PskCredential, ServerOptions};
 use m2msec_tls::{Psk, PskIdentity};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -35,7 +36,7 @@ async fn start(limits: Limits) -> SocketAddr {
         plain_addr: Some("127.0.0.1:0".parse().unwrap()),
         limits,
     };
-    let server = Server::bind(opts, cse).await.unwrap();
+    let server = m2msec_cse_service::bind_http(opts, cse).await.unwrap();
     let addr = server.plain_addr().unwrap();
     tokio::spawn(server.serve());
     addr
@@ -176,7 +177,7 @@ async fn non_loopback_plaintext_is_refused() {
         plain_addr: Some("0.0.0.0:0".parse().unwrap()),
         limits: limits(),
     };
-    let e = Server::bind(opts, cse).await.unwrap_err();
+    let e = m2msec_cse_service::bind_http(opts, cse).await.unwrap_err();
     assert!(e.to_string().contains("loopback"), "{e}");
 }
 

@@ -3,7 +3,7 @@
 //! forwarding over its own keep-alive HTTP/TLS-PSK link, `bindings::registrar`) against the same
 //! RETRIEVE sent by an AE registered at the IN-CSE straight to it (goal: at most 2.2×).
 //!
-//! `cargo bench -p m2msec-bindings --bench forward` prints
+//! `cargo bench -p m2msec-cse-service --bench forward` prints
 //! `RATIO forwarded_retrieve/direct = x.xx (…)`: both clients are the bindings' `HttpClient`
 //! over one keep-alive TLS-PSK connection each, one request in flight, the same `To`
 //! (`/cse-in/cb/shared/la`, SP-relative); the container's one
@@ -19,13 +19,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use m2msec_bindings::client::HttpClient;
-use m2msec_bindings::registrar::{run_registration, CseAddress, CseLink, LinkForwarder};
-use m2msec_bindings::{CseEndpoint, CseSecurity, Limits, Listeners, PskCredential, Server};
+use m2msec_bindings::{Limits, Listeners, Server};
 use m2msec_cse::registration::{Machine, Params};
 use m2msec_cse::{
     BoundIdentity, Cse, CseBasePolicy, CseConfig, CseType, Operation, RequestPrimitive, Rsc,
     SecurityContext, SqliteStore,
 };
+use m2msec_cse_service::registrar::{run_registration, CseAddress, CseLink, LinkForwarder};
+use m2msec_cse_service::{CseEndpoint, CseSecurity, PskCredential};
 use m2msec_tls::{ClientConfig, Psk, PskIdentity, TlsClient};
 use serde_json::json;
 

@@ -1,16 +1,6 @@
-//! What a secure-channel listener serves, independent of the binding (HTTP over TLS, CoAP over
-//! DTLS): an [`Endpoint`] turns each established security association into a session and
-//! answers request primitives on it.
-//!
-//! Two endpoints exist: [`CseEndpoint`], the registrar CSE (TS-0003 §7.2.1: the association's
-//! credential becomes the engine's [`SecurityContext`]), and the MEF (crate `m2msec-mef`, whose
-//! sessions carry the enrolment key exported from the bootstrap handshake, TS-0003 §8.3.2.1).
-//!
-//! The bindings call [`Endpoint::open`] once after each handshake (or once per plaintext
-//! loopback connection, with no association), then [`Endpoint::handle`] per request on the
-//! blocking pool. A session ends when the client closes it, when a response asks for the
-//! close (the MEF's end of the enrolment exchange), or when the endpoint cancels the session's
-//! [`CloseSignal`] (a revoked credential).
+//! The registrar CSE's [`Endpoint`](m2msec_bindings::Endpoint): each established security
+//! association becomes the engine's [`SecurityContext`] (TS-0003 §7.2.1), and each request one
+//! `Cse::handle` call under the engine's lock.
 //!
 //! The CSE's PSK credentials (TS-0003 §8.2.2.1) live in memory, so the handshake callback never
 //! waits on SQLite: the configuration's `[[psk]]` entries, the credential store's rows
@@ -24,7 +14,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
-use m2msec_core::export::{ExportedKeyingMaterial, ExporterLabel};
+use m2msec_bindings::{AssociationInfo, CloseSignal, Endpoint, Handled, Opened};
 use m2msec_core::ids::{CredentialId, KpsaId};
 use m2msec_cse::credentials::{unix_now, CredentialError, CredentialStore};
 use m2msec_cse::{
@@ -32,71 +22,6 @@ use m2msec_cse::{
     RequestPrimitive, Reservation, ResponsePrimitive, Rsc, SecurityContext, Store,
 };
 use m2msec_tls::{Peer, Psk, PskIdentity, PskResolver, ResolvedPsk, ServerConfig};
-pub use tokio_util::sync::CancellationToken as CloseSignal;
-
-/// An established security association, as the endpoint sees it when a session opens.
-pub struct AssociationInfo<'a> {
-    /// The authenticated peer.
-    pub peer: &'a Peer,
-    /// RFC 5705 export from this association (48 bytes, no context; TS-0003 §10.3.1).
-    pub exporter: &'a dyn Fn(ExporterLabel) -> Option<ExportedKeyingMaterial>,
-}
-
-impl std::fmt::Debug for AssociationInfo<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AssociationInfo")
-            .field("peer", &self.peer)
-            .finish_non_exhaustive()
-    }
-}
-
-/// A session the endpoint accepted.
-#[derive(Debug)]
-pub struct Opened<T> {
-    /// Endpoint state of the session.
-    pub session: T,
-    /// Cancelled by the endpoint to close the session (e.g. its credential was revoked).
-    pub close: CloseSignal,
-}
-
-/// One answered request.
-#[derive(Debug)]
-pub struct Handled {
-    /// The response primitive.
-    pub response: ResponsePrimitive,
-    /// Close the session after sending it (TS-0003 §8.3.2.1 step 16: the MEF ends the
-    /// enrolment exchange and closes the (D)TLS session).
-    pub close: bool,
-}
-
-impl From<ResponsePrimitive> for Handled {
-    fn from(response: ResponsePrimitive) -> Self {
-        Handled {
-            response,
-            close: false,
-        }
-    }
-}
-
-/// A service behind the bindings.
-pub trait Endpoint: Send + Sync + 'static {
-    /// Per-session state.
-    type Session: Send + Sync + 'static;
-    /// The responder's ID: `From` of responses the binding generates itself (errors before the
-    /// endpoint sees the request).
-    fn responder_id(&self) -> String;
-    /// A new session: `Some(assoc)` after a handshake, `None` on the plaintext loopback
-    /// listener. `None` refuses the session (the connection is closed).
-    fn open(&self, assoc: Option<&AssociationInfo<'_>>) -> Option<Opened<Self::Session>>;
-    /// One request on a session; called on one of the listener's worker threads (it may
-    /// block).
-    fn handle(&self, session: &Self::Session, prim: RequestPrimitive) -> Handled;
-    /// Worker threads per listener that run [`Endpoint::handle`] (default 1: the registrar
-    /// CSE's engine is one lock anyway, and one thread keeps requests in order).
-    fn workers(&self) -> usize {
-        1
-    }
-}
 
 /// Sends a request the engine decided to forward (`m2msec_cse::Cse::dispatch`) to its next
 /// hop and returns the next hop's response; `Err` when it could not be delivered or answered
@@ -536,7 +461,10 @@ struct Resolver(Arc<CredentialMap>);
 impl PskResolver for Resolver {
     fn resolve(&self, _sni: Option<&str>, identity: &PskIdentity) -> Option<ResolvedPsk> {
         let Some(e) = self.0.lookup(identity.as_str(), unix_now(), true) else {
-            crate::audit::unknown_identity(identity.as_str(), "unknown, revoked or expired");
+            m2msec_bindings::audit::unknown_identity(
+                identity.as_str(),
+                "unknown, revoked or expired",
+            );
             return None;
         };
         Some(e.resolved())
@@ -997,7 +925,7 @@ impl<S: Store + Send + 'static> Endpoint for CseEndpoint<S> {
                 _ => None,
             });
         let Some(context) = self.context_for(a.peer) else {
-            if let Some(suppressed) = crate::audit::admit() {
+            if let Some(suppressed) = m2msec_bindings::audit::admit() {
                 tracing::warn!(peer = %a.peer.addr, identity = ?identity, suppressed, "security: association refused: no provisioned credential");
             }
             return None;
@@ -1047,7 +975,7 @@ impl<S: Store + Send + 'static> Endpoint for CseEndpoint<S> {
             }
         };
         if refusal(&resp) {
-            if let Some(suppressed) = crate::audit::admit() {
+            if let Some(suppressed) = m2msec_bindings::audit::admit() {
                 let credential = match &session.context {
                     SecurityContext::Association(a) => Some(a.credential_id.to_string()),
                     SecurityContext::None => None,

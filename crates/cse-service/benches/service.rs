@@ -4,7 +4,7 @@
 //! p50/p99 latency with 200 concurrent clients, TLS against plaintext. Every figure is measured
 //! against its baseline in the same run, in alternating batches, and reported as a median.
 //!
-//! `cargo bench -p m2msec-bindings --bench service` prints:
+//! `cargo bench -p m2msec-cse-service --bench service` prints:
 //!
 //! * `RATIO rps_{retrieve_cin,create_cin} tls/plain = x.xx`: time per request over one
 //!   keep-alive HTTP/1.1 connection, one request in flight, TLS-PSK against plaintext (goal: at
@@ -60,10 +60,9 @@ use std::time::{Duration, Instant};
 
 use hyper::http::{HeaderMap, HeaderName, HeaderValue, Method};
 use m2msec_bindings::http::request_from_http;
-use m2msec_bindings::{
-    CseEndpoint, CseSecurity, Endpoint, Limits, Listeners, PskCredential, Server,
-};
+use m2msec_bindings::{listen, Endpoint, ListenOptions, Listening};
 use m2msec_cse::{Cse, CseConfig, CseType, SecurityContext, SqliteStore};
+use m2msec_cse_service::{CseEndpoint, CseSecurity, PskCredential};
 use m2msec_tls::{ClientConfig, Psk, PskIdentity, TlsChannel, TlsClient};
 use openssl::ex_data::Index;
 use openssl::ssl::{
@@ -243,6 +242,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
 // ---------- the service under test ----------
 
 struct Fixture {
+    /// Dropped first, while its runtime still runs.
+    _listening: Listening<CseEndpoint<SqliteStore>>,
     server_rt: tokio::runtime::Runtime,
     client_rt: tokio::runtime::Runtime,
     endpoint: Arc<CseEndpoint<SqliteStore>>,
@@ -285,26 +286,22 @@ fn fixture(n_reg: usize) -> Fixture {
             raw_keys: Vec::new(),
         },
     );
-    let (tls_port, plain) = server_rt.block_on(async {
-        let server = Server::with_endpoint(
-            Listeners {
-                tls_addr: "127.0.0.1:0".parse().unwrap(),
-                plain_addr: Some("127.0.0.1:0".parse().unwrap()),
-                limits: Limits::default(),
-            },
-            &tls_cfg,
+    let listening = server_rt
+        .block_on(listen(
             endpoint.clone(),
-        )
-        .await
+            &tls_cfg,
+            ListenOptions {
+                plain_addr: Some("127.0.0.1:0".parse().unwrap()),
+                ..ListenOptions::loopback()
+            },
+        ))
         .unwrap();
-        let ports = (
-            server.tls_addr().unwrap().port(),
-            server.plain_addr().unwrap(),
-        );
-        tokio::spawn(server.serve());
-        ports
-    });
+    let (tls_port, plain) = (
+        listening.tls_addr.unwrap().port(),
+        listening.plain_addr.unwrap(),
+    );
     let fx = Fixture {
+        _listening: listening,
         server_rt,
         client_rt,
         endpoint,
