@@ -938,4 +938,89 @@ mod tests {
             assert!(e.contains("psk a@mef.sp.example"), "{e}");
         }
     }
+
+    /// `[registrar]` (an MN-CSE's, required there, refused on an IN-CSE) and `[[registree]]`
+    /// (issue 12): valid files give the links; each mistake is refused naming its section.
+    #[test]
+    fn registrar_and_registree_sections() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("mn.key");
+        m2msec_keystore::write_secret_file(&key, &[b'2'; 64]).unwrap();
+        let data = dir.path().join("data");
+        let file = |cse_type: &str, cse_id: &str, tables: &str| -> CseFile {
+            let text = format!(
+                "cse_id = \"{cse_id}\"\nsp_id = \"sp.example\"\ncse_type = \"{cse_type}\"\n\
+                 data_dir = {data:?}\n{tables}\n"
+            );
+            toml::from_str(&text).unwrap_or_else(|e| panic!("{text}: {e}"))
+        };
+        let reg = |address: &str, id: &str| {
+            format!(
+                "[registrar]\ncse_id = \"{id}\"\naddress = \"{address}\"\n\
+                 psk_identity = \"mn@mef.sp.example\"\nkey_file = {key:?}\nrequest_timeout_secs = 7\n"
+            )
+        };
+        let down = |id: &str, address: Option<&str>| {
+            let a = address
+                .map(|a| format!("address = \"{a}\"\n"))
+                .unwrap_or_default();
+            format!(
+                "[[registree]]\ncse_id = \"{id}\"\npsk_identity = \"in@mef.sp.example\"\n\
+                 key_file = {key:?}\n{a}"
+            )
+        };
+        let v = file("MN", "/cse-mn", &reg("127.0.0.1:8443", "/cse-in"))
+            .validate()
+            .unwrap();
+        let r = v.registrar.unwrap();
+        assert_eq!(r.cse_id.stem(), "cse-in");
+        assert_eq!((r.addr.host.as_str(), r.addr.port), ("127.0.0.1", 8443));
+        assert_eq!(r.timeout, Duration::from_secs(7));
+        assert_eq!(r.backoff_max_secs, 300);
+        let v = file(
+            "IN",
+            "/cse-in",
+            &(down("/cse-mn", None) + &down("/cse-mn2", Some("[::1]:9443"))),
+        )
+        .validate()
+        .unwrap();
+        assert!(v.registrar.is_none());
+        assert_eq!(v.registrees.len(), 2);
+        assert_eq!(v.registrees[1].addr.as_ref().unwrap().host, "::1");
+        for (ty, id, tables, part) in [
+            ("MN", "/cse-mn", String::new(), "needs a [registrar]"),
+            (
+                "IN",
+                "/cse-in",
+                reg("127.0.0.1:8443", "/cse-x"),
+                "for an MN-CSE",
+            ),
+            ("MN", "/cse-mn", reg("127.0.0.1", "/cse-in"), "HOST:PORT"),
+            ("MN", "/cse-mn", reg("127.0.0.1:0", "/cse-in"), "HOST:PORT"),
+            ("MN", "/cse-mn", reg("h:99999", "/cse-in"), "bad port"),
+            ("MN", "/cse-mn", reg("127.0.0.1:1", "/cse-mn"), "own CSE-ID"),
+            (
+                "MN",
+                "/cse-mn",
+                reg("127.0.0.1:1", "bad id!"),
+                "[registrar] cse_id",
+            ),
+            (
+                "IN",
+                "/cse-in",
+                down("/cse-mn", None) + &down("/cse-mn", None),
+                "repeated",
+            ),
+            ("IN", "/cse-in", down("/cse-in", None), "our own"),
+            (
+                "IN",
+                "/cse-in",
+                down("/cse-mn", Some("nohost")),
+                "HOST:PORT",
+            ),
+        ] {
+            let e = file(ty, id, &tables).validate().unwrap_err().to_string();
+            assert!(e.contains(part), "{ty} {id} {tables}: {e}");
+        }
+    }
 }
