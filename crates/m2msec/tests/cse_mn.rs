@@ -154,11 +154,14 @@ fn ae_at_the_mn_writes_to_the_in_through_it_and_the_mn_survives_in_restarts() {
     let (in_port, mn_port) = (free_port(), free_port());
     let (in_cfg, mn_cfg) = write_configs(d, in_port, mn_port);
 
+    // The MN-CSE starts first: it keeps trying (backoff capped at 1 s here) and registers
+    // once the IN-CSE is up.
+    let mn = serve(&mn_cfg);
+    assert_eq!(mn.https_port(), mn_port);
+    std::thread::sleep(std::time::Duration::from_millis(1500));
     let inc = serve(&in_cfg);
     let line = inc.stderr_line_with("listening on ");
     let plain = port_in(&line, "http://127.0.0.1:");
-    let mn = serve(&mn_cfg);
-    assert_eq!(mn.https_port(), mn_port);
     mn.stderr_line_with("registered with /cse-in");
 
     // `cse remote list`: the MN-CSE at the IN-CSE, the IN-CSE (registrar) at the MN-CSE, each
@@ -310,6 +313,62 @@ fn ae_at_the_mn_writes_to_the_in_through_it_and_the_mn_survives_in_restarts() {
     // A CSE registered nowhere below the IN-CSE: NOT_FOUND.
     let v = admin("retrieve", "/~/cse-nowhere/cb", None, None);
     assert_eq!(v["rsc"], 4004, "{v}");
+
+    // Bad input on the CSE-to-CSE link: whoever holds the MN-CSE's credential speaks only for
+    // the MN-CSE and its own AEs (TS-0004 §7.3.2.1), cannot register an AE, and cannot send a
+    // request back down to the MN-CSE it came from (a loop).
+    let mn_link = Some((MN_ID, MN_KEY));
+    let at_in = |op: &str, path: &str, from: &str, ty: Option<u32>, body: Option<Value>| {
+        request(
+            &format!("https://127.0.0.1:{in_port}{path}"),
+            mn_link,
+            op,
+            Some(from),
+            ty,
+            body,
+        )
+    };
+    for from in ["/cse-in", "/cse-in/Cadmin", "Cadmin"] {
+        let v = at_in(
+            "create",
+            "/cb/shared",
+            from,
+            Some(4),
+            Some(json!({"m2m:cin": {"con": "forged"}})),
+        );
+        assert_eq!(v["rsc"], 4106, "From={from}: {v}");
+    }
+    // A CSE unknown to the IN-CSE may be below the MN-CSE: verification passes, and the
+    // container's policy (which does not name it) refuses.
+    let v = at_in(
+        "create",
+        "/cb/shared",
+        "/cse-below",
+        Some(4),
+        Some(json!({"m2m:cin": {"con": "forged"}})),
+    );
+    assert_eq!(v["rsc"], 4103, "{v}");
+    let v = at_in(
+        "create",
+        "/cb",
+        "/cse-mn",
+        Some(2),
+        Some(json!({"m2m:ae": {"api": "Nx", "rr": false, "srv": ["3"]}})),
+    );
+    assert_eq!(v["rsc"], 4005, "{v}");
+    let v = at_in(
+        "retrieve",
+        &format!("/~/cse-mn/cb/{aei}"),
+        "/cse-mn",
+        None,
+        None,
+    );
+    assert_eq!(v["rsc"], 5103, "{v}");
+    let v = admin("retrieve", "/cb/shared", None, None);
+    assert_eq!(
+        v["pc"]["m2m:cnt"]["cni"], 1,
+        "nothing forged was stored: {v}"
+    );
 
     // The IN-CSE goes down: the forward fails, reported to the originator.
     drop(inc);
