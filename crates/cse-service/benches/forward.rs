@@ -205,7 +205,7 @@ fn main() {
     server_rt.block_on(async {
         tokio::time::timeout(
             Duration::from_secs(20),
-            run_registration(mn_ep.clone(), link, machine, Duration::from_secs(5)),
+            run_registration(mn_ep.clone(), link, machine, Duration::from_secs(5), || {}),
         )
         .await
         .expect("the MN-CSE registers");

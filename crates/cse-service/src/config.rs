@@ -455,6 +455,9 @@ pub struct RegistrarSection {
     /// Longest wait between registration attempts while the registrar is down (seconds).
     #[serde(default = "d_300")]
     pub backoff_max_secs: u64,
+    /// Seconds between checks that the registrar still holds our `<remoteCSE>` (0: none).
+    #[serde(default = "d_60")]
+    pub check_interval_secs: u64,
 }
 
 fn d_30() -> u64 {
@@ -473,6 +476,7 @@ pub struct RegistrarConfig {
     pub key: Psk,
     pub timeout: Duration,
     pub backoff_max_secs: u64,
+    pub check_interval_secs: u64,
 }
 
 fn registrar(
@@ -521,6 +525,7 @@ fn registrar(
         key: read_psk_file(&r.key_file, "[registrar]")?,
         timeout: Duration::from_secs(r.request_timeout_secs),
         backoff_max_secs: r.backoff_max_secs,
+        check_interval_secs: r.check_interval_secs,
     }))
 }
 

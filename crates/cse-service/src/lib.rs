@@ -149,14 +149,18 @@ pub async fn start(loaded: config::CseServiceConfig) -> Result<RunningCse, Start
     let registration = loaded.registrar.as_ref().map(|r| {
         cse.set_registrar_id(&r.cse_id);
         cse.set_forward_timeout(i64::try_from(r.timeout.as_secs()).unwrap_or(30));
-        m2msec_cse::registration::Machine::new(m2msec_cse::registration::Params {
+        let m = m2msec_cse::registration::Machine::new(m2msec_cse::registration::Params {
             cse_id: own_id.clone(),
             cb_rn: cb_rn.clone(),
             poa: poa.clone(),
             registrar: r.cse_id.clone(),
             backoff_min_secs: 1,
             backoff_max_secs: r.backoff_max_secs,
-        })
+        });
+        match r.check_interval_secs {
+            0 => m,
+            secs => m.with_check_interval(secs),
+        }
     });
     // Credentials administered with `m2msec cse credential` (keys sealed under data_dir/kek).
     let cred_store = m2msec_cse::credentials::CredentialStore::open(&loaded.data_dir)
@@ -207,8 +211,10 @@ pub async fn start(loaded: config::CseServiceConfig) -> Result<RunningCse, Start
         let (tx, rx) = tokio::sync::oneshot::channel();
         registered = Some(rx);
         background.push(tokio::spawn(async move {
-            registrar::run_registration(ep, link, machine, timeout).await;
-            let _ = tx.send(registrar_id);
+            registrar::run_registration(ep, link, machine, timeout, move || {
+                let _ = tx.send(registrar_id);
+            })
+            .await;
         }));
     }
     if up.is_some() || !loaded.registrees.is_empty() {

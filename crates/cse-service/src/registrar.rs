@@ -119,14 +119,18 @@ fn now() -> i64 {
 }
 
 /// The registration driver (module docs): runs `m` against the registrar over `link`, storing
-/// the registrar's `<remoteCSE>` in the endpoint's engine, until registered. `timeout` bounds
-/// each request.
+/// the registrar's `<remoteCSE>` in the endpoint's engine; `on_registered` runs the first time
+/// the registration is done. Returns then, unless the machine checks the registration
+/// ([`Machine::with_check_interval`]): it keeps running the checks (and any re-registration)
+/// for as long as the task lives. `timeout` bounds each request.
 pub async fn run_registration<S: Store + Send + 'static>(
     endpoint: Arc<CseEndpoint<S>>,
     link: Arc<CseLink>,
     mut m: Machine,
     timeout: Duration,
+    on_registered: impl FnOnce() + Send,
 ) {
+    let mut on_registered = Some(on_registered);
     loop {
         match m.poll(now()) {
             Step::Send(req) => match link.send(&req, timeout).await {
@@ -155,8 +159,14 @@ pub async fn run_registration<S: Store + Send + 'static>(
                 tokio::time::sleep(Duration::from_secs(s)).await;
             }
             Step::Registered => {
-                tracing::info!(registrar = %endpoint.registrar_id().unwrap_or_default(), "registered with the registrar CSE");
-                return;
+                if let Some(f) = on_registered.take() {
+                    tracing::info!(registrar = %endpoint.registrar_id().unwrap_or_default(), "registered with the registrar CSE");
+                    f();
+                }
+                match m.next_check(now()) {
+                    Some(s) => tokio::time::sleep(Duration::from_secs(s)).await,
+                    None => return,
+                }
             }
             Step::Awaiting => {
                 // Not reachable with this driver (each send is awaited); never spin.

@@ -32,6 +32,11 @@
 //! tells the driver how long) and starts again at `Create`, forever: a registrar that is down
 //! is waited for (issue 12 item 1). A success resets the backoff.
 //!
+//! **Checks** ([`Machine::with_check_interval`]): once registered, a RETRIEVE of our
+//! `<remoteCSE>` at the registrar every interval; NOT_FOUND starts again at `Create`, any other
+//! answer or a transport failure keeps the registration (the next check comes an interval
+//! later).
+//!
 //! **Invariants.** At most one request outstanding; a response whose `rqi` is not the
 //! outstanding request's (a duplicate, a late answer to an abandoned attempt) is ignored
 //! ([`Fed::Ignored`]); a duplicated CREATE that the registrar executed twice gives 4117 the
@@ -96,8 +101,15 @@ enum State {
     Retrieve,
     Store(RegistrarCse),
     Storing,
-    Backoff { until: i64 },
-    Registered,
+    Backoff {
+        until: i64,
+    },
+    /// Registered; the last check (or the registration) was at `checked_at`.
+    Registered {
+        checked_at: i64,
+    },
+    /// A check of our `<remoteCSE>` at the registrar is outstanding.
+    Checking,
 }
 
 /// The registration machine (module docs).
@@ -110,6 +122,8 @@ pub struct Machine {
     failures: u32,
     bounces: u32,
     last_error: Option<String>,
+    /// Seconds between checks that the registrar still knows us (None: no checks).
+    check_secs: Option<u64>,
 }
 
 impl Machine {
@@ -123,12 +137,33 @@ impl Machine {
             failures: 0,
             bounces: 0,
             last_error: None,
+            check_secs: None,
+        }
+    }
+
+    /// Once registered, checks every `secs` seconds that the registrar still holds our
+    /// `<remoteCSE>` (a RETRIEVE of it), and registers again when it answers NOT_FOUND (the
+    /// registrar lost its store, or an administrator de-registered us). A check that fails
+    /// otherwise (the registrar is down) changes nothing: the next one runs `secs` later.
+    pub fn with_check_interval(mut self, secs: u64) -> Self {
+        self.check_secs = Some(secs.max(1));
+        self
+    }
+
+    /// When registered with checks enabled, seconds until the next check is due.
+    pub fn next_check(&self, now: i64) -> Option<u64> {
+        match (&self.state, self.check_secs) {
+            (State::Registered { checked_at }, Some(iv)) => {
+                let due = checked_at.saturating_add(i64::try_from(iv).unwrap_or(i64::MAX));
+                Some(u64::try_from(due.saturating_sub(now)).unwrap_or(0).max(1))
+            }
+            _ => None,
         }
     }
 
     /// Whether the registration is done.
     pub fn is_registered(&self) -> bool {
-        self.state == State::Registered
+        matches!(self.state, State::Registered { .. } | State::Checking)
     }
 
     /// Why the last attempt failed, if one did since the last success.
@@ -191,8 +226,17 @@ impl Machine {
                 self.state = State::Storing;
                 return Step::Store(r);
             }
-            State::Storing => return Step::Awaiting,
-            State::Registered => return Step::Registered,
+            State::Storing | State::Checking => return Step::Awaiting,
+            State::Registered { checked_at } => {
+                let due = self.check_secs.is_some_and(|iv| {
+                    now >= checked_at.saturating_add(i64::try_from(iv).unwrap_or(i64::MAX))
+                });
+                if !due {
+                    return Step::Registered;
+                }
+                self.state = State::Checking;
+                (Operation::Retrieve, format!("{reg}/{stem}"), None, None)
+            }
             State::Backoff { .. } => return Step::Awaiting,
         };
         self.n += 1;
@@ -226,6 +270,11 @@ impl Machine {
     /// deadline passed): the attempt fails and the machine backs off.
     pub fn transport_failed(&mut self, why: &dyn std::fmt::Display, now: i64) {
         if self.awaiting.is_none() {
+            return;
+        }
+        if self.state == State::Checking {
+            self.awaiting = None;
+            self.state = State::Registered { checked_at: now };
             return;
         }
         self.fail(format!("transport: {why}"), now);
@@ -274,6 +323,13 @@ impl Machine {
                     srv: Vec::new(),
                 });
             }
+            // The registrar no longer knows us: register again (module docs).
+            (State::Checking, Rsc::NotFound) => {
+                tracing::warn!("the registrar lost our <remoteCSE>: registering again");
+                self.state = State::Create;
+                self.bounces = 0;
+            }
+            (State::Checking, _) => self.state = State::Registered { checked_at: now },
             (State::Create, _) => self.fail(refused("CREATE <remoteCSE>", &r), now),
             (State::Update, _) => self.fail(refused("UPDATE <remoteCSE>", &r), now),
             (State::Retrieve, _) => self.fail(refused("RETRIEVE <CSEBase>", &r), now),
@@ -289,7 +345,7 @@ impl Machine {
         }
         match result {
             Ok(()) => {
-                self.state = State::Registered;
+                self.state = State::Registered { checked_at: now };
                 self.failures = 0;
                 self.last_error = None;
             }
@@ -300,7 +356,7 @@ impl Machine {
     /// Starts again from CREATE (e.g. the registrar no longer knows us). No effect while an
     /// attempt is running.
     pub fn reregister(&mut self) {
-        if self.state == State::Registered {
+        if matches!(self.state, State::Registered { .. }) {
             self.state = State::Create;
             self.bounces = 0;
         }

@@ -694,3 +694,51 @@ fn registrar_refusing_the_retrieve_still_registers() {
     assert_eq!(sent, [Operation::Create, Operation::Retrieve]);
     assert_eq!(nodes[MN].cse.registrar(), Some("cse-in"));
 }
+
+#[test]
+fn checks_reregister_when_the_registrar_lost_us() {
+    let mut nodes = pair();
+    let mut m = Machine::new(params()).with_check_interval(60);
+    register_mn(&mut nodes, &mut m, None);
+    assert_eq!(m.next_check(NOW), Some(60));
+    // Not due yet: nothing to send.
+    assert_eq!(m.poll(NOW + 59), Step::Registered);
+    // Due while the registrar is down: the registration stands, the next check is later.
+    let Step::Send(r) = m.poll(NOW + 60) else {
+        panic!("no check")
+    };
+    assert_eq!(
+        (r.op, r.to.as_str()),
+        (Operation::Retrieve, "/cse-in/cse-mn")
+    );
+    m.transport_failed(&"connection refused", NOW + 60);
+    assert!(m.is_registered());
+    assert_eq!(m.next_check(NOW + 60), Some(60));
+    // A check answered OK.
+    let Step::Send(r) = m.poll(NOW + 120) else {
+        panic!("no check")
+    };
+    let resp = send(&mut nodes, IN, &link("cse-mn"), r);
+    assert_eq!(resp.rsc, Rsc::Ok);
+    m.handle_response(resp, NOW + 120);
+    assert_eq!(m.poll(NOW + 121), Step::Registered);
+    // The registrar loses our <remoteCSE> (here: the MN-CSE's own DELETE of it, as an
+    // administrator's de-registration or a lost store would): the next check re-registers.
+    let r = send(
+        &mut nodes,
+        IN,
+        &link("cse-mn"),
+        req(Operation::Delete, "cb/cse-mn", Some("/cse-mn")),
+    );
+    assert_eq!(r.rsc, Rsc::Deleted);
+    assert!(nodes[IN].cse.routes().unwrap().registrees.is_empty());
+    let Step::Send(r) = m.poll(NOW + 180) else {
+        panic!("no check")
+    };
+    let resp = send(&mut nodes, IN, &link("cse-mn"), r);
+    assert_eq!(resp.rsc, Rsc::NotFound);
+    m.handle_response(resp, NOW + 180);
+    assert!(!m.is_registered());
+    register_mn_at(&mut nodes, &mut m, None, NOW + 180);
+    assert_registered(&mut nodes);
+}
