@@ -273,6 +273,10 @@ impl Forwarder for LinkForwarder {
         };
         let left = f.deadline.saturating_sub(now()).max(1);
         let timeout = Duration::from_secs(u64::try_from(left).unwrap_or(1));
+        // The endpoint's workers are plain threads; blocking inside a runtime would panic.
+        if tokio::runtime::Handle::try_current().is_ok() {
+            return Err("forwarding must run on a worker thread, not inside the runtime".into());
+        }
         self.rt.block_on(link.send(&f.request, timeout))
     }
 }
