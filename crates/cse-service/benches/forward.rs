@@ -120,7 +120,7 @@ fn main() {
     let in_cse = Cse::with_policy(
         config("cse-in", CseType::In),
         SqliteStore::open_in_memory().unwrap(),
-        Box::new(m2msec_cse::engine::system_now),
+        m2msec_core::clock::Clock::system(),
         &policy,
     )
     .unwrap();

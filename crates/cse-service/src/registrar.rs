@@ -115,7 +115,7 @@ impl CseLink {
 
 /// Unix seconds now.
 fn now() -> i64 {
-    m2msec_cse::engine::system_now()
+    m2msec_core::clock::unix_now()
 }
 
 /// The registration driver (module docs): runs `m` against the registrar over `link`, storing

@@ -40,7 +40,7 @@ fn node(stem: &'static str, ty: CseType, registrar: Option<&str>) -> Node {
     let mut cse = Cse::with_policy(
         cfg,
         SqliteStore::open_in_memory().unwrap(),
-        Box::new(|| NOW),
+        m2msec_core::clock::Clock::fixed(NOW),
         &policy,
     )
     .unwrap();
