@@ -113,11 +113,6 @@ impl CseLink {
     }
 }
 
-/// Unix seconds now.
-fn now() -> i64 {
-    m2msec_core::clock::unix_now()
-}
-
 /// The registration driver (module docs): runs `m` against the registrar over `link`, storing
 /// the registrar's `<remoteCSE>` in the endpoint's engine; `on_registered` runs the first time
 /// the registration is done. Returns then, unless the machine checks the registration
@@ -131,6 +126,9 @@ pub async fn run_registration<S: Store + Send + 'static>(
     on_registered: impl FnOnce() + Send,
 ) {
     let mut on_registered = Some(on_registered);
+    // The engine's clock: the machine's times and the engine's agree.
+    let clock = endpoint.with_engine(|c| c.clock().clone());
+    let now = || clock.now();
     loop {
         match m.poll(now()) {
             Step::Send(req) => match link.send(&req, timeout).await {
@@ -271,8 +269,7 @@ impl Forwarder for LinkForwarder {
                 .ok_or_else(|| "no registrar link".to_string())?,
             NextHop::Registree(n) => self.registree_link(n)?,
         };
-        let left = f.deadline.saturating_sub(now()).max(1);
-        let timeout = Duration::from_secs(u64::try_from(left).unwrap_or(1));
+        let timeout = Duration::from_secs(u64::try_from(f.timeout_secs.max(1)).unwrap_or(1));
         // The endpoint's workers are plain threads; blocking inside a runtime would panic.
         if tokio::runtime::Handle::try_current().is_ok() {
             return Err("forwarding must run on a worker thread, not inside the runtime".into());

@@ -259,8 +259,11 @@ pub struct Forward {
     pub next_hop: NextHop,
     /// The request as forwarded (`From` SP-relative).
     pub request: RequestPrimitive,
-    /// Unix seconds by which the next hop must have answered.
+    /// Unix seconds (on the engine's clock) by which the next hop must have answered.
     pub deadline: i64,
+    /// The same deadline as a duration from when the forward was decided, in seconds (for a
+    /// driver whose clock is not the engine's).
+    pub timeout_secs: i64,
 }
 
 /// The local `<remoteCSE>` of this CSE's registrar (TS-0004 §7.4.4.2.1: "the Originator, upon
@@ -699,6 +702,7 @@ impl<S: Store> Cse<S> {
             next_hop,
             request,
             deadline,
+            timeout_secs: self.fwd.timeout_secs,
         }))
     }
 

@@ -649,7 +649,7 @@ fn unreachable_next_hop_is_target_not_reachable() {
     else {
         panic!("not forwarded")
     };
-    assert_eq!(f.deadline, NOW + 30);
+    assert_eq!((f.deadline, f.timeout_secs), (NOW + 30, 30));
     let r = nodes[MN]
         .cse
         .forward_ended(&f, Err("connection refused".into()));
