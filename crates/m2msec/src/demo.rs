@@ -235,6 +235,8 @@ async fn demo(n: usize) -> Result<(Value, bool), CliError> {
         mef: Some(source),
         raw_keys: Vec::new(),
         secure_environment: Default::default(),
+        registrar: None,
+        registrees: Vec::new(),
     })
     .await
     .map_err(CliError::other)?;
