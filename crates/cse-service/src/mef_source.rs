@@ -37,7 +37,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::endpoint::{RemoteKey, RemoteKeySource, RemoteRevocations, REMOTE_CACHE_TTL};
 use m2msec_bindings::client::HttpClient;
-use m2msec_core::ids::{AeId, AeIdStem, CredentialId, CseId, Fqdn, KeId, KpsaId};
+use m2msec_core::ids::{AeIdStem, CredentialId, EnroleeId, Fqdn, KeId, KpsaId};
 use m2msec_proto::{BoundIdentity, Operation, RequestPrimitive, ResponsePrimitive, Rsc};
 use m2msec_tls::{ClientConfig, Psk, PskIdentity, TlsClient};
 
@@ -142,7 +142,7 @@ pub struct Fetched {
     /// The key.
     pub key: Psk,
     /// EnroleeID.
-    pub enrolee_id: String,
+    pub enrolee_id: EnroleeId,
     /// Lifetime end.
     pub expires: SystemTime,
 }
@@ -666,9 +666,9 @@ impl Inner {
             m.reserved.clear();
         }
         for c in &page.changes {
-            if let Some(k) = &c.ended_ke_id {
+            if let Some(k) = c.ended_ke_id.as_ref().map(KeId::to_string) {
                 tracing::info!(ke_id = %k, event = ?c.event, enrolee = %c.enrolee_id, "KeID no longer valid at the MEF");
-                m.seen.remove(k);
+                m.seen.remove(&k);
                 if m.revoked.all {
                     // Everything goes anyway.
                 } else if m.revoked.identities.len() >= cap {
@@ -677,15 +677,15 @@ impl Inner {
                         all: true,
                     };
                 } else {
-                    m.revoked.identities.push(k.clone());
+                    m.revoked.identities.push(k);
                 }
             }
-            if let Some(k) = &c.ke_id {
-                m.seen.insert(k, (), SEEN_TTL, now);
-                m.misses.remove(k);
+            if let Some(k) = c.ke_id.as_ref().map(KeId::to_string) {
+                m.seen.insert(&k, (), SEEN_TTL, now);
+                m.misses.remove(&k);
             }
             if c.event == ChangeKind::Revoked {
-                if let Ok(ae) = c.enrolee_id.parse::<AeId>() {
+                if let Some(ae) = c.enrolee_id.as_ae_id() {
                     m.reserved.remove(ae.stem().as_str());
                 }
             }
@@ -752,7 +752,7 @@ impl RemoteKeySource for MefKeySource {
         match self.fetch_blocking(&ke_id) {
             Ok(f) => {
                 let kpsa_id: KpsaId = psk_identity.parse().ok()?;
-                let bound = if let Ok(ae) = f.enrolee_id.parse::<AeId>() {
+                let bound = if let EnroleeId::Ae(ae) = &f.enrolee_id {
                     // The device's Enrolee-ID is provisioned for this CSE.
                     self.inner.memory().reserved.insert(
                         ae.stem().as_str(),
@@ -760,9 +760,9 @@ impl RemoteKeySource for MefKeySource {
                         REMOTE_CACHE_TTL,
                         Instant::now(),
                     );
-                    Some(BoundIdentity::Ae(vec![ae]))
+                    Some(BoundIdentity::Ae(vec![ae.clone()]))
                 } else {
-                    f.enrolee_id.parse::<CseId>().ok().map(BoundIdentity::Cse)
+                    f.enrolee_id.as_cse_id().cloned().map(BoundIdentity::Cse)
                 };
                 tracing::info!(ke_id = %ke_id, enrolee = %f.enrolee_id, "key retrieved from the MEF");
                 Some(RemoteKey {

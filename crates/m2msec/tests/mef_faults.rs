@@ -176,9 +176,9 @@ fn params(addr: SocketAddr, i: usize, kpm: &Kpm) -> EnrolParams {
         port: addr.port(),
         kpm_id: kpm_id(i).parse().unwrap(),
         kpm: kpm.clone(),
-        id1: enrolee_id(i),
-        targets: vec![CSE.into()],
-        admin_fqdn: "admin.fault.example".into(),
+        id1: enrolee_id(i).parse().unwrap(),
+        targets: vec![CSE.parse().unwrap()],
+        admin_fqdn: "admin.fault.example".parse().unwrap(),
         suid_encoding: SuidEncoding::AsciiDecimal,
         transport: Default::default(),
     }
@@ -430,8 +430,8 @@ fn sigkill_during_1000_enrolments_then_restart() {
                 (
                     Device {
                         kpm_id: kpm_id(i),
-                        enrolee_id: enrolee_id(i),
-                        targets: vec![CSE.into()],
+                        enrolee_id: enrolee_id(i).parse().unwrap(),
+                        targets: vec![CSE.parse().unwrap()],
                         enrolment_secs: 3600,
                         created: 0,
                         revoked: None,

@@ -69,8 +69,8 @@ fn provision(d: &Path, n: usize) {
         write_key(&d.join(format!("dev{i}.kpm")), &kpm_hex(i), 0o600);
         let dev = m2msec_mef::Device {
             kpm_id: format!("dev{i}@{FQDN}"),
-            enrolee_id: format!("Cdev{i}"),
-            targets: vec![CSE_ABS.into()],
+            enrolee_id: format!("Cdev{i}").parse().unwrap(),
+            targets: vec![CSE_ABS.parse().unwrap()],
             enrolment_secs: 3600,
             created: 0,
             revoked: None,

@@ -39,7 +39,7 @@
 use serde::{Deserialize, Serialize};
 
 use m2msec_core::eccsi::Ssk;
-use m2msec_core::ids::KeId;
+use m2msec_core::ids::{AeIdStem, EnroleeId, Fqdn, KeId, KeyId, RelKeyId, TargetId};
 use m2msec_core::sec::CmdDescription;
 use m2msec_core::secret::SecretBytes;
 use m2msec_core::timestamp::Timestamp;
@@ -76,10 +76,10 @@ pub struct ClientRegRequest {
     pub labels: Option<Vec<String>>,
     /// The administrating stakeholder's FQDN.
     #[serde(rename = "adminFQDN")]
-    pub admin_fqdn: String,
+    pub admin_fqdn: Fqdn,
     /// The Enrolee's own ID (its AE-ID or CSE-ID, seed 001's ID1 when IBC enrolment follows).
     #[serde(rename = "enroleeID", default, skip_serializing_if = "Option::is_none")]
-    pub enrolee_id: Option<String>,
+    pub enrolee_id: Option<EnroleeId>,
 }
 
 /// A child resource reference (TS-0004 `m2m:childResourceRef`: `nm`, `typ`, `val`).
@@ -111,10 +111,10 @@ pub struct ClientReg {
     pub labels: Option<Vec<String>>,
     /// MEF Client ID: the Enrolee-ID the MEF assigned (its AE-ID or CSE-ID).
     #[serde(rename = "MEFClientID")]
-    pub client_id: String,
+    pub client_id: EnroleeId,
     /// adminFQDN.
     #[serde(rename = "adminFQDN")]
-    pub admin_fqdn: String,
+    pub admin_fqdn: Fqdn,
     /// KeID of the enrolment key this session established (TS-0003 §10.3.4).
     #[serde(rename = "keID")]
     pub ke_id: KeId,
@@ -164,7 +164,7 @@ impl ClientCmd {
 #[serde(deny_unknown_fields)]
 pub struct IbcEnrolRequest {
     /// ID1: the Enrolee's CSE-ID or AE-ID.
-    pub id1: String,
+    pub id1: EnroleeId,
 }
 
 /// IBC credential (seed 001 step 6): (ID2, Sk = (SSK, PVT), MPK = KPAK), hex.
@@ -216,13 +216,13 @@ pub struct KeyRegRequest {
     pub labels: Option<Vec<String>>,
     /// adminFQDN.
     #[serde(rename = "adminFQDN")]
-    pub admin_fqdn: String,
+    pub admin_fqdn: Fqdn,
     /// SUID (`m2m:suid`, a number).
     #[serde(rename = "SUID")]
     pub suid: u8,
     /// targetIDs: who may retrieve the key.
     #[serde(rename = "targetIDs", default, skip_serializing_if = "Option::is_none")]
-    pub target_ids: Option<Vec<String>>,
+    pub target_ids: Option<Vec<TargetId>>,
     /// Key Value (base64), when self-generated; absent: Kc from the session's
     /// `EXPORTER-oneM2M-Connection` export (BRIEF A10).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -235,27 +235,27 @@ pub struct KeyRegRequest {
 pub struct KeyReg {
     /// RelativeKeyID.
     #[serde(rename = "relativeKeyID")]
-    pub relative_key_id: String,
+    pub relative_key_id: RelKeyId,
     /// Key Identifier = RelativeKeyID@MEF-FQDN.
     #[serde(rename = "keyID")]
-    pub key_id: String,
+    pub key_id: KeyId,
     /// Accepted expiry.
     pub expiration_time: Timestamp,
     /// Source MEF Client ID.
     #[serde(rename = "sourceMEFClientID")]
-    pub source_client_id: String,
+    pub source_client_id: EnroleeId,
     /// Labels.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub labels: Option<Vec<String>>,
     /// adminFQDN.
     #[serde(rename = "adminFQDN")]
-    pub admin_fqdn: String,
+    pub admin_fqdn: Fqdn,
     /// SUID.
     #[serde(rename = "SUID")]
     pub suid: u8,
     /// targetIDs.
     #[serde(rename = "targetIDs")]
-    pub target_ids: Vec<String>,
+    pub target_ids: Vec<TargetId>,
     /// Key Value (base64): only in Key Retrieval responses.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_value: Option<SecretBytes>,
@@ -273,7 +273,7 @@ pub struct FetchCredentialsResponse {
     pub credential: Option<SecretBytes>,
     /// EnroleeID, when status is true.
     #[serde(rename = "enroleeID", default, skip_serializing_if = "Option::is_none")]
-    pub enrolee_id: Option<String>,
+    pub enrolee_id: Option<EnroleeId>,
     /// Lifetime: the credential's expiry (never after Ke's, TS-0003 §10.7).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lifetime: Option<Timestamp>,
@@ -292,13 +292,13 @@ pub struct ChangeEvent {
     pub event: crate::store::ChangeKind,
     /// The device's Enrolee-ID.
     #[serde(rename = "enroleeID")]
-    pub enrolee_id: String,
+    pub enrolee_id: EnroleeId,
     /// The KeID that became valid (`enrolled`).
     #[serde(rename = "keID", default, skip_serializing_if = "Option::is_none")]
-    pub ke_id: Option<String>,
+    pub ke_id: Option<KeId>,
     /// The KeID that is no longer valid (a replaced, de-registered or revoked enrolment).
     #[serde(rename = "endedKeID", default, skip_serializing_if = "Option::is_none")]
-    pub ended_ke_id: Option<String>,
+    pub ended_ke_id: Option<KeId>,
 }
 
 /// A page of a target's change feed (`mefChanges`).
@@ -324,7 +324,7 @@ pub struct ChangeFeed {
 pub struct EnroleeReservation {
     /// The stem asked for.
     #[serde(rename = "enroleeID")]
-    pub enrolee_id: String,
+    pub enrolee_id: AeIdStem,
     /// True if reserved.
     pub reserved: bool,
 }
@@ -405,12 +405,12 @@ mod tests {
         assert_eq!(req.key_value.as_ref().unwrap().expose_secret(), &kv[..]);
         let reg: KeyReg = serde_json::from_value(serde_json::json!({
             "relativeKeyID": "r", "keyID": "r@m", "expirationTime": ts,
-            "sourceMEFClientID": "C", "adminFQDN": "a", "SUID": 22, "targetIDs": ["//x/y"],
+            "sourceMEFClientID": "Cdev", "adminFQDN": "a", "SUID": 22, "targetIDs": ["//x/y"],
             "keyValue": b64.encode(&kv),
         }))
         .unwrap();
         let fetched: FetchCredentialsResponse = serde_json::from_value(serde_json::json!({
-            "status": true, "credential": b64.encode(&kv), "enroleeID": "C", "lifetime": ts,
+            "status": true, "credential": b64.encode(&kv), "enroleeID": "Cdev", "lifetime": ts,
         }))
         .unwrap();
         assert_eq!(
