@@ -224,7 +224,16 @@ fn enrolee_and_target_ids() {
         assert_eq!(json, format!("\"{text}\""));
         assert_eq!(serde_json::from_str::<EnroleeId>(&json).unwrap(), id);
     }
-    for bad in ["", "C/x", "/", "//sp.com", "a b", "-x", "Cdev1@x", "//SP.com/cse1"] {
+    for bad in [
+        "",
+        "C/x",
+        "/",
+        "//sp.com",
+        "a b",
+        "-x",
+        "Cdev1@x",
+        "//SP.com/cse1",
+    ] {
         assert!(bad.parse::<EnroleeId>().is_err(), "{bad:?}");
         assert!(serde_json::from_str::<EnroleeId>(&format!("{bad:?}")).is_err());
     }
@@ -244,7 +253,16 @@ fn enrolee_and_target_ids() {
         assert_eq!(got, kind, "{text}");
         assert_eq!(t.is_m2m_id(), kind != 2);
     }
-    for bad in ["", "/cse-in", "cse_in", "//", "//sp.example", "//sp.example/", "10.0.0.1", "//sp.example/cse-in/dev"] {
+    for bad in [
+        "",
+        "/cse-in",
+        "cse_in",
+        "//",
+        "//sp.example",
+        "//sp.example/",
+        "10.0.0.1",
+        "//sp.example/cse-in/dev",
+    ] {
         assert!(bad.parse::<TargetId>().is_err(), "{bad:?}");
     }
     let stem: AeIdStem = serde_json::from_str("\"Cdev1\"").unwrap();

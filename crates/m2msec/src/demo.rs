@@ -259,9 +259,7 @@ async fn demo(n: usize) -> Result<(Value, bool), CliError> {
         rows.push((
             Device {
                 kpm_id: format!("dev{i:05}@{MEF_FQDN}"),
-                enrolee_id: format!("Cdemo{i:05}")
-                    .parse()
-                    .map_err(CliError::other)?,
+                enrolee_id: format!("Cdemo{i:05}").parse().map_err(CliError::other)?,
                 targets: vec![CSE_ABS.parse().map_err(CliError::other)?],
                 enrolment_secs: 86_400,
                 created: 0,
@@ -298,9 +296,7 @@ async fn demo(n: usize) -> Result<(Value, bool), CliError> {
             port: mef_addr.port(),
             kpm_id: kpm_id.parse().map_err(CliError::other)?,
             kpm: kpm.clone(),
-            id1: format!("Cdemo{i:05}")
-                .parse()
-                .map_err(CliError::other)?,
+            id1: format!("Cdemo{i:05}").parse().map_err(CliError::other)?,
             targets: vec![CSE_ABS.parse().map_err(CliError::other)?],
             admin_fqdn: format!("admin.{SP}").parse().map_err(CliError::other)?,
             suid_encoding: SuidEncoding::AsciiDecimal,
@@ -420,8 +416,7 @@ async fn demo(n: usize) -> Result<(Value, bool), CliError> {
         let res: Result<usize, String> = async {
             let psk = target_psk(&s.ke, 22, CSE_ABS, SuidEncoding::AsciiDecimal)
                 .map_err(|e| e.to_string())?;
-            let id =
-                PskIdentity::new(&s.summary.ke_id.to_string()).map_err(|e| e.to_string())?;
+            let id = PskIdentity::new(&s.summary.ke_id.to_string()).map_err(|e| e.to_string())?;
             let client = TlsClient::new(ClientConfig::psk(id, psk)).map_err(|e| e.to_string())?;
             let ch = client
                 .connect("127.0.0.1", cse_addr.port(), None)

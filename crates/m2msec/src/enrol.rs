@@ -125,11 +125,6 @@ pub fn run(a: EnrolArgs) -> Result<ExitCode, CliError> {
             (kpm_id, kpm, None)
         }
     };
-    if a.id.parse::<m2msec_core::ids::AeId>().is_err()
-        && a.id.parse::<m2msec_core::ids::CseId>().is_err()
-    {
-        return Err(CliError::arg("--id", "not an AE-ID or CSE-ID"));
-    }
     let suid_encoding = match a.suid_encoding.as_str() {
         "ascii" => SuidEncoding::AsciiDecimal,
         "octet" => SuidEncoding::SingleOctet,

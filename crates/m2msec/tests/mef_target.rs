@@ -142,10 +142,10 @@ fn device_credential(ks: &Path) -> (String, Psk) {
     let t = summary
         .targets
         .iter()
-        .find(|t| t.target_id == CSE_ABS)
+        .find(|t| t.target_id.to_string() == CSE_ABS)
         .unwrap();
     let psk = enrolled_target_psk(&summary, &ke, t).unwrap();
-    (summary.ke_id, psk)
+    (summary.ke_id.to_string(), psk)
 }
 
 async fn connect(port: u16, identity: &str, psk: &Psk) -> Result<HttpClient, String> {

@@ -643,12 +643,7 @@ impl MefEndpoint {
     }
 
     /// Key Retrieval by a target, or Update/De-registration/Retrieve by the source client.
-    fn key_reg_by_source(
-        &self,
-        source: &EnroleeId,
-        rel: &str,
-        prim: &RequestPrimitive,
-    ) -> Handled {
+    fn key_reg_by_source(&self, source: &EnroleeId, rel: &str, prim: &RequestPrimitive) -> Handled {
         let rqi = &prim.rqi;
         let Ok(rel) = rel.parse::<RelKeyId>() else {
             return err(Rsc::BadRequest, rqi, "not a RelativeKeyID");

@@ -160,11 +160,12 @@ pub enum StoreError {
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
         match e {
-            rusqlite::Error::FromSqlConversionFailure(i, t, b) => match b.downcast::<StoreError>()
-            {
-                Ok(s) => *s,
-                Err(b) => StoreError::Db(rusqlite::Error::FromSqlConversionFailure(i, t, b)),
-            },
+            rusqlite::Error::FromSqlConversionFailure(i, t, b) => {
+                match b.downcast::<StoreError>() {
+                    Ok(s) => *s,
+                    Err(b) => StoreError::Db(rusqlite::Error::FromSqlConversionFailure(i, t, b)),
+                }
+            }
             e => StoreError::Db(e),
         }
     }
@@ -223,7 +224,10 @@ fn opt_json_col<T: serde::de::DeserializeOwned>(
         .transpose()
 }
 
-fn parse_json<T: serde::de::DeserializeOwned>(s: &str, column: &'static str) -> Result<T, StoreError> {
+fn parse_json<T: serde::de::DeserializeOwned>(
+    s: &str,
+    column: &'static str,
+) -> Result<T, StoreError> {
     serde_json::from_str(s).map_err(|source| StoreError::CorruptJson { column, source })
 }
 
@@ -1057,7 +1061,9 @@ impl MefStore {
 
     /// Inserts a key registration. False if the RelativeKeyID is taken.
     pub fn insert_key_reg(&mut self, k: &KeyRegRow, key: &[u8]) -> Result<bool, StoreError> {
-        let sealed = self.sealer.seal(&aad("key_regs", k.rel_key_id.as_str()), key);
+        let sealed = self
+            .sealer
+            .seal(&aad("key_regs", k.rel_key_id.as_str()), key);
         let r = self.conn.execute(
             "INSERT INTO key_regs (rel_key_id, source_client, kpm_id, suid, target_ids, labels, \
              admin_fqdn, key, expires) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
@@ -1137,13 +1143,10 @@ impl MefStore {
 
     /// Deletes a key registration.
     pub fn delete_key_reg(&mut self, rel_key_id: &RelKeyId) -> Result<bool, StoreError> {
-        Ok(self
-            .conn
-            .execute(
-                "DELETE FROM key_regs WHERE rel_key_id = ?1",
-                [rel_key_id.as_str()],
-            )?
-            == 1)
+        Ok(self.conn.execute(
+            "DELETE FROM key_regs WHERE rel_key_id = ?1",
+            [rel_key_id.as_str()],
+        )? == 1)
     }
 
     // ----- PKG ------------------------------------------------------------------------------
@@ -1353,7 +1356,8 @@ mod tests {
         assert!(s.deregister("d1@mef.example", 2).unwrap());
         assert_eq!(s.enrol_gen("d1@mef.example").unwrap(), Some(2));
         assert_eq!(
-            s.commit_enrolment(&b, &ke, &fqdn("a"), None, 100, 1, 2).unwrap(),
+            s.commit_enrolment(&b, &ke, &fqdn("a"), None, 100, 1, 2)
+                .unwrap(),
             CommitOutcome::Superseded
         );
         assert_eq!(s.enrol_gen("nobody@mef.example").unwrap(), None);
@@ -1372,10 +1376,20 @@ mod tests {
         let ke = Ke::from_array([5; 32]);
         let a = enrolment("d1@mef.example", 1);
         let b = enrolment("d1@mef.example", 2);
-        s.commit_enrolment(&a, &ke, &fqdn("a"), None, 100, 0, 10).unwrap();
-        s.commit_enrolment(&enrolment("d2@mef.example", 3), &ke, &fqdn("a"), None, 100, 0, 11)
+        s.commit_enrolment(&a, &ke, &fqdn("a"), None, 100, 0, 10)
             .unwrap();
-        s.commit_enrolment(&b, &ke, &fqdn("a"), None, 100, 1, 12).unwrap();
+        s.commit_enrolment(
+            &enrolment("d2@mef.example", 3),
+            &ke,
+            &fqdn("a"),
+            None,
+            100,
+            0,
+            11,
+        )
+        .unwrap();
+        s.commit_enrolment(&b, &ke, &fqdn("a"), None, 100, 1, 12)
+            .unwrap();
         assert!(s.revoke_device("d1@mef.example", 13).unwrap());
         assert!(!s.revoke_device("d1@mef.example", 14).unwrap(), "once");
         assert_eq!(s.change_head().unwrap(), 4);
@@ -1491,33 +1505,73 @@ mod tests {
             (dev("b@mef.example"), kpm.clone()),
         ])
         .unwrap();
-        s.commit_enrolment(&enrolment("a@mef.example", 1), &Ke::from_array([3; 32]), &fqdn("a"), None, 100, 0, 1)
-            .unwrap();
+        s.commit_enrolment(
+            &enrolment("a@mef.example", 1),
+            &Ke::from_array([3; 32]),
+            &fqdn("a"),
+            None,
+            100,
+            0,
+            1,
+        )
+        .unwrap();
         let corrupt = |e: StoreError| match e {
             StoreError::CorruptId { column, .. } => column,
             other => panic!("not CorruptId: {other:?}"),
         };
         s.conn
-            .execute("UPDATE devices SET enrolee_id = 'not an id' WHERE kpm_id = 'b@mef.example'", [])
+            .execute(
+                "UPDATE devices SET enrolee_id = 'not an id' WHERE kpm_id = 'b@mef.example'",
+                [],
+            )
             .unwrap();
-        assert_eq!(corrupt(s.device("b@mef.example").unwrap_err()), "devices.enrolee_id");
-        assert_eq!(corrupt(s.devices(None, 10).unwrap_err()), "devices.enrolee_id");
-        assert_eq!(corrupt(s.active_device_keys().unwrap_err()), "devices.enrolee_id");
-        assert!(s.device("a@mef.example").unwrap().is_some(), "other rows still read");
+        assert_eq!(
+            corrupt(s.device("b@mef.example").unwrap_err()),
+            "devices.enrolee_id"
+        );
+        assert_eq!(
+            corrupt(s.devices(None, 10).unwrap_err()),
+            "devices.enrolee_id"
+        );
+        assert_eq!(
+            corrupt(s.active_device_keys().unwrap_err()),
+            "devices.enrolee_id"
+        );
+        assert!(
+            s.device("a@mef.example").unwrap().is_some(),
+            "other rows still read"
+        );
         s.conn
-            .execute("UPDATE devices SET targets = '[\"cse in\"]' WHERE kpm_id = 'a@mef.example'", [])
+            .execute(
+                "UPDATE devices SET targets = '[\"cse in\"]' WHERE kpm_id = 'a@mef.example'",
+                [],
+            )
             .unwrap();
         match s.device("a@mef.example").unwrap_err() {
             StoreError::CorruptJson { column, .. } => assert_eq!(column, "devices.targets"),
             other => panic!("not CorruptJson: {other:?}"),
         }
         s.conn
-            .execute("UPDATE enrolments SET admin_fqdn = '10.0.0.1', enrolee_id = '//x'", [])
+            .execute(
+                "UPDATE enrolments SET admin_fqdn = '10.0.0.1', enrolee_id = '//x'",
+                [],
+            )
             .unwrap();
-        assert_eq!(corrupt(s.registration("a@mef.example").unwrap_err()), "enrolments.admin_fqdn");
-        assert_eq!(corrupt(s.enrolment_of("a@mef.example").unwrap_err()), "enrolments.enrolee_id");
-        s.conn.execute("UPDATE changes SET ke_id = 'zz@mef.example'", []).unwrap();
-        assert_eq!(corrupt(s.changes_after(0, None, 10).unwrap_err()), "changes.ke_id");
+        assert_eq!(
+            corrupt(s.registration("a@mef.example").unwrap_err()),
+            "enrolments.admin_fqdn"
+        );
+        assert_eq!(
+            corrupt(s.enrolment_of("a@mef.example").unwrap_err()),
+            "enrolments.enrolee_id"
+        );
+        s.conn
+            .execute("UPDATE changes SET ke_id = 'zz@mef.example'", [])
+            .unwrap();
+        assert_eq!(
+            corrupt(s.changes_after(0, None, 10).unwrap_err()),
+            "changes.ke_id"
+        );
         // The error keeps its typed source.
         let e = s.changes_after(0, None, 10).unwrap_err();
         let src = std::error::Error::source(&e).unwrap();

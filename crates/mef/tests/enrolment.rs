@@ -59,7 +59,10 @@ async fn enrol_then_target_fetches_the_same_key() {
     assert_eq!(r.rsc, Rsc::Ok);
     let f: FetchCredentialsResponse = serde_json::from_value(r.pc.unwrap()).unwrap();
     assert!(f.status);
-    assert_eq!(f.enrolee_id.map(|e| e.to_string()).as_deref(), Some("Cdev0"));
+    assert_eq!(
+        f.enrolee_id.map(|e| e.to_string()).as_deref(),
+        Some("Cdev0")
+    );
     assert_eq!(f.lifetime, Some(s.enrolment_expiry));
     let key = f.credential.unwrap().expose_secret().to_vec();
     let mine = target_key(&out.ke, 22, CSE, SuidEncoding::AsciiDecimal).unwrap();
@@ -207,7 +210,10 @@ async fn key_registration_and_retrieval_with_target_ids() {
     assert_eq!(r.rsc, Rsc::Created, "{:?}", r.pc);
     let reg: KeyReg = wire::unwrap("mefKeyReg", r.pc.as_ref()).unwrap();
     assert_eq!(reg.relative_key_id.as_str(), hex::encode(kc_id));
-    assert_eq!(reg.key_id.to_string(), format!("{}@{FQDN}", hex::encode(kc_id)));
+    assert_eq!(
+        reg.key_id.to_string(),
+        format!("{}@{FQDN}", hex::encode(kc_id))
+    );
     assert!(reg.key_value.is_none());
 
     let to = format!("mef/keys/{}", reg.relative_key_id);
