@@ -37,7 +37,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::endpoint::{RemoteKey, RemoteKeySource, RemoteRevocations, REMOTE_CACHE_TTL};
 use m2msec_bindings::client::HttpClient;
-use m2msec_core::ids::{AeIdStem, CredentialId, EnroleeId, Fqdn, KeId, KpsaId};
+use m2msec_core::ids::{AeIdStem, CredentialId, CseId, EnroleeId, Fqdn, KeId, KpsaId};
 use m2msec_proto::{BoundIdentity, Operation, RequestPrimitive, ResponsePrimitive, Rsc};
 use m2msec_tls::{ClientConfig, Psk, PskIdentity, TlsClient};
 
@@ -105,7 +105,7 @@ pub struct MefLink {
     pub psk: Psk,
     /// This CSE's absolute CSE-ID: the originator of the retrieval, and the Enrolment Target ID
     /// of the §10.3.7 derivation.
-    pub cse_id: String,
+    pub cse_id: CseId,
     /// SUID of the keys requested (22: RSPF symmetric key for SAEF).
     pub suid: u8,
     /// Deadline of one request (connection, handshake and answer).
@@ -131,6 +131,12 @@ pub enum FetchError {
     /// Malformed answer.
     #[error("MEF answer: {0}")]
     Protocol(String),
+    /// An answer whose content does not parse (a malformed identifier, timestamp or key).
+    #[error("MEF answer: {0}")]
+    Wire(#[from] wire::WireError),
+    /// A `/fetchCredentials` answer that does not parse.
+    #[error("MEF answer: {0}")]
+    Json(#[from] serde_json::Error),
     /// Not asked: the limits of [`FetchLimits`] were reached.
     #[error("not asked: {0}")]
     Throttled(&'static str),
@@ -398,7 +404,10 @@ impl MefKeySource {
                 }
                 m.seen.insert(&key, (), SEEN_TTL, now);
             }
-            Err(FetchError::Refused(..)) | Err(FetchError::Protocol(_)) => {
+            Err(FetchError::Refused(..))
+            | Err(FetchError::Protocol(_))
+            | Err(FetchError::Wire(_))
+            | Err(FetchError::Json(_)) => {
                 m.misses
                     .insert(&key, (), inner.link.limits.negative_ttl, now)
             }
@@ -546,7 +555,7 @@ impl Inner {
         RequestPrimitive::new(
             Operation::Retrieve,
             to,
-            Some(&self.link.cse_id),
+            Some(&self.link.cse_id.to_string()),
             format!("{tag}-{}", self.rqi.fetch_add(1, Ordering::Relaxed)),
         )
     }
@@ -571,12 +580,10 @@ impl Inner {
         let l = &self.link;
         let req = self.retrieve(format!("{FETCH_CREDENTIALS}/{ke_id}/{}", l.suid), "fetch");
         let r = self.request(&req).await?;
-        let body: FetchCredentialsResponse =
-            r.pc.clone()
-                .and_then(|v| serde_json::from_value(v).ok())
-                .ok_or_else(|| {
-                    FetchError::Protocol(format!("status {} without a body", r.rsc.as_u16()))
-                })?;
+        let pc = r.pc.clone().ok_or_else(|| {
+            FetchError::Protocol(format!("status {} without a body", r.rsc.as_u16()))
+        })?;
+        let body: FetchCredentialsResponse = serde_json::from_value(pc)?;
         if r.rsc != Rsc::Ok || !body.status {
             return Err(FetchError::Refused(
                 r.rsc,
@@ -614,8 +621,7 @@ impl Inner {
         if r.rsc != Rsc::Ok {
             return Err(FetchError::Refused(r.rsc, dbg_text(&r)));
         }
-        let v: EnroleeReservation =
-            wire::unwrap("mefEnrolee", r.pc.as_ref()).map_err(FetchError::Protocol)?;
+        let v: EnroleeReservation = wire::unwrap("mefEnrolee", r.pc.as_ref())?;
         Ok(v.reserved)
     }
 
@@ -626,7 +632,7 @@ impl Inner {
         if r.rsc != Rsc::Ok {
             return Err(FetchError::Refused(r.rsc, dbg_text(&r)));
         }
-        wire::unwrap("mefChanges", r.pc.as_ref()).map_err(FetchError::Protocol)
+        Ok(wire::unwrap("mefChanges", r.pc.as_ref())?)
     }
 
     /// Reads the feed from the cursor (a few pages at most) and applies it.

@@ -31,7 +31,7 @@ fn key_source(
         fqdn: FQDN.parse().unwrap(),
         psk_identity: PskIdentity::new(identity).unwrap(),
         psk: Psk::new(&[key; 32]).unwrap(),
-        cse_id: client_id.into(),
+        cse_id: client_id.parse().unwrap(),
         suid: 22,
         timeout: Duration::from_secs(2),
         poll_interval: poll,

@@ -202,7 +202,7 @@ async fn demo(n: usize) -> Result<(Value, bool), CliError> {
         fqdn: MEF_FQDN.parse().map_err(CliError::other)?,
         psk_identity: cse_identity,
         psk: cse_psk,
-        cse_id: CSE_ABS.into(),
+        cse_id: CSE_ABS.parse().map_err(CliError::other)?,
         suid: m2msec_mef::endpoint::TARGET_SUID,
         timeout: Duration::from_secs(5),
         poll_interval: m2msec_cse_service::mef_source::DEFAULT_POLL_INTERVAL,

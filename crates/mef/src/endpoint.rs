@@ -555,7 +555,7 @@ impl MefEndpoint {
         let rqi = &prim.rqi;
         let req: KeyRegRequest = match wire::unwrap("mefKeyReg", prim.pc.as_ref()) {
             Ok(r) => r,
-            Err(e) => return err(Rsc::BadRequest, rqi, e),
+            Err(e) => return err(Rsc::BadRequest, rqi, e.to_string()),
         };
         let Ok(suid) = Suid::new(req.suid) else {
             return err(Rsc::BadRequest, rqi, "SUID is not a defined m2m:suid");

@@ -96,6 +96,9 @@ pub enum EnrolError {
     /// A response that does not follow the protocol.
     #[error("MEF {0}")]
     Protocol(String),
+    /// A response whose content does not parse (a malformed identifier, timestamp or key).
+    #[error("MEF {0}")]
+    Wire(#[source] Arc<crate::wire::WireError>),
     /// Keystore.
     #[error("keystore: {0}")]
     Keystore(#[source] Arc<KeystoreFault>),
@@ -440,8 +443,8 @@ impl Machine {
     fn step(&mut self, r: ResponsePrimitive, now: i64) -> Result<(), EnrolError> {
         match std::mem::replace(&mut self.state, State::Done) {
             State::Register => {
-                let reg: ClientReg =
-                    wire::unwrap("mefClientReg", r.pc.as_ref()).map_err(EnrolError::Protocol)?;
+                let reg: ClientReg = wire::unwrap("mefClientReg", r.pc.as_ref())
+                    .map_err(|e| EnrolError::Wire(Arc::new(e)))?;
                 if reg.ke_id != self.ke_id {
                     return Err(EnrolError::Protocol(format!(
                         "KeID mismatch: MEF {} vs local {}",
@@ -471,13 +474,13 @@ impl Machine {
                 }
             }
             State::CmdRetrieve { to } | State::CmdUpdate { to, .. } => {
-                let cmd: ClientCmd =
-                    wire::unwrap("mefClientCmd", r.pc.as_ref()).map_err(EnrolError::Protocol)?;
+                let cmd: ClientCmd = wire::unwrap("mefClientCmd", r.pc.as_ref())
+                    .map_err(|e| EnrolError::Wire(Arc::new(e)))?;
                 self.command(to, cmd)?;
             }
             State::Ibc { to } => {
-                let cred: IbcCredential =
-                    wire::unwrap("ibcCred", r.pc.as_ref()).map_err(EnrolError::Protocol)?;
+                let cred: IbcCredential = wire::unwrap("ibcCred", r.pc.as_ref())
+                    .map_err(|e| EnrolError::Wire(Arc::new(e)))?;
                 let valid = validate_ibc(&cred, now).is_ok()
                     && cred.id2.starts_with(&format!("{}|", self.mef_fqdn))
                     && cred.id2.ends_with(&format!("|{}", self.id1));
@@ -496,8 +499,8 @@ impl Machine {
                 self.state = State::End { to };
             }
             State::End { .. } => {
-                let end: EndOfExchange =
-                    wire::unwrap("endOfExchange", r.pc.as_ref()).map_err(EnrolError::Protocol)?;
+                let end: EndOfExchange = wire::unwrap("endOfExchange", r.pc.as_ref())
+                    .map_err(|e| EnrolError::Wire(Arc::new(e)))?;
                 let (Some(summary), Some(ke)) = (self.summary.take(), self.ke.take()) else {
                     return Err(EnrolError::Protocol("unexpected end of exchange".into()));
                 };

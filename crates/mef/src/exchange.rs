@@ -334,7 +334,7 @@ impl Exchange {
                 let upd: ClientCmd = match wire::unwrap("mefClientCmd", prim.pc.as_ref()) {
                     Ok(u) => u,
                     // TS-0003 §8.3.9.6 step 2a: BAD_REQUEST on a parse failure.
-                    Err(e) => return Output::Reply(err(Rsc::BadRequest, &rqi, e)),
+                    Err(e) => return Output::Reply(err(Rsc::BadRequest, &rqi, e.to_string())),
                 };
                 let current = self.commands.front().map(|(id, _)| id.clone());
                 // Only a command the MEF has issued (Retrieved, or carried by the previous
@@ -425,7 +425,7 @@ impl Exchange {
         }
         let req: ClientRegRequest = match wire::unwrap("mefClientReg", prim.pc.as_ref()) {
             Ok(r) => r,
-            Err(e) => return err(Rsc::BadRequest, rqi, e),
+            Err(e) => return err(Rsc::BadRequest, rqi, e.to_string()),
         };
         if let Some(id) = &req.enrolee_id {
             if id != &self.enrolee_id {
@@ -507,7 +507,7 @@ impl Exchange {
         }
         let req: IbcEnrolRequest = match wire::unwrap("ibcEnrol", prim.pc.as_ref()) {
             Ok(r) => r,
-            Err(e) => return Output::Reply(err(Rsc::BadRequest, rqi, e)),
+            Err(e) => return Output::Reply(err(Rsc::BadRequest, rqi, e.to_string())),
         };
         if req.id1 != self.enrolee_id {
             return Output::Reply(err(
@@ -532,7 +532,7 @@ impl Exchange {
         let rqi = &prim.rqi;
         let rep: IbcReport = match wire::unwrap("ibcEnrol", prim.pc.as_ref()) {
             Ok(r) => r,
-            Err(e) => return Output::Reply(err(Rsc::BadRequest, rqi, e)),
+            Err(e) => return Output::Reply(err(Rsc::BadRequest, rqi, e.to_string())),
         };
         if rep.success && cfg.ibc && self.id2.is_none() {
             return Output::Reply(err(

@@ -339,20 +339,59 @@ pub fn wrap<T: Serialize>(root: &str, value: &T) -> serde_json::Value {
     serde_json::Value::Object(m)
 }
 
+/// Why a primitive's content is not the resource expected. A malformed identifier in it is a
+/// [`WireError::Content`] whose source names the identifier kind (`core::ids::IdError`'s text):
+/// the MEF answers BAD_REQUEST (4000) with this text, a client refuses the answer.
+#[derive(Debug, thiserror::Error)]
+pub enum WireError {
+    /// No content.
+    #[error("content {root} is required")]
+    Missing {
+        /// The content root expected.
+        root: String,
+    },
+    /// Not one JSON object with one member.
+    #[error("content must be one object {{\"{root}\": ...}}")]
+    Shape {
+        /// The content root expected.
+        root: String,
+    },
+    /// Another root.
+    #[error("content root must be {root}")]
+    Root {
+        /// The content root expected.
+        root: String,
+    },
+    /// The resource does not parse (a missing or unknown field, a malformed identifier,
+    /// timestamp or secret).
+    #[error("{root}: {source}")]
+    Content {
+        /// The content root.
+        root: String,
+        /// serde's error.
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
 /// Unwraps the content root `root` of `pc` into `T`.
 pub fn unwrap<T: for<'de> Deserialize<'de>>(
     root: &str,
     pc: Option<&serde_json::Value>,
-) -> Result<T, String> {
-    let pc = pc.ok_or_else(|| format!("content {root} is required"))?;
+) -> Result<T, WireError> {
+    let root_s = || root.to_string();
+    let pc = pc.ok_or_else(|| WireError::Missing { root: root_s() })?;
     let obj = pc
         .as_object()
         .filter(|o| o.len() == 1)
-        .ok_or_else(|| format!("content must be one object {{\"{root}\": ...}}"))?;
+        .ok_or_else(|| WireError::Shape { root: root_s() })?;
     let inner = obj
         .get(root)
-        .ok_or_else(|| format!("content root must be {root}"))?;
-    serde_json::from_value(inner.clone()).map_err(|e| format!("{root}: {e}"))
+        .ok_or_else(|| WireError::Root { root: root_s() })?;
+    serde_json::from_value(inner.clone()).map_err(|source| WireError::Content {
+        root: root_s(),
+        source,
+    })
 }
 
 #[cfg(test)]
