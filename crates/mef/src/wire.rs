@@ -480,4 +480,100 @@ mod tests {
         let v = serde_json::json!({"status": true, "credential": "***"});
         assert!(serde_json::from_value::<FetchCredentialsResponse>(v).is_err());
     }
+
+    /// Issue 10 item 6: identifier fields are `core::ids` types, and the JSON a peer sends comes
+    /// back out byte for byte (each type prints the text it parsed).
+    #[test]
+    fn identifiers_keep_their_wire_text() {
+        let ts = "20301231T235959";
+        let ke = format!("{}@mef.sp.example", "ab".repeat(16));
+        let texts = [
+            serde_json::json!({"mefClientReg": {
+                "MEFClientRegID": "mcr-0011223344556677", "expirationTime": ts,
+                "MEFClientID": "/cse-in/Cdev1", "adminFQDN": "admin.sp.example", "keID": ke,
+                "enrolmentExpiry": ts, "ibcEnrolment": true, "keyDerivation": "10.3.7-ascii",
+            }}),
+            serde_json::json!({"mefKeyReg": {
+                "relativeKeyID": "my-key_name", "keyID": "my-key_name@mef.sp.example",
+                "expirationTime": ts, "sourceMEFClientID": "//sp.example/S563423",
+                "adminFQDN": "admin.sp.example", "SUID": 42,
+                "targetIDs": ["//sp.example/cse-in", "//sp.example/cse-in/Cae1", "maf.sp.example"],
+            }}),
+            serde_json::json!({"mefChanges": {"next": 3, "more": false, "reset": false, "changes": [
+                {"seq": 2, "event": "enrolled", "enroleeID": "cse-mn", "keID": ke},
+                {"seq": 3, "event": "revoked", "enroleeID": "Cdev1", "endedKeID": ke},
+            ]}}),
+            serde_json::json!({"mefEnrolee": {"enroleeID": "Cdev1", "reserved": true}}),
+        ];
+        for v in texts {
+            let out = match v
+                .as_object()
+                .and_then(|o| o.keys().next())
+                .map(String::as_str)
+            {
+                Some("mefClientReg") => wrap(
+                    "mefClientReg",
+                    &unwrap::<ClientReg>("mefClientReg", Some(&v)).unwrap(),
+                ),
+                Some("mefKeyReg") => wrap(
+                    "mefKeyReg",
+                    &unwrap::<KeyReg>("mefKeyReg", Some(&v)).unwrap(),
+                ),
+                Some("mefChanges") => wrap(
+                    "mefChanges",
+                    &unwrap::<ChangeFeed>("mefChanges", Some(&v)).unwrap(),
+                ),
+                _ => wrap(
+                    "mefEnrolee",
+                    &unwrap::<EnroleeReservation>("mefEnrolee", Some(&v)).unwrap(),
+                ),
+            };
+            assert_eq!(
+                serde_json::to_string(&out).unwrap(),
+                serde_json::to_string(&v).unwrap()
+            );
+        }
+    }
+
+    /// Issue 10 item 6: a malformed identifier in any request or answer is refused where it is
+    /// parsed, with an error whose source is the identifier's (the MEF answers it with 4000).
+    #[test]
+    fn malformed_identifiers_are_refused_at_parse_time() {
+        let cases = [
+            ("mefClientReg", serde_json::json!({"adminFQDN": "a b"})),
+            (
+                "mefClientReg",
+                serde_json::json!({"adminFQDN": "a.example", "enroleeID": "C/x"}),
+            ),
+            (
+                "mefKeyReg",
+                serde_json::json!({"adminFQDN": "a.example", "SUID": 22, "targetIDs": ["//x"]}),
+            ),
+            ("ibcEnrol", serde_json::json!({"id1": "not an id"})),
+            (
+                "mefEnrolee",
+                serde_json::json!({"enroleeID": "xdev", "reserved": true}),
+            ),
+        ];
+        for (root, body) in cases {
+            let v = serde_json::json!({ root: body });
+            let e = match root {
+                "mefClientReg" => unwrap::<ClientRegRequest>(root, Some(&v)).err(),
+                "mefKeyReg" => unwrap::<KeyRegRequest>(root, Some(&v)).err(),
+                "ibcEnrol" => unwrap::<IbcEnrolRequest>(root, Some(&v)).err(),
+                _ => unwrap::<EnroleeReservation>(root, Some(&v)).err(),
+            };
+            match e {
+                Some(WireError::Content { source, .. }) => {
+                    assert!(source.is_data(), "{root}: {source}")
+                }
+                other => panic!("{root} {body}: {other:?}"),
+            }
+        }
+        let bad_feed = serde_json::json!({"mefChanges": {"next": 1, "more": false, "reset": false,
+            "changes": [{"seq": 1, "event": "revoked", "enroleeID": "Cdev1", "endedKeID": "zz@m"}]}});
+        assert!(unwrap::<ChangeFeed>("mefChanges", Some(&bad_feed)).is_err());
+        let bad_fetch = serde_json::json!({"status": true, "enroleeID": "//sp.example"});
+        assert!(serde_json::from_value::<FetchCredentialsResponse>(bad_fetch).is_err());
+    }
 }
