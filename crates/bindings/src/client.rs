@@ -22,7 +22,10 @@ pub const MAX_RESPONSE: usize = 1024 * 1024;
 pub enum ClientError {
     /// HTTP transport.
     #[error("HTTP: {0}")]
-    Http(String),
+    Http(#[from] hyper::Error),
+    /// The response body could not be read (transport failure, or larger than the limit).
+    #[error("reading the response: {0}")]
+    Body(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// The request could not be written, or the response not read as a primitive.
     #[error("{0}")]
     Mapping(String),
@@ -56,9 +59,7 @@ impl HttpClient {
     where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let (sender, conn) = http1::handshake(TokioIo::new(io))
-            .await
-            .map_err(|e| ClientError::Http(e.to_string()))?;
+        let (sender, conn) = http1::handshake(TokioIo::new(io)).await?;
         let conn = tokio::spawn(async move {
             let _ = conn.await;
         });
@@ -89,20 +90,13 @@ impl HttpClient {
         r: hyper::http::Request<Bytes>,
     ) -> Result<ResponsePrimitive, ClientError> {
         let r = r.map(Full::new);
-        self.sender
-            .ready()
-            .await
-            .map_err(|e| ClientError::Http(e.to_string()))?;
-        let resp = self
-            .sender
-            .send_request(r)
-            .await
-            .map_err(|e| ClientError::Http(e.to_string()))?;
+        self.sender.ready().await?;
+        let resp = self.sender.send_request(r).await?;
         let (parts, body) = resp.into_parts();
         let body = Limited::new(body, self.max_response)
             .collect()
             .await
-            .map_err(|e| ClientError::Http(format!("reading the response: {e}")))?
+            .map_err(ClientError::Body)?
             .to_bytes();
         response_from_http(parts.status, &parts.headers, &body)
             .map_err(|e| ClientError::Mapping(e.detail))

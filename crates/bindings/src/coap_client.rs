@@ -76,16 +76,14 @@ pub struct CoapClient {
     seed: u64,
 }
 
+/// A random seed for the first Message ID and Token (RFC 7252 §4.4: "randomized", §5.3.1). Not a
+/// clock reading: std's `RandomState` keys come from the OS's random source, and each `new()`
+/// gives different keys, so the hash of nothing differs per client.
 fn random_u64() -> u64 {
     use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or_default(),
-    );
-    h.finish()
+    std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish()
 }
 
 impl CoapClient {

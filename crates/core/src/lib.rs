@@ -10,6 +10,8 @@
 //! - [`kdf`]: the TS-0003 §10.3 key schedule and the seed 002 group key Ksx.
 //! - [`sec`], [`suid`], [`timestamp`], [`duration`]: clause-12 `sec:` data types, `m2m:suid`,
 //!   `m2m:timestamp`, `xs:duration`.
+//! - [`clock`]: the one injectable clock (unix seconds): [`clock::Clock`], [`clock::ManualClock`]
+//!   for tests. Reading the system clock is the only thing here that looks outside.
 //! - [`eccsi`]: ECCSI identity-based signatures (RFC 6507) on P-256, the PKG scheme of seed 001.
 //!
 //! Procedures built on this crate follow `docs/architecture.md`: a sans-IO state machine (time
@@ -17,6 +19,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_debug_implementations)]
 
+pub mod clock;
 pub mod duration;
 pub mod eccsi;
 pub mod export;

@@ -14,7 +14,8 @@
 //!   compare instants with [`Timestamp::to_unix_micros`].
 //! - Years 0000–9999 are accepted (four digits, proleptic Gregorian calendar). Seconds run
 //!   0–59: leap seconds (`60`) are rejected because they have no Unix-time representation.
-//! - No clock access: this module is pure. Callers turn `SystemTime` into Unix seconds.
+//! - No clock access: this module is pure. Callers pass Unix seconds read from a
+//!   [`crate::clock::Clock`].
 
 use core::fmt;
 use core::str::FromStr;

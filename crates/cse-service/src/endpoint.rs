@@ -12,11 +12,12 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use m2msec_bindings::{AssociationInfo, CloseSignal, Endpoint, Handled, Opened};
+use m2msec_core::clock::Clock;
 use m2msec_core::ids::{CredentialId, KpsaId};
-use m2msec_cse::credentials::{unix_now, CredentialError, CredentialStore};
+use m2msec_cse::credentials::{CredentialError, CredentialStore};
 use m2msec_cse::{
     Association as CseAssociation, BoundIdentity, CredentialKind, Cse, RequestPrimitive,
     Reservation, ResponsePrimitive, Rsc, SecurityContext, Store,
@@ -71,9 +72,9 @@ pub struct RemoteKey {
     pub credential_id: CredentialId,
     /// The identity the key is bound to, if the source says so (TS-0003 §8.2.2.1 IdA).
     pub bound: Option<BoundIdentity>,
-    /// End of the key's lifetime; the CSE caches the key until then (at most
+    /// End of the key's lifetime, unix seconds; the CSE caches the key until then (at most
     /// [`REMOTE_CACHE_TTL`]) and refuses it afterwards.
-    pub expires: Option<SystemTime>,
+    pub expires_unix: Option<i64>,
 }
 
 /// A fallback credential source, asked when a `psk_identity` is neither configured nor in the
@@ -174,13 +175,6 @@ impl Entry {
     }
 }
 
-fn unix_of(t: SystemTime) -> i64 {
-    match t.duration_since(SystemTime::UNIX_EPOCH) {
-        Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
-        Err(_) => 0,
-    }
-}
-
 /// The CSE's credentials in memory: configuration (fixed), the store (replaced on each reload)
 /// and cached remote keys. The TLS handshake callback reads it without touching SQLite.
 #[derive(Default)]
@@ -236,7 +230,7 @@ impl CredentialMap {
             return None;
         };
         let cap = now.saturating_add(i64::try_from(REMOTE_CACHE_TTL.as_secs()).unwrap_or(300));
-        let expires_unix = k.expires.map(unix_of);
+        let expires_unix = k.expires_unix;
         let e = Entry {
             key: k.key,
             credential_id: k.credential_id,
@@ -444,11 +438,11 @@ fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
 
 /// The CSE's [`PskResolver`]: one in-memory lookup per handshake (TS-0003 §8.2.2.1). Expired
 /// and revoked credentials are refused (`unknown_psk_identity`).
-struct Resolver(Arc<CredentialMap>);
+struct Resolver(Arc<CredentialMap>, Clock);
 
 impl PskResolver for Resolver {
     fn resolve(&self, _sni: Option<&str>, identity: &PskIdentity) -> Option<ResolvedPsk> {
-        let Some(e) = self.0.lookup(identity.as_str(), unix_now(), true) else {
+        let Some(e) = self.0.lookup(identity.as_str(), self.1.now(), true) else {
             m2msec_bindings::audit::unknown_identity(
                 identity.as_str(),
                 "unknown, revoked or expired",
@@ -485,6 +479,8 @@ pub struct CseEndpoint<S: Store> {
     raw_keys: HashMap<String, (CredentialId, Option<BoundIdentity>)>,
     /// AE-IDs reserved for credentials (shared with the engine).
     reserved: Arc<ReservedIds>,
+    /// The engine's clock: credential expiries are judged on it.
+    clock: Clock,
 }
 
 impl<S: Store> std::fmt::Debug for CseEndpoint<S> {
@@ -499,7 +495,7 @@ impl<S: Store> std::fmt::Debug for CseEndpoint<S> {
 
 impl<S: Store + Send + 'static> CseEndpoint<S> {
     /// The endpoint and the PSK server configuration (TLS or DTLS) that resolves its
-    /// credentials.
+    /// credentials. Credential expiries are judged on the engine's clock ([`Cse::clock`]).
     pub fn new(mut cse: Cse<S>, sec: &CseSecurity) -> (Arc<Self>, ServerConfig) {
         let mut config = HashMap::new();
         for c in &sec.credentials {
@@ -519,7 +515,8 @@ impl<S: Store + Send + 'static> CseEndpoint<S> {
             config,
             ..CredentialMap::default()
         });
-        let mut cfg = ServerConfig::psk(Arc::new(Resolver(creds.clone())));
+        let clock = cse.clock().clone();
+        let mut cfg = ServerConfig::psk(Arc::new(Resolver(creds.clone(), clock.clone())));
         cfg.authorities = sec.authority.clone().map(|a| vec![a]);
         cfg.require_sni = sec.require_sni;
         cfg.client_raw_keys = sec.raw_keys.iter().map(|r| r.pk_id.clone()).collect();
@@ -549,6 +546,7 @@ impl<S: Store + Send + 'static> CseEndpoint<S> {
             store: Mutex::new(None),
             raw_keys,
             reserved,
+            clock,
         };
         ep.reindex(&HashMap::new());
         (Arc::new(ep), cfg)
@@ -581,7 +579,7 @@ impl<S: Store + Send + 'static> CseEndpoint<S> {
 
     /// Replaces the stored part of the credential map with the store's current rows.
     fn install(&self, store: &CredentialStore) -> Result<usize, CredentialError> {
-        let snap = store.snapshot(unix_now())?;
+        let snap = store.snapshot(self.clock.now())?;
         let mut map = HashMap::new();
         for c in snap.active {
             let id = c.kpsa_id.to_string();
@@ -678,7 +676,7 @@ impl<S: Store + Send + 'static> CseEndpoint<S> {
         if revoked.identities.is_empty() && !revoked.all {
             return;
         }
-        let dropped = self.creds.forget_remote(&revoked, unix_now());
+        let dropped = self.creds.forget_remote(&revoked, self.clock.now());
         tracing::info!(
             identities = revoked.identities.len(),
             all = revoked.all,
@@ -691,7 +689,7 @@ impl<S: Store + Send + 'static> CseEndpoint<S> {
     /// session lock, as [`Endpoint::open`] does, so a session opening during a revocation is
     /// either refused or closed.
     fn enforce(&self) {
-        let now = unix_now();
+        let now = self.clock.now();
         let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
         sessions.retain(|id, parent| {
             if self.creds.still_valid(id, now) {
@@ -784,7 +782,7 @@ impl<S: Store + Send + 'static> CseEndpoint<S> {
             m2msec_tls::CredentialKind::RawPublicKey => return self.raw_key_context(peer),
         }
         let id = peer.psk_identity.as_ref()?;
-        let e = self.creds.lookup(id.as_str(), unix_now(), false)?;
+        let e = self.creds.lookup(id.as_str(), self.clock.now(), false)?;
         tracing::debug!(identity = %id, source = ?e.source, "credential");
         Some(SecurityContext::Association(CseAssociation {
             credential_kind: CredentialKind::Psk,
@@ -958,11 +956,17 @@ impl<S: Store + Send + 'static> Endpoint for CseEndpoint<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use m2msec_core::clock::ManualClock;
     use m2msec_cse::credentials::{AddOptions, NewCredential};
     use m2msec_cse::{CseConfig, CseType, SqliteStore};
 
-    fn endpoint(config: Vec<PskCredential>) -> Arc<CseEndpoint<SqliteStore>> {
-        let cse = Cse::new(
+    /// The tests' start time (2027-01-15T08:00:00Z); each test moves its own clock from there.
+    const T0: i64 = 1_800_000_000;
+
+    /// An endpoint on an engine whose clock (also the endpoint's) the test moves.
+    fn endpoint(config: Vec<PskCredential>) -> (Arc<CseEndpoint<SqliteStore>>, ManualClock) {
+        let hand = ManualClock::new(T0);
+        let cse = Cse::with_clock(
             CseConfig {
                 sp: "sp.example".parse().unwrap(),
                 cse_id: "/cse-in".parse().unwrap(),
@@ -971,16 +975,17 @@ mod tests {
                 poa: vec![],
             },
             SqliteStore::open_in_memory().unwrap(),
+            hand.clock(),
         )
         .unwrap();
-        CseEndpoint::new(
+        let (ep, _) = CseEndpoint::new(
             cse,
             &CseSecurity {
                 credentials: config,
                 ..CseSecurity::default()
             },
-        )
-        .0
+        );
+        (ep, hand)
     }
 
     fn peer(id: &str) -> Peer {
@@ -1006,22 +1011,21 @@ mod tests {
         }))
     }
 
+    /// Adds a credential at `T0`, as the command line would.
     fn add(store: &mut CredentialStore, id: &str, key: u8, expires: Option<i64>) {
         let mut c = NewCredential::new(id.parse().unwrap(), &[key; 32]);
         c.expires = expires.map(|e| m2msec_core::timestamp::Timestamp::from_unix(e).unwrap());
-        store
-            .add(&c, AddOptions::default(), unix_now(), || Ok(()))
-            .unwrap();
+        store.add(&c, AddOptions::default(), T0, || Ok(())).unwrap();
     }
 
     fn resolves(ep: &CseEndpoint<SqliteStore>, id: &str) -> bool {
-        ep.creds.lookup(id, unix_now(), true).is_some()
+        ep.creds.lookup(id, ep.clock.now(), true).is_some()
     }
 
     #[test]
     fn store_credentials_are_followed_and_revocation_closes_sessions() {
         let d = tempfile::tempdir().unwrap();
-        let ep = endpoint(vec![]);
+        let (ep, _) = endpoint(vec![]);
         let mut cli = CredentialStore::open(d.path()).unwrap();
         add(&mut cli, "a@mef.example", 1, None);
         assert_eq!(
@@ -1046,7 +1050,7 @@ mod tests {
         assert!(ep.refresh_credentials().unwrap());
         assert!(!ep.refresh_credentials().unwrap(), "no change, no reload");
         let s3 = open(&ep, "b@mef.example").unwrap();
-        cli.revoke("a@mef.example", unix_now()).unwrap();
+        cli.revoke("a@mef.example", T0).unwrap();
         assert!(ep.refresh_credentials().unwrap());
         assert!(s1.close.is_cancelled() && s2.close.is_cancelled());
         assert!(!s3.close.is_cancelled());
@@ -1055,23 +1059,42 @@ mod tests {
     }
 
     #[test]
+    /// The expiry is judged on the injected clock (issue 10 item 7: no sleep): usable up to
+    /// the second before it, refused from it on, and its live sessions closed.
     fn expired_credentials_are_refused_and_their_sessions_closed() {
         let d = tempfile::tempdir().unwrap();
-        let ep = endpoint(vec![]);
+        let (ep, clock) = endpoint(vec![]);
         let mut cli = CredentialStore::open(d.path()).unwrap();
-        add(&mut cli, "a@mef.example", 1, Some(unix_now() + 1));
+        add(&mut cli, "a@mef.example", 1, Some(T0 + 60));
         ep.attach_credential_store(CredentialStore::open(d.path()).unwrap())
             .unwrap();
         let s = open(&ep, "a@mef.example").unwrap();
-        std::thread::sleep(Duration::from_millis(2100));
+        clock.set(T0 + 59);
+        assert!(
+            !ep.refresh_credentials().unwrap(),
+            "time alone reloads nothing"
+        );
+        assert!(!s.close.is_cancelled());
+        assert!(resolves(&ep, "a@mef.example"));
+        clock.set(T0 + 60);
         ep.refresh_credentials().unwrap();
         assert!(s.close.is_cancelled());
         assert!(!resolves(&ep, "a@mef.example"));
+        assert!(open(&ep, "a@mef.example").is_none());
+        // A fresh load of the store (a restart) refuses it too.
+        let (ep2, clock2) = endpoint(vec![]);
+        clock2.set(T0 + 60);
+        assert_eq!(
+            ep2.attach_credential_store(CredentialStore::open(d.path()).unwrap())
+                .unwrap(),
+            0
+        );
+        assert!(!resolves(&ep2, "a@mef.example"));
     }
 
     #[test]
     fn ae_id_certificates_bind_credential_id_33() {
-        let ep = endpoint(vec![]);
+        let (ep, _) = endpoint(vec![]);
         let mut p = peer("unused@mef.example");
         p.credential = m2msec_tls::CredentialKind::Certificate;
         p.psk_identity = None;
@@ -1110,7 +1133,7 @@ mod tests {
                 key: Psk::new(&[9; 32]).unwrap(),
                 credential_id: CredentialId::for_kpsa(&kpsa),
                 bound: None,
-                expires: Some(SystemTime::now() + Duration::from_secs(3600)),
+                expires_unix: Some(T0 + 3600),
             })
         }
     }
@@ -1119,7 +1142,7 @@ mod tests {
     fn remote_source_is_asked_on_a_miss_and_cached() {
         let d = tempfile::tempdir().unwrap();
         let kpsa: KpsaId = "cfg@mef.example".parse().unwrap();
-        let ep = endpoint(vec![PskCredential {
+        let (ep, clock) = endpoint(vec![PskCredential {
             psk_identity: PskIdentity::new("cfg@mef.example").unwrap(),
             kpsa_id: kpsa,
             key: Psk::new(&[3; 16]).unwrap(),
@@ -1129,8 +1152,7 @@ mod tests {
         ep.set_remote_key_source(mef.clone());
         let mut cli = CredentialStore::open(d.path()).unwrap();
         add(&mut cli, "remote-revoked@mef.example", 1, None);
-        cli.revoke("remote-revoked@mef.example", unix_now())
-            .unwrap();
+        cli.revoke("remote-revoked@mef.example", T0).unwrap();
         ep.attach_credential_store(CredentialStore::open(d.path()).unwrap())
             .unwrap();
         let calls = || mef.0.load(std::sync::atomic::Ordering::SeqCst);
@@ -1150,21 +1172,23 @@ mod tests {
         // A session on a remote key survives the cache lifetime; a stale cache entry is
         // asked again at the next handshake.
         let s = open(&ep, "remote-1@mef.example").unwrap();
-        write(&ep.creds.remote_cache)
-            .get_mut("remote-1@mef.example")
-            .unwrap()
-            .cache_until = Some(unix_now() - 1);
+        let ttl = i64::try_from(REMOTE_CACHE_TTL.as_secs()).unwrap();
+        clock.set(T0 + ttl - 1);
+        assert!(resolves(&ep, "remote-1@mef.example"));
+        assert_eq!(calls(), 2, "still cached");
+        clock.set(T0 + ttl);
         ep.refresh_credentials().unwrap();
         assert!(!s.close.is_cancelled());
         assert!(resolves(&ep, "remote-1@mef.example"));
         assert_eq!(calls(), 3);
         // Past its own expiry the key is refused and the session closed.
-        write(&ep.creds.remote_cache)
-            .get_mut("remote-1@mef.example")
-            .unwrap()
-            .expires_unix = Some(unix_now() - 1);
+        clock.set(T0 + 3599);
+        ep.refresh_credentials().unwrap();
+        assert!(!s.close.is_cancelled());
+        clock.set(T0 + 3600);
         ep.refresh_credentials().unwrap();
         assert!(s.close.is_cancelled());
+        assert!(!resolves(&ep, "remote-1@mef.example"));
     }
 
     /// A source that reports revocations, and that can have one arrive while a fetch is in
@@ -1186,7 +1210,7 @@ mod tests {
                         identities: vec![id],
                         all: false,
                     },
-                    unix_now(),
+                    T0,
                 );
             }
             let kpsa: KpsaId = psk_identity.parse().ok()?;
@@ -1194,7 +1218,7 @@ mod tests {
                 key: Psk::new(&[9; 32]).unwrap(),
                 credential_id: CredentialId::for_kpsa(&kpsa),
                 bound: None,
-                expires: Some(SystemTime::now() + Duration::from_secs(3600)),
+                expires_unix: Some(T0 + 3600),
             })
         }
 
@@ -1205,7 +1229,7 @@ mod tests {
 
     #[test]
     fn remote_keys_revoked_at_the_source_are_dropped_and_their_sessions_closed() {
-        let ep = endpoint(vec![]);
+        let (ep, _) = endpoint(vec![]);
         let mef = Arc::new(RevokingMef::default());
         ep.set_remote_key_source(mef.clone());
         let calls = || mef.calls.load(std::sync::atomic::Ordering::SeqCst);

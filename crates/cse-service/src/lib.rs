@@ -130,7 +130,7 @@ pub async fn start(loaded: config::CseServiceConfig) -> Result<RunningCse, Start
     let mut cse = Cse::with_policy(
         loaded.engine,
         store,
-        Box::new(m2msec_cse::engine::system_now),
+        m2msec_core::clock::Clock::system(),
         &loaded.cse_base,
     )
     .map_err(|e| ConfigError::new(e.detail))?;

@@ -33,10 +33,11 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use crate::endpoint::{RemoteKey, RemoteKeySource, RemoteRevocations, REMOTE_CACHE_TTL};
 use m2msec_bindings::client::HttpClient;
+use m2msec_core::clock::Clock;
 use m2msec_core::ids::{AeIdStem, CredentialId, CseId, EnroleeId, Fqdn, KeId, KpsaId};
 use m2msec_proto::{BoundIdentity, Operation, RequestPrimitive, ResponsePrimitive, Rsc};
 use m2msec_tls::{ClientConfig, Psk, PskIdentity, TlsClient};
@@ -149,8 +150,8 @@ pub struct Fetched {
     pub key: Psk,
     /// EnroleeID.
     pub enrolee_id: EnroleeId,
-    /// Lifetime end.
-    pub expires: SystemTime,
+    /// Lifetime end, unix seconds.
+    pub expires_unix: i64,
 }
 
 /// A map whose entries expire, bounded: when full of live entries it drops about a tenth of
@@ -269,6 +270,8 @@ struct Inner {
     throttled: AtomicU64,
     /// Request identifiers.
     rqi: AtomicU64,
+    /// Judges the lifetimes the MEF returns (wall clock; the limits above run on `Instant`).
+    clock: Clock,
 }
 
 /// Fetches keys from the MEF for a CSE's TLS-PSK handshakes, follows the MEF's change feed and
@@ -321,6 +324,11 @@ fn transport(e: impl std::fmt::Display) -> FetchError {
 impl MefKeySource {
     /// A source for `link`: starts its runtime (one thread) and the change-feed poll.
     pub fn new(link: MefLink) -> Result<Self, m2msec_tls::Error> {
+        Self::with_clock(link, Clock::system())
+    }
+
+    /// As [`MefKeySource::new`], judging key lifetimes on `clock` (the CSE's, [`Clock`]).
+    pub fn with_clock(link: MefLink, clock: Clock) -> Result<Self, m2msec_tls::Error> {
         let client = TlsClient::new(ClientConfig::psk(
             link.psk_identity.clone(),
             link.psk.clone(),
@@ -356,6 +364,7 @@ impl MefKeySource {
             throttled: AtomicU64::new(0),
             rqi: AtomicU64::new(1),
             link,
+            clock,
         });
         rt.spawn(poll_loop(Arc::downgrade(&inner)));
         Ok(MefKeySource {
@@ -598,8 +607,8 @@ impl Inner {
         let lifetime = body
             .lifetime
             .ok_or_else(|| FetchError::Protocol("no lifetime".into()))?;
-        let expires = UNIX_EPOCH + Duration::from_secs(lifetime.to_unix().max(0) as u64);
-        if expires <= SystemTime::now() {
+        let expires_unix = lifetime.to_unix();
+        if expires_unix <= self.clock.now() {
             return Err(FetchError::Refused(
                 Rsc::OriginatorHasNoPrivilege,
                 "the credential has expired".into(),
@@ -610,7 +619,7 @@ impl Inner {
             enrolee_id: body
                 .enrolee_id
                 .ok_or_else(|| FetchError::Protocol("no enroleeID".into()))?,
-            expires,
+            expires_unix,
         })
     }
 
@@ -775,7 +784,7 @@ impl RemoteKeySource for MefKeySource {
                     key: f.key,
                     credential_id: CredentialId::for_kpsa(&kpsa_id),
                     bound,
-                    expires: Some(f.expires),
+                    expires_unix: Some(f.expires_unix),
                 })
             }
             Err(e @ FetchError::Throttled(_)) => {

@@ -183,11 +183,15 @@ async fn non_loopback_plaintext_is_refused() {
 
 /// Issue 9 item 12: a keep-alive connection stays open for the idle timeout, not the header
 /// timeout; a request head still has to be complete within the header timeout.
+///
+/// The waits here are real time on purpose: the timeouts are the listener's socket deadlines
+/// (tokio timers on a real connection), not an expiry judged on the injected clock (issue 10
+/// item 7). Kept short: about 2.5 s in all.
 #[tokio::test]
 async fn keep_alive_lasts_the_idle_timeout() {
     let addr = start(Limits {
-        header_timeout: Duration::from_millis(400),
-        idle_timeout: Duration::from_millis(2500),
+        header_timeout: Duration::from_millis(250),
+        idle_timeout: Duration::from_millis(1500),
         ..limits()
     })
     .await;
@@ -203,7 +207,7 @@ async fn keep_alive_lasts_the_idle_timeout() {
         let out = String::from_utf8_lossy(&buf[..n]).to_ascii_lowercase();
         assert!(out.starts_with("http/1.1 "), "round {round}: {out:?}");
         // Idle for three header timeouts (well inside the idle timeout).
-        tokio::time::sleep(Duration::from_millis(1200)).await;
+        tokio::time::sleep(Duration::from_millis(750)).await;
     }
     // A head that never completes is still cut off after the header timeout.
     s.write_all(b"GET /cb HTTP/1.1\r\nHost: x\r\n")
@@ -211,8 +215,9 @@ async fn keep_alive_lasts_the_idle_timeout() {
         .unwrap();
     let t = std::time::Instant::now();
     let _ = read_to_close(&mut s).await;
+    // Well before the idle timeout (1.5 s), which would also close it.
     assert!(
-        t.elapsed() < Duration::from_millis(1500),
+        t.elapsed() < Duration::from_millis(1000),
         "{:?}",
         t.elapsed()
     );

@@ -19,6 +19,10 @@
 //!   of usable (not revoked, not expired) credentials; [`CredentialStore::snapshot`] every row
 //!   with its state, for the CSE's in-memory map.
 //!
+//! The store reads no clock: every method that judges an expiry takes `now` (unix seconds) from
+//! its caller, the CSE's injected [`m2msec_core::clock::Clock`] or the command line's
+//! [`m2msec_core::clock::unix_now`].
+//!
 //! Keys rest sealed (AES-256-GCM, [`m2msec_keystore::Sealer`]) under the key-encryption key in
 //! `DATA_DIR/kek` (mode 0600, created on first use; a missing KEK is not replaced while sealed
 //! keys exist), with the associated data
@@ -31,7 +35,6 @@
 //! changed, because clients send the `psk_identity` byte for byte.
 
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use m2msec_core::ids::{AeId, CredentialId, CseId, KpsaId};
 use m2msec_core::timestamp::Timestamp;
@@ -172,14 +175,6 @@ pub fn check_label(label: &str) -> Result<(), CredentialError> {
         )));
     }
     Ok(())
-}
-
-/// The current time in seconds since 1970.
-pub fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }
 
 fn ts_text(unix: i64) -> String {

@@ -68,6 +68,7 @@
 
 use serde_json::{Map, Value};
 
+use m2msec_core::clock::Clock;
 use m2msec_core::ids::{AeIdStem, AeIdStemKind, CseId, SpId};
 use m2msec_core::timestamp::Timestamp;
 
@@ -197,7 +198,7 @@ pub struct Cse<S: Store> {
     addr: CseAddress,
     cfg: CseConfig,
     cb_ri: String,
-    clock: Box<dyn Fn() -> i64 + Send>,
+    clock: Clock,
     reservations: std::sync::Arc<dyn Reservations>,
     limits: Limits,
     /// The administrator (absolute form) and whether it is accepted outside associations.
@@ -220,14 +221,6 @@ fn db(e: StoreError) -> CseError {
             CseError::internal("store failure")
         }
     }
-}
-
-/// The system clock in Unix seconds (the clock of [`Cse::new`]).
-pub fn system_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }
 
 /// Random lowercase hex of `n` bytes from the OS RNG.
@@ -280,15 +273,11 @@ impl<S: Store> Cse<S> {
     /// Opens the engine on a store, creating `<CSEBase>` on first start (TS-0001 §9.6.3).
     /// Fails if the store holds a `<CSEBase>` with another name or CSE-ID.
     pub fn new(cfg: CseConfig, store: S) -> Result<Cse<S>, CseError> {
-        Self::with_clock(cfg, store, Box::new(system_now))
+        Self::with_clock(cfg, store, Clock::system())
     }
 
-    /// As [`Cse::new`] with a clock returning Unix seconds (tests, replays).
-    pub fn with_clock(
-        cfg: CseConfig,
-        store: S,
-        clock: Box<dyn Fn() -> i64 + Send>,
-    ) -> Result<Cse<S>, CseError> {
+    /// As [`Cse::new`] with a clock (tests, replays; [`m2msec_core::clock`]).
+    pub fn with_clock(cfg: CseConfig, store: S, clock: Clock) -> Result<Cse<S>, CseError> {
         Self::with_policy(cfg, store, clock, &CseBasePolicy::default())
     }
 
@@ -298,7 +287,7 @@ impl<S: Store> Cse<S> {
     pub fn with_policy(
         cfg: CseConfig,
         mut store: S,
-        clock: Box<dyn Fn() -> i64 + Send>,
+        clock: Clock,
         policy: &CseBasePolicy,
     ) -> Result<Cse<S>, CseError> {
         validate_resource_name(&cfg.cb_rn)?;
@@ -312,7 +301,8 @@ impl<S: Store> Cse<S> {
             cse_stem: stem.clone(),
             cb_rn: cfg.cb_rn.clone(),
         };
-        let now = Timestamp::from_unix(clock()).map_err(|e| CseError::internal(e.to_string()))?;
+        let now =
+            Timestamp::from_unix(clock.now()).map_err(|e| CseError::internal(e.to_string()))?;
         let cb_ri = stem.clone();
         let admin = match &policy.admin {
             None => None,
@@ -467,7 +457,7 @@ impl<S: Store> Cse<S> {
     /// Removes every expired resource (module docs, "Expiration"): the periodic sweep, in
     /// transactions of at most 1,000 resources. Returns how many rows were removed.
     pub fn purge_expired(&mut self) -> Result<usize, CseError> {
-        let now = Timestamp::from_unix((self.clock)())
+        let now = Timestamp::from_unix(self.clock.now())
             .map_err(|e| CseError::internal(e.to_string()))?
             .to_unix_micros();
         let mut total = 0;
@@ -480,6 +470,12 @@ impl<S: Store> Cse<S> {
                 return Ok(total);
             }
         }
+    }
+
+    /// The engine's clock: the one its service reads too (credential expiries), so both see
+    /// the same time.
+    pub fn clock(&self) -> &Clock {
+        &self.clock
     }
 
     /// The store (for inspection and administration).
@@ -499,7 +495,7 @@ impl<S: Store> Cse<S> {
         let to = req.fr.clone();
         let rvi = req.rvi.clone();
         let vsi = req.vsi.clone();
-        let now = Timestamp::from_unix((self.clock)()).ok();
+        let now = Timestamp::from_unix(self.clock.now()).ok();
         let mut resp = match self.process(sec, req) {
             Ok(r) => r,
             Err(e) => {
@@ -578,8 +574,8 @@ impl<S: Store> Cse<S> {
         } else {
             None
         };
-        let now =
-            Timestamp::from_unix((self.clock)()).map_err(|e| CseError::internal(e.to_string()))?;
+        let now = Timestamp::from_unix(self.clock.now())
+            .map_err(|e| CseError::internal(e.to_string()))?;
         let target = parse_to(&req.to, &self.addr)?;
 
         let ids = self.ids.clone();

@@ -39,6 +39,9 @@ pub enum StoreError {
     /// A stored blob did not decode.
     #[error("corrupt row: {0}")]
     Corrupt(String),
+    /// A resource's JSON body did not decode (or, writing, encode).
+    #[error("corrupt resource body: {0}")]
+    Json(#[from] serde_json::Error),
     /// Unique constraint (resource name under the same parent, or ri).
     #[error("conflict: {0}")]
     Conflict(String),
@@ -299,7 +302,7 @@ struct SqliteTx<'a> {
 }
 
 fn decode(body: String) -> Result<Resource, StoreError> {
-    serde_json::from_str(&body).map_err(|e| StoreError::Corrupt(e.to_string()))
+    Ok(serde_json::from_str(&body)?)
 }
 
 fn ty_num(ty: ResourceType) -> i64 {
@@ -405,7 +408,7 @@ impl StoreTx for SqliteTx<'_> {
     }
 
     fn insert(&mut self, r: &Resource) -> Result<(), StoreError> {
-        let body = serde_json::to_string(r).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let body = serde_json::to_string(r)?;
         let (aei, csi) = index_cols(r);
         self.tx
             .prepare_cached(
@@ -429,7 +432,7 @@ impl StoreTx for SqliteTx<'_> {
     }
 
     fn update(&mut self, r: &Resource) -> Result<(), StoreError> {
-        let body = serde_json::to_string(r).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let body = serde_json::to_string(r)?;
         let n = self
             .tx
             .prepare_cached("UPDATE resources SET body = ?2, et_us = ?3 WHERE ri = ?1")?

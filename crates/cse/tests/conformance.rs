@@ -245,7 +245,13 @@ fn empty_acpi_is_refused_and_null_deletes() {
 use serde_json::Value;
 
 fn cse_with(policy: &CseBasePolicy, store: SqliteStore) -> Cse<SqliteStore> {
-    Cse::with_policy(config(), store, Box::new(|| NOW), policy).unwrap()
+    Cse::with_policy(
+        config(),
+        store,
+        m2msec_core::clock::Clock::fixed(NOW),
+        policy,
+    )
+    .unwrap()
 }
 
 /// Item 1, default: an AE registered here may RETRIEVE `<CSEBase>` and nothing more; nobody
@@ -420,23 +426,13 @@ fn cse_base_policy_follows_the_configuration_across_restarts() {
     assert_eq!(attr(&r, "m2m:cb", "acpi"), &json!([CSE_BASE_ACP]));
 }
 
+use m2msec_core::clock::ManualClock;
 use m2msec_cse::{Cse, CseBasePolicy, SqliteStore, CSE_BASE_ACP};
 
 /// A CSE on `store` whose clock the test moves.
-fn cse_at(
-    store: SqliteStore,
-) -> (
-    Cse<SqliteStore>,
-    std::sync::Arc<std::sync::atomic::AtomicI64>,
-) {
-    let t = std::sync::Arc::new(std::sync::atomic::AtomicI64::new(NOW));
-    let c = t.clone();
-    let cse = Cse::with_clock(
-        config(),
-        store,
-        Box::new(move || c.load(std::sync::atomic::Ordering::SeqCst)),
-    )
-    .unwrap();
+fn cse_at(store: SqliteStore) -> (Cse<SqliteStore>, ManualClock) {
+    let t = ManualClock::new(NOW);
+    let cse = Cse::with_clock(config(), store, t.clock()).unwrap();
     (cse, t)
 }
 
@@ -522,7 +518,7 @@ fn expired_resources_disappear_and_stop_counting() {
     };
     let (n_before, bytes_before) = usage(&mut cse);
     assert_eq!(n_before, 5);
-    t.store(NOW + 10, std::sync::atomic::Ordering::SeqCst);
+    t.set(NOW + 10);
     let r = cse.handle(&sa, req(Operation::Retrieve, &cnt, Some(&aei)));
     assert_eq!(attr(&r, "m2m:cnt", "cni"), &json!(1));
     assert_eq!(attr(&r, "m2m:cnt", "cbs"), &json!(4));
@@ -540,10 +536,7 @@ fn expired_resources_disappear_and_stop_counting() {
     assert_eq!(n, 3);
     assert!(bytes < bytes_before);
     // The sweep, without any request: the AE itself expires with everything under it.
-    t.store(
-        NOW + i64::try_from(m2msec_cse::engine::DEFAULT_MAX_EXPIRATION_SECS).unwrap(),
-        std::sync::atomic::Ordering::SeqCst,
-    );
+    t.set(NOW + i64::try_from(m2msec_cse::engine::DEFAULT_MAX_EXPIRATION_SECS).unwrap());
     assert_eq!(cse.purge_expired().unwrap(), 3);
     assert_eq!(usage(&mut cse), (0, 0));
     let mut tx = m2msec_cse::Store::begin(cse.store_mut()).unwrap();
@@ -572,7 +565,7 @@ fn expiration_is_enforced_after_a_restart() {
         assert_eq!(r.rsc, Rsc::Created);
     }
     let (mut cse, t) = cse_at(SqliteStore::open(dir.path()).unwrap());
-    t.store(NOW + 6, std::sync::atomic::Ordering::SeqCst);
+    t.set(NOW + 6);
     assert_eq!(cse.purge_expired().unwrap(), 1);
     let r = cse.handle(
         &sa,
@@ -611,7 +604,7 @@ fn migration_fills_the_expiration_index() {
     drop(c);
     let (mut cse, t) = cse_at(SqliteStore::open(dir.path()).unwrap());
     assert_eq!(cse.store_mut().schema_version().unwrap(), 4);
-    t.store(NOW + 6, std::sync::atomic::Ordering::SeqCst);
+    t.set(NOW + 6);
     assert_eq!(cse.purge_expired().unwrap(), 1);
 }
 

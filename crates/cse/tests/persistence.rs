@@ -8,7 +8,12 @@ use m2msec_cse::{Cse, Operation, Rsc, SqliteStore};
 use serde_json::json;
 
 fn open(dir: &std::path::Path) -> Cse<SqliteStore> {
-    Cse::with_clock(config(), SqliteStore::open(dir).unwrap(), Box::new(|| NOW)).unwrap()
+    Cse::with_clock(
+        config(),
+        SqliteStore::open(dir).unwrap(),
+        m2msec_core::clock::Clock::fixed(NOW),
+    )
+    .unwrap()
 }
 
 #[test]
@@ -67,7 +72,7 @@ fn other_cse_identity_refused_on_reopen() {
     let e = Cse::with_clock(
         other,
         SqliteStore::open(dir.path()).unwrap(),
-        Box::new(|| NOW),
+        m2msec_core::clock::Clock::fixed(NOW),
     )
     .unwrap_err();
     assert_eq!(e.rsc, Rsc::InternalServerError);

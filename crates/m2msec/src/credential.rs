@@ -19,11 +19,12 @@ use clap::{Args, Subcommand};
 use rand_core::{OsRng, RngCore};
 use zeroize::Zeroizing;
 
+use m2msec_core::clock::unix_now;
 use m2msec_core::ids::{CredentialId, KpsaId};
 use m2msec_core::timestamp::Timestamp;
 use m2msec_cse::credentials::{
-    check_key, check_label, keystore, parse_ida, parse_identity, unix_now, AddOptions,
-    CredentialError, CredentialInfo, CredentialStore, NewCredential, Registree, State,
+    check_key, check_label, keystore, parse_ida, parse_identity, AddOptions, CredentialError,
+    CredentialInfo, CredentialStore, NewCredential, Registree, State,
 };
 
 use crate::error::{CliError, CliResult};

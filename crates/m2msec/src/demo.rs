@@ -453,10 +453,7 @@ async fn demo(n: usize) -> Result<(Value, bool), CliError> {
 
     // 7. Two devices verify each other's ECCSI signatures.
     let t = Instant::now();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
+    let now = m2msec_core::clock::unix_now();
     let creds: Vec<_> = runs
         .iter()
         .filter_map(|r| r.secrets.as_ref()?.ibc.clone())

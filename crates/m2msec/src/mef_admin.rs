@@ -29,6 +29,7 @@ use rand_core::{OsRng, RngCore};
 use serde::Serialize;
 use zeroize::Zeroizing;
 
+use m2msec_core::clock::unix_now;
 use m2msec_core::ids::KpmId;
 use m2msec_core::secret::Kpm;
 use m2msec_core::timestamp::Timestamp;
@@ -144,13 +145,6 @@ pub fn run(cmd: DeviceCmd) -> Result<ExitCode, CliError> {
         DeviceCmd::List(a) => list(a),
         DeviceCmd::Revoke(a) => revoke(a),
     }
-}
-
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 /// m2m:timestamp text of a unix time (the number itself if out of range).

@@ -414,10 +414,7 @@ fn keystore_credential(a: &RequestArgs) -> Result<(PskIdentity, Psk), CliError> 
     let dir = a.keystore.as_deref().unwrap_or(std::path::Path::new("."));
     let ks = Keystore::open(dir).map_err(|e| CliError::arg("--keystore", e))?;
     let (summary, ke, _) = ks.load().map_err(|e| CliError::arg("--keystore", e))?;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
+    let now = m2msec_core::clock::unix_now();
     if summary.enrolment_expiry.to_unix() <= now {
         return Err(CliError::arg(
             "--keystore",

@@ -378,6 +378,8 @@ fn unknown_keid_floods_neither_reach_the_mef_nor_slow_enrolled_devices() {
         // A second device enrols now; the CSE learns its KeID from the MEF's change feed.
         let ks1 = enrol(d, mef_port, 1);
         let (id1, psk1) = device_credential(&ks1);
+        // One poll of the feed (`revocation_poll_secs = 1`) in the CSE process: a periodic
+        // task of another process, not an expiry (nothing to inject a clock into).
         tokio::time::sleep(Duration::from_millis(1500)).await;
 
         let before = mef_connections.load(Ordering::Relaxed);

@@ -624,10 +624,7 @@ fn main() {
             .block_on(async { tokio::task::spawn_blocking(|| ()).await })
             .unwrap();
     });
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
+    let now = m2msec_mef::clock::unix_now();
     let cred = s.ibc.clone().unwrap();
     let validate_us = micros(100, || {
         validate_ibc(&cred, now).unwrap();

@@ -289,7 +289,7 @@ impl MefEndpoint {
         pkg: Arc<dyn Pkg>,
         targets: Vec<TargetClient>,
     ) -> Result<(Arc<Self>, ServerConfig), StoreError> {
-        Self::with_clock(cfg, data_dir, pkg, targets, crate::clock::system())
+        Self::with_clock(cfg, data_dir, pkg, targets, Clock::system())
     }
 
     /// As [`MefEndpoint::new`] with a clock (tests).
@@ -376,7 +376,7 @@ impl MefEndpoint {
     }
 
     fn now(&self) -> i64 {
-        (self.clock)()
+        self.clock.now()
     }
 
     /// A new enrolment exchange for the device provisioned under `kpm_id`, after a bootstrap

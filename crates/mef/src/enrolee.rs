@@ -643,7 +643,7 @@ pub async fn enrol_with(
     p: &EnrolParams,
     cfg: ClientConfig,
 ) -> Result<EnrolmentSecrets, EnrolError> {
-    enrol_with_clock(p, cfg, &crate::clock::system()).await
+    enrol_with_clock(p, cfg, &Clock::system()).await
 }
 
 /// [`enrol_with`] reading the time (the IBC credential's validation) from `clock`.
@@ -689,7 +689,7 @@ pub async fn enrol_with_clock(
             Ok(r) => {
                 // One request at a time on one channel: a response to another request means
                 // the channel is broken.
-                if let Ok(Fed::Ignored) = m.handle_response(r, clock()) {
+                if let Ok(Fed::Ignored) = m.handle_response(r, clock.now()) {
                     m.transport_failed(&"a response to another request");
                 }
             }

@@ -99,10 +99,7 @@ async fn ibc_credentials_of_two_devices_verify_each_other() {
     let mef = start_mef().await;
     let a = enrol(&params(mef.addr, 1)).await.unwrap();
     let b = enrol(&params(mef.addr, 2)).await.unwrap();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
+    let now = m2msec_mef::clock::unix_now();
     let ca = a.ibc.as_ref().unwrap();
     let cb = b.ibc.as_ref().unwrap();
     let ka = validate_ibc(ca, now).unwrap();
@@ -297,21 +294,16 @@ async fn malformed_identifiers_on_the_wire_are_refused_with_4000_before_the_stor
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_enrolment_is_refused_and_re_enrolment_works() {
-    use std::sync::atomic::{AtomicI64, Ordering};
-    let base = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
-    let offset = Arc::new(AtomicI64::new(0));
-    let o = offset.clone();
-    let mef = start_mef_with_clock(Arc::new(move || base + o.load(Ordering::SeqCst))).await;
+    let hand = m2msec_mef::clock::ManualClock::starting_now();
+    let base = hand.now();
+    let mef = start_mef_with_clock(hand.clock()).await;
     let first = enrol(&params(mef.addr, 0)).await.unwrap();
     let to = format!("fetchCredentials/{}/22", first.summary.ke_id);
     let mut cse = target_client(mef.addr, "cse-in@mef.sp.example", 0x11).await;
     assert_eq!(cse.send(&get(&to, CSE)).await.unwrap().rsc, Rsc::Ok);
     // One second past the Enrolment Expiry (3600 s): Ke and every key derived from it are
     // refused (TS-0003 §10.7).
-    offset.store(3601, Ordering::SeqCst);
+    hand.set(base + 3601);
     let r = cse.send(&get(&to, CSE)).await.unwrap();
     assert_eq!(r.rsc, Rsc::OriginatorHasNoPrivilege);
     let f: FetchCredentialsResponse = serde_json::from_value(r.pc.unwrap()).unwrap();
@@ -415,16 +407,7 @@ async fn committed_registration_retrieve_update_and_deregister() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn legacy_derivation_serves_kpsa_of_10_3_3() {
-    let mef = start_mef_full(
-        Arc::new(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_secs() as i64
-        }),
-        true,
-    )
-    .await;
+    let mef = start_mef_full(m2msec_mef::clock::Clock::system(), true).await;
     let out = enrol(&params(mef.addr, 0)).await.unwrap();
     assert_eq!(
         out.summary.key_derivation,
@@ -491,13 +474,7 @@ async fn of_two_concurrent_enrolments_of_one_device_exactly_one_succeeds() {
         waiting: std::sync::Mutex::new(0),
         cv: std::sync::Condvar::new(),
     });
-    let now = Arc::new(|| {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs() as i64
-    });
-    let mef = start_mef_pkg(now, false, pkg).await;
+    let mef = start_mef_pkg(m2msec_mef::clock::Clock::system(), false, pkg).await;
     let (pa, pb) = (params(mef.addr, 0), params(mef.addr, 0));
     let (a, b) = tokio::join!(enrol(&pa), enrol(&pb));
     let (won, lost) = match (a, b) {

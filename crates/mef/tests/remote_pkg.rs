@@ -99,9 +99,6 @@ async fn enrolment_with_a_remote_pkg() {
     .unwrap();
     let cred = out.ibc.unwrap();
     assert_eq!(cred.kpak, local.kpak().to_hex());
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
+    let now = m2msec_mef::clock::unix_now();
     validate_ibc(&cred, now).unwrap();
 }

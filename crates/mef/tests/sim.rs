@@ -17,7 +17,6 @@
 //! sequence of request primitives as the simulated one.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use m2msec_bindings::{listen, AssociationInfo, Endpoint, Handled, ListenOptions, Opened};
@@ -72,7 +71,7 @@ impl RngCore for SeededRng {
 struct Mef {
     ep: Arc<MefEndpoint>,
     clock: m2msec_mef::clock::Clock,
-    hand: Arc<AtomicI64>,
+    hand: m2msec_mef::clock::ManualClock,
     tls: m2msec_tls::ServerConfig,
     dir: tempfile::TempDir,
 }
@@ -87,7 +86,8 @@ fn mef() -> Mef {
 /// [`mef`], with or without the IBC enrolment.
 fn mef_ibc(ibc: bool) -> Mef {
     let dir = tempfile::tempdir().unwrap();
-    let (clock_fn, clock) = m2msec_mef::clock::manual(NOW);
+    let clock = m2msec_mef::clock::ManualClock::new(NOW);
+    let clock_fn = clock.clock();
     let cfg = MefConfig {
         fqdn: FQDN.parse().unwrap(),
         ibc,
@@ -529,8 +529,8 @@ fn an_enrolee_that_finds_the_credential_expired_reports_failure_and_nothing_is_c
         last = Some((req.op, req.pc.clone()));
         let h = serve(&mef.ep, &mut x, req, &mut rng, None, &mut effects).unwrap();
         // The credential lives 3600 s from the registration; the Enrolee is an hour late.
-        mef.hand.store(NOW + 3600, Ordering::Relaxed);
-        let _ = m.handle_response(h.response, mef.clock.as_ref()());
+        mef.hand.set(NOW + 3600);
+        let _ = m.handle_response(h.response, mef.clock.now());
     }
     let e = m.outcome().unwrap().unwrap_err().to_string();
     assert!(e.contains("does not validate"), "{e}");

@@ -23,8 +23,8 @@ pub fn export_with_label(ssl: &SslRef, label: &str) -> Result<ExportedKeyingMate
         return Err(Error::Export("handshake not complete".into()));
     }
     let mut out = Zeroizing::new([0u8; EXPORT_LEN]);
-    ssl.export_keying_material(&mut out[..], label, None)
-        .map_err(|e| Error::Export(e.to_string()))?;
+    // An OpenSSL failure keeps its error stack (`Error::OpenSsl`).
+    ssl.export_keying_material(&mut out[..], label, None)?;
     ExportedKeyingMaterial::from_bytes(&out[..]).map_err(|e| Error::Export(e.to_string()))
 }
 

@@ -2,6 +2,7 @@
 //! request builders.
 #![allow(dead_code)]
 
+use m2msec_core::clock::Clock;
 use m2msec_core::ids::{AeId, CredentialId, CseId, KpsaId};
 use m2msec_cse::{
     Association, BoundIdentity, CredentialKind, Cse, CseConfig, CseType, Operation,
@@ -26,7 +27,7 @@ pub fn cse() -> Cse<SqliteStore> {
     Cse::with_clock(
         config(),
         SqliteStore::open_in_memory().unwrap(),
-        Box::new(|| NOW),
+        Clock::fixed(NOW),
     )
     .unwrap()
 }

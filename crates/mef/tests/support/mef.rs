@@ -30,13 +30,7 @@ pub struct Mef {
 }
 
 pub async fn start_mef() -> Mef {
-    start_mef_with_clock(Arc::new(|| {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs() as i64
-    }))
-    .await
+    start_mef_with_clock(m2msec_mef::clock::Clock::system()).await
 }
 
 pub async fn start_mef_with_clock(clock: m2msec_mef::endpoint::Clock) -> Mef {
