@@ -937,10 +937,12 @@ impl EnroleeId {
 impl FromStr for EnroleeId {
     type Err = IdError;
     fn from_str(s: &str) -> Result<Self, IdError> {
-        match s.parse::<AeId>() {
-            Ok(a) => Ok(EnroleeId::Ae(a)),
-            Err(ae) => s.parse::<CseId>().map(EnroleeId::Cse).map_err(|_| ae),
+        if let Ok(a) = s.parse::<AeId>() {
+            return Ok(EnroleeId::Ae(a));
         }
+        s.parse::<CseId>()
+            .map(EnroleeId::Cse)
+            .map_err(|_| malformed("Enrolee-ID", "neither an AE-ID nor a CSE-ID"))
     }
 }
 
@@ -998,13 +1000,13 @@ impl FromStr for TargetId {
         if !s.starts_with("//") {
             return s.parse().map(TargetId::Fqdn);
         }
-        match s.parse::<CseId>() {
-            Ok(c @ CseId::Absolute { .. }) => Ok(TargetId::Cse(c)),
-            _ => match s.parse::<AeId>() {
-                Ok(a @ AeId::Absolute { .. }) => Ok(TargetId::Ae(a)),
-                Ok(_) => Err(malformed(K, "must be absolute (//SP-ID/...)")),
-                Err(e) => Err(e),
-            },
+        match (s.parse::<CseId>(), s.parse::<AeId>()) {
+            (Ok(c @ CseId::Absolute { .. }), _) => Ok(TargetId::Cse(c)),
+            (_, Ok(a @ AeId::Absolute { .. })) => Ok(TargetId::Ae(a)),
+            _ => Err(malformed(
+                K,
+                "neither an absolute CSE-ID nor an absolute AE-ID (//SP-ID/...)",
+            )),
         }
     }
 }
