@@ -71,6 +71,12 @@ impl HttpClient {
         })
     }
 
+    /// Whether the connection is closed (the server ended it, e.g. after its idle timeout): a
+    /// request sent on it would fail before being written.
+    pub fn is_closed(&self) -> bool {
+        self.sender.is_closed()
+    }
+
     /// Accepts response bodies up to `limit` bytes (default [`MAX_RESPONSE`]).
     pub fn with_max_response(mut self, limit: usize) -> Self {
         self.max_response = limit;

@@ -19,7 +19,7 @@ use m2msec_bindings::config::{
 use m2msec_bindings::Limits;
 use m2msec_core::ids::{AeId, CseId, KpsaId, SpId};
 use m2msec_cse::{BoundIdentity, CseConfig, CseType};
-use m2msec_tls::PskIdentity;
+use m2msec_tls::{Psk, PskIdentity};
 
 use crate::mef_source::{FetchLimits, MefKeySource, MefLink};
 use crate::{PskCredential, ServerOptions};
@@ -64,6 +64,12 @@ pub struct CseFile {
     /// Client raw public keys (RFC 7250).
     #[serde(default)]
     pub raw_key: Vec<RawKeyEntry>,
+    /// `[registrar]`: an MN-CSE's registrar CSE (issue 12).
+    #[serde(default)]
+    pub registrar: Option<RegistrarSection>,
+    /// `[[registree]]`: how this CSE reaches a registree CSE to forward requests down to it.
+    #[serde(default)]
+    pub registree: Vec<RegistreeSection>,
 }
 
 /// `[[raw_key]]`: a client raw public key (TS-0003 §8.2.2.2, RFC 7250), bound to Credential-ID
@@ -349,6 +355,180 @@ fn bound_identity(e: &PskEntry) -> Result<Option<BoundIdentity>, ConfigError> {
     }
 }
 
+/// `[[registree]]`: our client credential at a registree CSE (it binds the PSK to our CSE-ID)
+/// and, optionally, its address (default: the first `https://` of the `pointOfAccess` it
+/// registered with).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistreeSection {
+    pub cse_id: String,
+    pub psk_identity: String,
+    pub key_file: PathBuf,
+    #[serde(default)]
+    pub address: Option<String>,
+    #[serde(default)]
+    pub sni: Option<String>,
+}
+
+/// `HOST:PORT` → (host, port).
+fn host_port(what: &str, a: &str) -> Result<(String, u16), ConfigError> {
+    let (host, port) = a
+        .rsplit_once(':')
+        .ok_or_else(|| cfg_err(format!("{what} address must be HOST:PORT")))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let port: u16 = port
+        .parse()
+        .map_err(|_| cfg_err(format!("{what} address: bad port")))?;
+    if host.is_empty() || port == 0 {
+        return Err(cfg_err(format!("{what} address must be HOST:PORT")));
+    }
+    Ok((host.to_string(), port))
+}
+
+fn check_sni(what: &str, sni: &Option<String>) -> Result<(), ConfigError> {
+    match sni {
+        Some(s) if s.is_empty() || s.parse::<IpAddr>().is_ok() => {
+            Err(cfg_err(format!("{what} sni must be a host name")))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn registrees(
+    c: &CseFile,
+    own: &CseId,
+) -> Result<Vec<crate::registrar::RegistreeLinkConfig>, ConfigError> {
+    let mut out: Vec<crate::registrar::RegistreeLinkConfig> = Vec::new();
+    for r in &c.registree {
+        let what = format!("[[registree]] {}", r.cse_id);
+        let id: CseId = r
+            .cse_id
+            .parse()
+            .map_err(|e| cfg_err(format!("{what}: cse_id: {e}")))?;
+        let stem = id.stem().to_string();
+        if stem == own.stem() || out.iter().any(|o| o.cse_stem == stem) {
+            return Err(cfg_err(format!("{what}: our own or a repeated CSE-ID")));
+        }
+        check_sni(&what, &r.sni)?;
+        let addr = match &r.address {
+            Some(a) => {
+                let (host, port) = host_port(&what, a)?;
+                Some(crate::registrar::CseAddress {
+                    host,
+                    port,
+                    sni: r.sni.clone(),
+                })
+            }
+            None => None,
+        };
+        let identity = PskIdentity::new(&r.psk_identity)
+            .map_err(|e| cfg_err(format!("{what}: psk_identity: {e}")))?;
+        out.push(crate::registrar::RegistreeLinkConfig {
+            cse_stem: stem,
+            addr,
+            tls: m2msec_tls::ClientConfig::psk(identity, read_psk_file(&r.key_file, &what)?),
+        });
+    }
+    Ok(out)
+}
+
+/// `[registrar]`: where an MN-CSE registers (TS-0001 §10.2.2) and forwards what it does not host
+/// (TS-0004 §7.3.2.6), over HTTP in a TLS-PSK association the registrar binds to this CSE's
+/// CSE-ID (its `[[psk]]` entry for us has `ida` = our CSE-ID, `registree = "cse"`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistrarSection {
+    /// The registrar's CSE-ID.
+    pub cse_id: String,
+    /// `HOST:PORT` of its TLS listener.
+    pub address: String,
+    /// SNI to send (default: the host, when it is a name).
+    #[serde(default)]
+    pub sni: Option<String>,
+    /// Our psk_identity at the registrar.
+    pub psk_identity: String,
+    /// Hex key file (mode 0600).
+    pub key_file: PathBuf,
+    /// Deadline of each request to the registrar, and of each forward (seconds).
+    #[serde(default = "d_30")]
+    pub request_timeout_secs: u64,
+    /// Longest wait between registration attempts while the registrar is down (seconds).
+    #[serde(default = "d_300")]
+    pub backoff_max_secs: u64,
+    /// Seconds between checks that the registrar still holds our `<remoteCSE>` (0: none).
+    #[serde(default = "d_60")]
+    pub check_interval_secs: u64,
+}
+
+fn d_30() -> u64 {
+    30
+}
+fn d_300() -> u64 {
+    300
+}
+
+/// The validated `[registrar]`.
+#[derive(Debug)]
+pub struct RegistrarConfig {
+    pub cse_id: CseId,
+    pub addr: crate::registrar::CseAddress,
+    pub psk_identity: PskIdentity,
+    pub key: Psk,
+    pub timeout: Duration,
+    pub backoff_max_secs: u64,
+    pub check_interval_secs: u64,
+}
+
+fn registrar(
+    c: &CseFile,
+    cse_type: CseType,
+    own: &CseId,
+) -> Result<Option<RegistrarConfig>, ConfigError> {
+    let r = match (&c.registrar, cse_type) {
+        (None, CseType::In) => return Ok(None),
+        (None, CseType::Mn) => {
+            return Err(cfg_err(
+                "cse_type = \"MN\" needs a [registrar] section (the CSE it registers with)",
+            ))
+        }
+        (Some(_), CseType::In) => {
+            return Err(cfg_err(
+                "[registrar] is for an MN-CSE: an IN-CSE registers with nobody",
+            ))
+        }
+        (Some(r), CseType::Mn) => r,
+    };
+    let cse_id: CseId = r
+        .cse_id
+        .parse()
+        .map_err(|e| cfg_err(format!("[registrar] cse_id: {e}")))?;
+    if cse_id.stem() == own.stem() {
+        return Err(cfg_err("[registrar] cse_id is this CSE's own CSE-ID"));
+    }
+    let (host, port) = host_port("[registrar]", &r.address)?;
+    check_sni("[registrar]", &r.sni)?;
+    if r.request_timeout_secs == 0 || r.request_timeout_secs > 3600 {
+        return Err(cfg_err("[registrar] request_timeout_secs must be 1..3600"));
+    }
+    if r.backoff_max_secs == 0 || r.backoff_max_secs > 86_400 {
+        return Err(cfg_err("[registrar] backoff_max_secs must be 1..86400"));
+    }
+    Ok(Some(RegistrarConfig {
+        cse_id,
+        addr: crate::registrar::CseAddress {
+            host,
+            port,
+            sni: r.sni.clone(),
+        },
+        psk_identity: PskIdentity::new(&r.psk_identity)
+            .map_err(|e| cfg_err(format!("[registrar] psk_identity: {e}")))?,
+        key: read_psk_file(&r.key_file, "[registrar]")?,
+        timeout: Duration::from_secs(r.request_timeout_secs),
+        backoff_max_secs: r.backoff_max_secs,
+        check_interval_secs: r.check_interval_secs,
+    }))
+}
+
 /// The validated configuration.
 #[derive(Debug)]
 pub struct CseServiceConfig {
@@ -367,6 +547,10 @@ pub struct CseServiceConfig {
     pub mef: Option<crate::mef_source::MefKeySource>,
     /// Client raw public keys (`[[raw_key]]`).
     pub raw_keys: Vec<crate::RawKeyCredential>,
+    /// An MN-CSE's registrar (`[registrar]`, issue 12).
+    pub registrar: Option<RegistrarConfig>,
+    /// Links down to registree CSEs (`[[registree]]`).
+    pub registrees: Vec<crate::registrar::RegistreeLinkConfig>,
 }
 
 /// Reads and validates the configuration file at `path`.
@@ -464,7 +648,11 @@ impl CseFile {
         if c.cse_base.admin_plaintext && c.cse_base.admin.is_none() {
             return Err(cfg_err("[cse_base] admin_plaintext needs an admin"));
         }
+        let registrar = registrar(&c, cse_type, &cse_id)?;
+        let registrees = registrees(&c, &cse_id)?;
         Ok(CseServiceConfig {
+            registrar,
+            registrees,
             cse_base: m2msec_cse::CseBasePolicy {
                 registered_aes_retrieve: c.cse_base.registered_aes_retrieve,
                 admin: c.cse_base.admin.clone(),
@@ -777,6 +965,91 @@ mod tests {
             std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
             let e = file("", "", "").validate().unwrap_err().to_string();
             assert!(e.contains("psk a@mef.sp.example"), "{e}");
+        }
+    }
+
+    /// `[registrar]` (an MN-CSE's, required there, refused on an IN-CSE) and `[[registree]]`
+    /// (issue 12): valid files give the links; each mistake is refused naming its section.
+    #[test]
+    fn registrar_and_registree_sections() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("mn.key");
+        m2msec_keystore::write_secret_file(&key, &[b'2'; 64]).unwrap();
+        let data = dir.path().join("data");
+        let file = |cse_type: &str, cse_id: &str, tables: &str| -> CseFile {
+            let text = format!(
+                "cse_id = \"{cse_id}\"\nsp_id = \"sp.example\"\ncse_type = \"{cse_type}\"\n\
+                 data_dir = {data:?}\n{tables}\n"
+            );
+            toml::from_str(&text).unwrap_or_else(|e| panic!("{text}: {e}"))
+        };
+        let reg = |address: &str, id: &str| {
+            format!(
+                "[registrar]\ncse_id = \"{id}\"\naddress = \"{address}\"\n\
+                 psk_identity = \"mn@mef.sp.example\"\nkey_file = {key:?}\nrequest_timeout_secs = 7\n"
+            )
+        };
+        let down = |id: &str, address: Option<&str>| {
+            let a = address
+                .map(|a| format!("address = \"{a}\"\n"))
+                .unwrap_or_default();
+            format!(
+                "[[registree]]\ncse_id = \"{id}\"\npsk_identity = \"in@mef.sp.example\"\n\
+                 key_file = {key:?}\n{a}"
+            )
+        };
+        let v = file("MN", "/cse-mn", &reg("127.0.0.1:8443", "/cse-in"))
+            .validate()
+            .unwrap();
+        let r = v.registrar.unwrap();
+        assert_eq!(r.cse_id.stem(), "cse-in");
+        assert_eq!((r.addr.host.as_str(), r.addr.port), ("127.0.0.1", 8443));
+        assert_eq!(r.timeout, Duration::from_secs(7));
+        assert_eq!(r.backoff_max_secs, 300);
+        let v = file(
+            "IN",
+            "/cse-in",
+            &(down("/cse-mn", None) + &down("/cse-mn2", Some("[::1]:9443"))),
+        )
+        .validate()
+        .unwrap();
+        assert!(v.registrar.is_none());
+        assert_eq!(v.registrees.len(), 2);
+        assert_eq!(v.registrees[1].addr.as_ref().unwrap().host, "::1");
+        for (ty, id, tables, part) in [
+            ("MN", "/cse-mn", String::new(), "needs a [registrar]"),
+            (
+                "IN",
+                "/cse-in",
+                reg("127.0.0.1:8443", "/cse-x"),
+                "for an MN-CSE",
+            ),
+            ("MN", "/cse-mn", reg("127.0.0.1", "/cse-in"), "HOST:PORT"),
+            ("MN", "/cse-mn", reg("127.0.0.1:0", "/cse-in"), "HOST:PORT"),
+            ("MN", "/cse-mn", reg("h:99999", "/cse-in"), "bad port"),
+            ("MN", "/cse-mn", reg("127.0.0.1:1", "/cse-mn"), "own CSE-ID"),
+            (
+                "MN",
+                "/cse-mn",
+                reg("127.0.0.1:1", "bad id!"),
+                "[registrar] cse_id",
+            ),
+            (
+                "IN",
+                "/cse-in",
+                down("/cse-mn", None) + &down("/cse-mn", None),
+                "repeated",
+            ),
+            ("IN", "/cse-in", down("/cse-in", None), "our own"),
+            (
+                "IN",
+                "/cse-in",
+                down("/cse-mn", Some("nohost")),
+                "HOST:PORT",
+            ),
+        ] {
+            let e = file(ty, id, &tables).validate().unwrap_err().to_string();
+            assert!(e.contains(part), "{ty} {id} {tables}: {e}");
         }
     }
 }

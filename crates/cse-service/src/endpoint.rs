@@ -19,10 +19,22 @@ use m2msec_core::clock::Clock;
 use m2msec_core::ids::{CredentialId, KpsaId};
 use m2msec_cse::credentials::{CredentialError, CredentialStore};
 use m2msec_cse::{
-    Association as CseAssociation, BoundIdentity, CredentialKind, Cse, RequestPrimitive,
-    Reservation, ResponsePrimitive, Rsc, SecurityContext, Store,
+    Association as CseAssociation, BoundIdentity, CredentialKind, Cse, Dispatch, Forward,
+    RequestPrimitive, Reservation, ResponsePrimitive, Rsc, SecurityContext, Store,
 };
 use m2msec_tls::{Peer, Psk, PskIdentity, PskResolver, ResolvedPsk, ServerConfig};
+
+/// Sends a request the engine decided to forward (`m2msec_cse::Cse::dispatch`) to its next
+/// hop and returns the next hop's response; `Err` when it could not be delivered or answered
+/// before [`Forward::deadline`]. Called on the endpoint's worker threads (it may block).
+pub trait Forwarder: Send + Sync + 'static {
+    /// Forwards `f` (module `crate::registrar` has the HTTP/TLS-PSK one).
+    fn forward(&self, f: &Forward) -> Result<ResponsePrimitive, String>;
+}
+
+/// Worker threads of an endpoint that forwards: a forward waits for the next hop, so one
+/// thread would hold every other request of the listener behind it.
+pub const FORWARDING_WORKERS: usize = 8;
 
 /// A provisioned symmetric key credential (TS-0003 §8.2.2.1).
 #[derive(Debug, Clone)]
@@ -479,6 +491,8 @@ pub struct CseEndpoint<S: Store> {
     raw_keys: HashMap<String, (CredentialId, Option<BoundIdentity>)>,
     /// AE-IDs reserved for credentials (shared with the engine).
     reserved: Arc<ReservedIds>,
+    /// Sends requests for targets not hosted here (an MN-CSE's link to its registrar).
+    forwarder: std::sync::OnceLock<Arc<dyn Forwarder>>,
     /// The engine's clock: credential expiries are judged on it.
     clock: Clock,
 }
@@ -546,10 +560,29 @@ impl<S: Store + Send + 'static> CseEndpoint<S> {
             store: Mutex::new(None),
             raw_keys,
             reserved,
+            forwarder: std::sync::OnceLock::new(),
             clock,
         };
         ep.reindex(&HashMap::new());
         (Arc::new(ep), cfg)
+    }
+
+    /// Forwards requests for targets not hosted here through `f` from now on (set once, before
+    /// the listeners start, so that [`Endpoint::workers`] sees it). Without a forwarder they
+    /// get TARGET_NOT_REACHABLE.
+    pub fn set_forwarder(&self, f: Arc<dyn Forwarder>) {
+        let _ = self.forwarder.set(f);
+    }
+
+    /// Runs `f` on the engine, under its lock (administration, the registration's effect).
+    pub fn with_engine<R>(&self, f: impl FnOnce(&mut Cse<S>) -> R) -> R {
+        let mut cse = self.cse.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut cse)
+    }
+
+    /// The registrar's CSE-ID stem, once known to the engine.
+    pub fn registrar_id(&self) -> Option<String> {
+        self.with_engine(|c| c.registrar().map(str::to_string))
     }
 
     /// Serves the credentials of `store` from now on (loaded at once; call
@@ -862,6 +895,14 @@ impl<S: Store + Send + 'static> Endpoint for CseEndpoint<S> {
         self.cse_id.clone()
     }
 
+    fn workers(&self) -> usize {
+        if self.forwarder.get().is_some() {
+            FORWARDING_WORKERS
+        } else {
+            1
+        }
+    }
+
     fn open(&self, assoc: Option<&AssociationInfo<'_>>) -> Option<Opened<CseSession>> {
         let Some(a) = assoc else {
             return Some(Opened {
@@ -917,8 +958,20 @@ impl<S: Store + Send + 'static> Endpoint for CseEndpoint<S> {
         };
         let (op, to, from) = (prim.op, prim.to.clone(), prim.fr.clone());
         let mut cse = self.cse.lock().unwrap_or_else(|p| p.into_inner());
-        let mut resp = cse.handle(&session.context, prim);
+        let dispatched = cse.dispatch(&session.context, prim);
         drop(cse);
+        let mut resp = match dispatched {
+            Dispatch::Reply(r) => r,
+            Dispatch::Forward(f) => {
+                // Outside the engine's lock: the next hop may take up to the deadline.
+                let outcome = match self.forwarder.get() {
+                    Some(fw) => fw.forward(&f),
+                    None => Err("this CSE does not forward requests".into()),
+                };
+                let mut cse = self.cse.lock().unwrap_or_else(|p| p.into_inner());
+                cse.forward_ended(&f, outcome)
+            }
+        };
         if refusal(&resp) {
             if let Some(suppressed) = m2msec_bindings::audit::admit() {
                 let credential = match &session.context {

@@ -10,6 +10,8 @@
 //!   refused and their sessions closed; reserved AE-IDs feed originator verification.
 //! - [`mef_source`]: [`MefKeySource`], the Enrolment Target's side of TS-0003 §8.3.4.3: keys
 //!   fetched from the MEF on a handshake miss, its change feed, Enrolee-ID reservations.
+//! - [`registrar`]: an MN-CSE's links to its neighbour CSEs (issue 12): the registration
+//!   driver and the [`endpoint::Forwarder`] over HTTP/TLS-PSK.
 //! - [`config`]: the configuration file ([`config::CseFile`]) and its validation
 //!   ([`config::CseServiceConfig`]).
 //! - [`start`]: the one start function of the CSE role, shared by `m2msec cse serve`, the demo
@@ -25,6 +27,7 @@
 pub mod config;
 pub mod endpoint;
 pub mod mef_source;
+pub mod registrar;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -34,7 +37,7 @@ use m2msec_bindings::{listen, Limits, ListenOptions, Listeners, Listening, Serve
 use m2msec_cse::{Cse, SqliteStore, Store};
 
 pub use endpoint::{
-    CseEndpoint, CseSecurity, CseSession, PskCredential, RawKeyCredential, RemoteKey,
+    CseEndpoint, CseSecurity, CseSession, Forwarder, PskCredential, RawKeyCredential, RemoteKey,
     RemoteKeySource, RemoteRevocations,
 };
 pub use mef_source::{FetchLimits, MefKeySource, MefLink};
@@ -101,6 +104,8 @@ pub enum StartError {
 pub struct RunningCse {
     /// Addresses, endpoint, listeners.
     pub listening: Listening<CseEndpoint<SqliteStore>>,
+    /// An MN-CSE: receives the registrar's CSE-ID once registered with it.
+    pub registered: Option<tokio::sync::oneshot::Receiver<String>>,
     background: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -125,6 +130,11 @@ impl Drop for RunningCse {
 /// HTTP (TLS, optional plaintext loopback) and CoAP/DTLS listeners.
 pub async fn start(loaded: config::CseServiceConfig) -> Result<RunningCse, StartError> {
     let data_dir = loaded.data_dir.display().to_string();
+    let (own_id, cb_rn, poa) = (
+        loaded.engine.cse_id.clone(),
+        loaded.engine.cb_rn.clone(),
+        loaded.engine.poa.clone(),
+    );
     let store = SqliteStore::open(&loaded.data_dir)
         .map_err(|e| ConfigError::new(format!("data_dir {data_dir}: {e}")))?;
     let mut cse = Cse::with_policy(
@@ -135,6 +145,23 @@ pub async fn start(loaded: config::CseServiceConfig) -> Result<RunningCse, Start
     )
     .map_err(|e| ConfigError::new(e.detail))?;
     cse.set_limits(loaded.storage);
+    // An MN-CSE: its registration machine and the forwarding deadline (issue 12).
+    let registration = loaded.registrar.as_ref().map(|r| {
+        cse.set_registrar_id(&r.cse_id);
+        cse.set_forward_timeout(i64::try_from(r.timeout.as_secs()).unwrap_or(30));
+        let m = m2msec_cse::registration::Machine::new(m2msec_cse::registration::Params {
+            cse_id: own_id.clone(),
+            cb_rn: cb_rn.clone(),
+            poa: poa.clone(),
+            registrar: r.cse_id.clone(),
+            backoff_min_secs: 1,
+            backoff_max_secs: r.backoff_max_secs,
+        });
+        match r.check_interval_secs {
+            0 => m,
+            secs => m.with_check_interval(secs),
+        }
+    });
     // Credentials administered with `m2msec cse credential` (keys sealed under data_dir/kek).
     let cred_store = m2msec_cse::credentials::CredentialStore::open(&loaded.data_dir)
         .map_err(|e| ConfigError::new(format!("data_dir {data_dir}: {e}")))?;
@@ -158,12 +185,52 @@ pub async fn start(loaded: config::CseServiceConfig) -> Result<RunningCse, Start
     endpoint
         .attach_credential_store(cred_store)
         .map_err(|e| ConfigError::new(format!("credential store: {e}")))?;
-    let background = vec![
+    let mut background = vec![
         endpoint.spawn_watcher(endpoint::WATCH_INTERVAL),
         endpoint.spawn_expiry_sweep(endpoint::EXPIRY_SWEEP_INTERVAL),
     ];
     if let Some(source) = loaded.mef {
         endpoint.set_remote_key_source(Arc::new(source));
+    }
+    // Forwarding (issue 12): an MN-CSE sends what is not hosted here up to its registrar and
+    // registers with it (retrying with backoff while it is down) in the background; any CSE
+    // sends requests for its registree CSEs down to those it has a credential for.
+    let mut up = None;
+    let mut registered = None;
+    if let (Some(r), Some(machine)) = (loaded.registrar, registration) {
+        let mut cfg = m2msec_tls::ClientConfig::psk(r.psk_identity, r.key);
+        cfg.handshake_timeout = opts.limits.handshake_timeout;
+        let link = Arc::new(
+            registrar::CseLink::new(r.addr, cfg)
+                .map_err(|e| ConfigError::new(format!("[registrar]: {e}")))?,
+        );
+        up = Some(link.clone());
+        let ep = endpoint.clone();
+        let timeout = r.timeout;
+        let registrar_id = r.cse_id.to_string();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        registered = Some(rx);
+        background.push(tokio::spawn(async move {
+            registrar::run_registration(ep, link, machine, timeout, move || {
+                let _ = tx.send(registrar_id);
+            })
+            .await;
+        }));
+    }
+    if up.is_some() || !loaded.registrees.is_empty() {
+        let down = loaded
+            .registrees
+            .into_iter()
+            .map(|mut l| {
+                l.tls.handshake_timeout = opts.limits.handshake_timeout;
+                l
+            })
+            .collect();
+        endpoint.set_forwarder(Arc::new(registrar::LinkForwarder::new(
+            up,
+            down,
+            tokio::runtime::Handle::current(),
+        )));
     }
     let listen_opts = ListenOptions {
         tls_addr: opts.tls_addr,
@@ -183,6 +250,7 @@ pub async fn start(loaded: config::CseServiceConfig) -> Result<RunningCse, Start
     let listening = listen(endpoint, &tls, listen_opts).await?;
     Ok(RunningCse {
         listening,
+        registered,
         background,
     })
 }

@@ -61,6 +61,21 @@
 //! (none, `requestReachability` FALSE, or none this CSE can re-target to). Other targets receive
 //! no notifications here: OPERATION_NOT_ALLOWED (4005).
 //!
+//! **Forwarding** ([`Cse::dispatch`], [`crate::routing`]; TS-0004 §7.3.2.6, §7.3.2.8). A
+//! request whose `To` names another CSE is not handled here: after verifying its originator
+//! (the same rules as for a local request, [`crate::verify`]) the engine returns a [`Forward`]
+//! (next hop, the request with `From` made SP-relative, a deadline) and the driver sends it and
+//! feeds the outcome to [`Cse::forward_ended`] (the next hop's response, or
+//! TARGET_NOT_REACHABLE). A request arriving from a CSE's association gets, when it is for this
+//! CSE, the CSE-association rules of TS-0004 §7.3.2.1 and `rq_authn` FALSE unless its `From` is
+//! that CSE itself (TS-0003 §7.1.2), so an `acaf` rule never admits a forwarded request. An
+//! MN-CSE knows its registrar from its configuration ([`Cse::set_registrar_id`]); its
+//! registration ([`crate::registration`], [`Cse::set_registrar`]) writes the registrar's
+//! `<remoteCSE>` here. A CREATE `<remoteCSE>` from that registrar is OPERATION_NOT_ALLOWED, so
+//! two CSEs cannot register with each other (TS-0001 §6.4). A CSE registered here may RETRIEVE
+//! `<CSEBase>` itself (`rq_authn` TRUE): the registree's RETRIEVE of its registrar's
+//! `<CSEBase>` after registration (TS-0004 §7.4.4.2.1).
+//!
 //! **Storage limits** ([`Limits`]): a `<container>` created without `mni`/`mbs` gets the configured
 //! defaults (TS-0004 §7.4.7.2.1 lets the hosting CSE assign them), and a CREATE that would bring
 //! a registree's subtree (`cb/<AE or remoteCSE>/…`) over the per-registree quota of resources or
@@ -78,8 +93,15 @@ use crate::resource::{
     content_size, parse_to, validate_app_id, validate_request_attrs, validate_resource_name, Attrs,
     CseAddress, RequestAttrs, Resource, ResourceType, Target,
 };
+use crate::routing::{decide, Arrival, Decision, InFlight, Neighbour, NextHop, Routes};
 use crate::rsc::{CseError, Rsc};
 use crate::store::{top_of, Store, StoreError, StoreTx};
+
+/// The routing decision with its request (internal to [`Cse::dispatch`]).
+enum Routed {
+    Local(RequestPrimitive),
+    Forward(Forward),
+}
 use crate::verify::{
     verify, AeIdPlan, LocalIds, NoReservations, Originator, Reservations, SecurityContext, Verified,
 };
@@ -203,6 +225,62 @@ pub struct Cse<S: Store> {
     limits: Limits,
     /// The administrator (absolute form) and whether it is accepted outside associations.
     admin: Option<(Originator, String, bool)>,
+    /// Forwarding state (module docs, "Forwarding"; [`crate::routing`]).
+    fwd: Forwarding,
+}
+
+/// Forwarding state of an engine (module docs, "Forwarding").
+#[derive(Debug)]
+struct Forwarding {
+    /// The registrar's CSE-ID stem once registered (an MN-CSE).
+    registrar: Option<String>,
+    /// How long a forward may take, in seconds.
+    timeout_secs: i64,
+    in_flight: InFlight,
+}
+
+/// Default of [`Cse::set_forward_timeout`]: 30 s.
+pub const DEFAULT_FORWARD_TIMEOUT_SECS: i64 = 30;
+
+/// What [`Cse::dispatch`] makes of a request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Dispatch {
+    /// Handled here (or refused): send this response.
+    Reply(ResponsePrimitive),
+    /// Not hosted here: the driver sends [`Forward::request`] to [`Forward::next_hop`] before
+    /// [`Forward::deadline`], then calls [`Cse::forward_ended`] with the outcome.
+    Forward(Forward),
+}
+
+/// A request to forward to a neighbour CSE (TS-0004 §7.3.2.6).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Forward {
+    /// The neighbour.
+    pub next_hop: NextHop,
+    /// The request as forwarded (`From` SP-relative).
+    pub request: RequestPrimitive,
+    /// Unix seconds (on the engine's clock) by which the next hop must have answered.
+    pub deadline: i64,
+    /// The same deadline as a duration from when the forward was decided, in seconds (for a
+    /// driver whose clock is not the engine's).
+    pub timeout_secs: i64,
+}
+
+/// The local `<remoteCSE>` of this CSE's registrar (TS-0004 §7.4.4.2.1: "the Originator, upon
+/// receipt of successful CREATE response message, shall create a `<remoteCSE>` resource
+/// locally"), from the registrar's `<CSEBase>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistrarCse {
+    /// The registrar's CSE-ID, SP-relative (`/stem`).
+    pub csi: String,
+    /// The registrar's `<CSEBase>` address (`/stem/<cb rn>`).
+    pub cb: String,
+    /// Its `cseType` (1 IN-CSE, 2 MN-CSE).
+    pub cst: Option<u8>,
+    /// Its `pointOfAccess`.
+    pub poa: Vec<String>,
+    /// Its `supportedReleaseVersions`.
+    pub srv: Vec<String>,
 }
 
 impl<S: Store> core::fmt::Debug for Cse<S> {
@@ -440,7 +518,235 @@ impl<S: Store> Cse<S> {
             reservations: std::sync::Arc::new(NoReservations),
             limits: Limits::default(),
             admin,
+            fwd: Forwarding {
+                registrar: None,
+                timeout_secs: DEFAULT_FORWARD_TIMEOUT_SECS,
+                in_flight: InFlight::new(),
+            },
         })
+    }
+
+    /// Sets how long a forwarded request may wait for the next hop (module docs, "Forwarding").
+    pub fn set_forward_timeout(&mut self, secs: i64) {
+        self.fwd.timeout_secs = secs.max(1);
+    }
+
+    /// Records this CSE's registrar (an MN-CSE after its registration, [`crate::registration`]):
+    /// its local `<remoteCSE>` is created or brought up to date (TS-0004 §7.4.4.2.1), and
+    /// requests for targets not below this CSE are forwarded to it from now on. A resource
+    /// named like the registrar's CSE-ID that is not its `<remoteCSE>` is a CONFLICT.
+    pub fn set_registrar(&mut self, reg: &RegistrarCse) -> Result<(), CseError> {
+        let csi: CseId = reg
+            .csi
+            .parse()
+            .map_err(|e| CseError::bad_request(format!("registrar csi: {e}")))?;
+        let stem = csi.stem().to_string();
+        validate_resource_name(&stem)?;
+        if stem == self.ids.cse_stem {
+            return Err(CseError::bad_request("a CSE cannot register with itself"));
+        }
+        let now = Timestamp::from_unix(self.clock.now())
+            .map_err(|e| CseError::internal(e.to_string()))?;
+        let attrs = Attrs::RemoteCse {
+            cst: reg.cst,
+            csi: format!("/{stem}"),
+            cb: reg.cb.clone(),
+            rr: true,
+            poa: Some(reg.poa.clone()),
+            srv: Some(reg.srv.clone()),
+        };
+        let abs = self.ids.absolute_cse(&csi);
+        let mut tx = self.store.begin().map_err(db)?;
+        match tx.get(&stem).map_err(db)? {
+            Some(mut r)
+                if r.ty == ResourceType::RemoteCse && r.creator.as_deref() == Some(&abs) =>
+            {
+                if r.attrs != attrs {
+                    r.attrs = attrs;
+                    r.lt = now;
+                    tx.update(&r).map_err(db)?;
+                }
+            }
+            Some(_) => {
+                return Err(CseError::new(
+                    Rsc::Conflict,
+                    "a resource with the registrar's CSE-ID as its ID exists",
+                ))
+            }
+            None => {
+                let r = Resource {
+                    ty: ResourceType::RemoteCse,
+                    ri: stem.clone(),
+                    rn: stem.clone(),
+                    pi: Some(self.cb_ri.clone()),
+                    path: format!("{}/{stem}", self.addr.cb_rn),
+                    ct: now,
+                    lt: now,
+                    et: None,
+                    lbl: None,
+                    acpi: None,
+                    creator: Some(abs),
+                    cr: None,
+                    attrs,
+                };
+                tx.insert(&r).map_err(db)?;
+            }
+        }
+        tx.commit().map_err(db)?;
+        self.fwd.registrar = Some(stem);
+        Ok(())
+    }
+
+    /// Names this CSE's registrar (an MN-CSE's configuration), before its registration is
+    /// done: requests for targets not below this CSE go to it, and a CREATE `<remoteCSE>` from
+    /// it is refused (a registration loop, TS-0001 §6.4).
+    pub fn set_registrar_id(&mut self, registrar: &CseId) {
+        self.fwd.registrar = Some(registrar.stem().to_string());
+    }
+
+    /// The registrar's CSE-ID stem, once [`Cse::set_registrar_id`] or [`Cse::set_registrar`] ran.
+    pub fn registrar(&self) -> Option<&str> {
+        self.fwd.registrar.as_deref()
+    }
+
+    /// This CSE's neighbours for [`crate::routing::decide`]: its registrar and the registree
+    /// CSEs (`<remoteCSE>` children of `<CSEBase>` other than the registrar's).
+    pub fn routes(&mut self) -> Result<Routes, CseError> {
+        let mut tx = self.store.begin_read().map_err(db)?;
+        let list = tx
+            .children(&self.cb_ri, Some(ResourceType::RemoteCse), usize::MAX)
+            .map_err(db)?;
+        drop(tx);
+        let registrees = list
+            .into_iter()
+            .filter_map(|r| match r.attrs {
+                Attrs::RemoteCse { csi, poa, .. } => {
+                    let stem = csi.parse::<CseId>().ok()?.stem().to_string();
+                    (Some(&stem) != self.fwd.registrar.as_ref()).then(|| Neighbour {
+                        csi: stem,
+                        descendants: Vec::new(),
+                        poa: poa.unwrap_or_default(),
+                    })
+                }
+                _ => None,
+            })
+            .collect();
+        Ok(Routes {
+            sp: self.ids.sp.to_string(),
+            cse_stem: self.ids.cse_stem.clone(),
+            registrar: self.fwd.registrar.clone(),
+            has_registrar: self.cfg.cse_type == CseType::Mn || self.fwd.registrar.is_some(),
+            registrees,
+        })
+    }
+
+    /// Handles a request here or decides to forward it (module docs, "Forwarding"): the
+    /// routing decision of [`crate::routing::decide`]; for a forward, the originator is
+    /// verified here first (TS-0003 §7.2.1: this CSE is the registrar of the originator or of
+    /// the CSE that sent it) and the request enters the in-flight set (the loop guard).
+    pub fn dispatch(&mut self, sec: &SecurityContext, req: RequestPrimitive) -> Dispatch {
+        let rqi = req.rqi.clone();
+        let orig = req.fr.clone();
+        match self.try_forward(sec, req) {
+            Ok(Routed::Local(req)) => Dispatch::Reply(self.handle(sec, req)),
+            Ok(Routed::Forward(f)) => Dispatch::Forward(f),
+            Err(e) => {
+                tracing::debug!(rsc = e.rsc.as_u16(), detail = %e.detail, "request not forwarded");
+                let mut r = ResponsePrimitive::error(&e, rqi);
+                r.to = orig;
+                r.fr = Some(self.cse_id());
+                r.ot = Timestamp::from_unix(self.clock.now()).ok();
+                Dispatch::Reply(r)
+            }
+        }
+    }
+
+    fn try_forward(
+        &mut self,
+        sec: &SecurityContext,
+        req: RequestPrimitive,
+    ) -> Result<Routed, CseError> {
+        if crate::routing::hosted_here(&req.to, self.ids.sp.as_str(), &self.ids.cse_stem) {
+            return Ok(Routed::Local(req));
+        }
+        let routes = self.routes()?;
+        let arrival = match sec {
+            SecurityContext::Association(a) => match &a.bound {
+                Some(crate::verify::BoundIdentity::Cse(c)) => Arrival::Cse(c.stem().to_string()),
+                _ => Arrival::Originator,
+            },
+            SecurityContext::None => Arrival::Originator,
+        };
+        // Verify first only when the request leaves: a local one is verified by `handle`.
+        let (next_hop, request) = match decide(&routes, req.clone(), &arrival)? {
+            Decision::Local(r) => return Ok(Routed::Local(r)),
+            Decision::Forward { next_hop, request } => (next_hop, request),
+        };
+        if self.plaintext_admin_from(sec, req.fr.as_deref()).is_none() {
+            let ids = self.ids.clone();
+            let res = self.reservations.clone();
+            let mut tx = self.store.begin_read().map_err(db)?;
+            verify(
+                sec,
+                false,
+                req.fr.as_deref(),
+                &ids,
+                res.as_ref(),
+                tx.as_mut(),
+            )?;
+        }
+        let now = self.clock.now();
+        let deadline = now.saturating_add(self.fwd.timeout_secs);
+        self.fwd.in_flight.begin(&request, now, deadline)?;
+        Ok(Routed::Forward(Forward {
+            next_hop,
+            request,
+            deadline,
+            timeout_secs: self.fwd.timeout_secs,
+        }))
+    }
+
+    /// How many forwards from [`Cse::dispatch`] have not ended yet.
+    pub fn forwards_pending(&self) -> usize {
+        self.fwd.in_flight.len()
+    }
+
+    /// Whether `from` is the administrator outside any association, accepted there.
+    fn plaintext_admin_from(&self, sec: &SecurityContext, from: Option<&str>) -> Option<()> {
+        let (_, abs, plaintext) = self.admin.as_ref()?;
+        if !*plaintext || !matches!(sec, SecurityContext::None) {
+            return None;
+        }
+        let o = parse_originator(from?)?;
+        (o.absolute(&self.ids) == *abs).then_some(())
+    }
+
+    /// The end of a forward from [`Cse::dispatch`]: the next hop's response, passed back to the
+    /// originator with its Request Identifier, or (`Err`: the next hop could not be reached or
+    /// did not answer before the deadline) TARGET_NOT_REACHABLE (TS-0004 §6.6.3.7).
+    pub fn forward_ended(
+        &mut self,
+        f: &Forward,
+        outcome: Result<ResponsePrimitive, String>,
+    ) -> ResponsePrimitive {
+        self.fwd.in_flight.end(&f.request);
+        match outcome {
+            Ok(mut r) => {
+                r.rqi.clone_from(&f.request.rqi);
+                r
+            }
+            Err(why) => {
+                let e = CseError::new(
+                    Rsc::TargetNotReachable,
+                    format!("next hop {} not reachable: {why}", f.next_hop.csi()),
+                );
+                let mut r = ResponsePrimitive::error(&e, f.request.rqi.clone());
+                r.to.clone_from(&f.request.fr);
+                r.fr = Some(self.cse_id());
+                r.ot = Timestamp::from_unix(self.clock.now()).ok();
+                r
+            }
+        }
     }
 
     /// Sets the source of identities reserved for credentials outside the store (configured
@@ -584,7 +890,9 @@ impl<S: Store> Cse<S> {
         let cse_type = self.cfg.cse_type;
         let reservations = self.reservations.clone();
         let admin = self.admin.clone();
+        let registrar = self.fwd.registrar.clone();
         let eng = Eng {
+            registrar: registrar.as_deref(),
             admin: admin.as_ref(),
             ids: &ids,
             addr: &addr,
@@ -661,6 +969,8 @@ fn cse_base_rules(
 }
 
 struct Eng<'a> {
+    /// This CSE's registrar's CSE-ID stem (module docs, "Forwarding").
+    registrar: Option<&'a str>,
     admin: Option<&'a (Originator, String, bool)>,
     ids: &'a LocalIds,
     addr: &'a CseAddress,
@@ -856,6 +1166,9 @@ impl Eng<'_> {
         let Some(areq) = self.access_request(ctx, target, op, create_ty) else {
             return Err(deny());
         };
+        if self.registree_cse_reads_cse_base(tx, ctx, target, op)? {
+            return Ok(());
+        }
         if let Attrs::Acp { pvs, .. } = &target.attrs {
             return if acp::permits(pvs, &areq) {
                 Ok(())
@@ -876,6 +1189,33 @@ impl Eng<'_> {
         } else {
             Err(deny())
         }
+    }
+
+    /// A registree CSE, itself (`rq_authn` TRUE), retrieving this CSE's `<CSEBase>` (module
+    /// docs, "Forwarding": the registration's RETRIEVE of TS-0004 §7.4.4.2.1).
+    fn registree_cse_reads_cse_base(
+        &self,
+        tx: &mut dyn StoreTx,
+        ctx: &Ctx<'_>,
+        target: &Resource,
+        op: Operation,
+    ) -> Result<bool, CseError> {
+        if op != Operation::Retrieve || target.ty != ResourceType::CseBase {
+            return Ok(false);
+        }
+        let Some(Originator::Cse(c)) = &ctx.verified.originator else {
+            return Ok(false);
+        };
+        if !ctx.verified.rq_authn {
+            return Ok(false);
+        }
+        let abs = self.ids.absolute_cse(c);
+        Ok(tx
+            .registree_cses()
+            .map_err(db)?
+            .iter()
+            .filter_map(|s| s.parse::<CseId>().ok())
+            .any(|r| self.ids.absolute_cse(&r) == abs))
     }
 
     /// The access request of `ctx` for `op` on `target`; None without an originator.
@@ -1183,6 +1523,12 @@ impl Eng<'_> {
                     }
                 };
                 let bound_abs = self.ids.absolute_cse(&bound_cse);
+                if self.registrar == Some(bound_cse.stem()) {
+                    return Err(CseError::new(
+                        Rsc::OperationNotAllowed,
+                        "this CSE is registered with that CSE: registering each with the other is a loop (TS-0001 §6.4)",
+                    ));
+                }
                 if self.ids.absolute_cse(&from_cse) != bound_abs {
                     return Err(CseError::new(
                         Rsc::OriginatorNotAuthenticated,

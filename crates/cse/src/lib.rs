@@ -13,6 +13,10 @@
 //!   (TS-0003 §7.1.2).
 //! - [`acp`]: access decision (TS-0003 §7.1).
 //! - [`engine`]: [`engine::Cse::handle`], the generic receiver procedure (TS-0004 §7.3.2).
+//! - [`routing`]: which CSE hosts a request's target, the next hop, the loop guard (TS-0004
+//!   §7.3.2.6, §7.3.2.8).
+//! - [`registration`]: an MN-CSE registering with its registrar, as a sans-IO initiator
+//!   (TS-0001 §10.2.2, TS-0004 §7.4.4.2.1).
 //! - [`store`]: the [`store::Store`] trait and [`store::SqliteStore`].
 //! - [`credentials`]: administered PSK credentials (TS-0003 §8.2.2.1), keys sealed at rest.
 #![forbid(unsafe_code)]
@@ -22,11 +26,15 @@ pub mod acp;
 pub use m2msec_proto::{primitive, rsc};
 pub mod credentials;
 pub mod engine;
+pub mod registration;
 pub mod resource;
+pub mod routing;
 pub mod store;
 pub mod verify;
 
-pub use engine::{Cse, CseBasePolicy, CseConfig, CseType, Limits, CSE_BASE_ACP};
+pub use engine::{
+    Cse, CseBasePolicy, CseConfig, CseType, Dispatch, Forward, Limits, RegistrarCse, CSE_BASE_ACP,
+};
 pub use primitive::{Operation, RequestPrimitive, ResponsePrimitive, ResultContent};
 pub use resource::ResourceType;
 pub use rsc::{CseError, Rsc};

@@ -276,10 +276,19 @@ fn default_cse_base_policy_lets_registered_aes_retrieve_only() {
         let r = cse.handle(sec, req(Operation::Retrieve, CSE_BASE_ACP, Some(from)));
         assert_eq!(r.rsc, Rsc::OriginatorHasNoPrivilege, "{from}");
     }
-    // A registree CSE is no AE registered here.
+    // A registree CSE is no AE registered here, but it may RETRIEVE <CSEBase> as itself (the
+    // registration's RETRIEVE, TS-0004 §7.4.4.2.1; engine docs, "Forwarding"), nothing more.
     let mn1 = cse_sa("mn1@mef.sp.example", "/cse-mn1");
     register_cse(&mut cse, &mn1, "/cse-mn1");
     let r = cse.handle(&mn1, req(Operation::Retrieve, "cb", Some("/cse-mn1")));
+    assert_eq!(r.rsc, Rsc::Ok);
+    let r = cse.handle(
+        &mn1,
+        create("cb", Some("/cse-mn1"), 3, json!({"m2m:cnt": {}})),
+    );
+    assert_eq!(r.rsc, Rsc::OriginatorHasNoPrivilege);
+    // ...and not for others it forwards for (rq_authn FALSE).
+    let r = cse.handle(&mn1, req(Operation::Retrieve, "cb", Some("/cse-mn1/Cdev")));
     assert_eq!(r.rsc, Rsc::OriginatorHasNoPrivilege);
     // An unregistered AE-ID outside an association stays 4106 (verification comes first).
     let r = cse.handle(&plain(), req(Operation::Retrieve, "cb", Some("Cnobody")));

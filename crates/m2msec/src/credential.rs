@@ -268,16 +268,22 @@ fn config_rows(cfg: &CredConfig) -> Vec<CredentialInfo> {
         .collect()
 }
 
-fn list(a: ListArgs) -> CliResult<ExitCode> {
-    let cfg = load(&a.config)?;
+/// Every credential of the CSE configured in `config`: its `[[psk]]` entries, then the store's.
+pub(crate) fn all_credentials(config: &Path) -> CliResult<Vec<CredentialInfo>> {
+    let cfg = load(config)?;
     let store = open_store(&cfg)?;
     let mut rows = config_rows(&cfg);
     rows.extend(store.list(unix_now()).map_err(|e| store_err(&cfg, e))?);
+    Ok(rows)
+}
+
+fn list(a: ListArgs) -> CliResult<ExitCode> {
+    let rows = all_credentials(&a.config)?;
     if a.json {
         print_json(&rows)?;
         return Ok(ExitCode::SUCCESS);
     }
-    let table: Vec<[String; 6]> = rows
+    let table: Vec<Vec<String>> = rows
         .iter()
         .map(|r| {
             let state = match (r.state, &r.revoked) {
@@ -287,7 +293,7 @@ fn list(a: ListArgs) -> CliResult<ExitCode> {
                     .and_then(|v| v.as_str().map(str::to_string))
                     .unwrap_or_default(),
             };
-            [
+            vec![
                 r.identity.clone(),
                 r.source.to_string(),
                 state,
@@ -297,24 +303,10 @@ fn list(a: ListArgs) -> CliResult<ExitCode> {
             ]
         })
         .collect();
-    let head = ["IDENTITY", "SOURCE", "STATE", "IDA", "EXPIRES", "LABEL"].map(String::from);
-    let mut width = [0usize; 6];
-    for r in std::iter::once(&head).chain(table.iter()) {
-        for (w, c) in width.iter_mut().zip(r) {
-            *w = (*w).max(c.chars().count());
-        }
-    }
-    for r in std::iter::once(&head).chain(table.iter()) {
-        let mut line = String::new();
-        for (i, (c, w)) in r.iter().zip(width).enumerate() {
-            if i + 1 == r.len() {
-                line.push_str(c);
-            } else {
-                line.push_str(&format!("{c:<w$}  "));
-            }
-        }
-        println!("{}", line.trim_end());
-    }
+    crate::util::print_table(
+        &["IDENTITY", "SOURCE", "STATE", "IDA", "EXPIRES", "LABEL"],
+        &table,
+    );
     Ok(ExitCode::SUCCESS)
 }
 

@@ -14,6 +14,12 @@
 //! certificate`, `private_key` and `trust_anchors`, AE-ID certificate associations (TS-0003
 //! §8.2.2.2) are accepted as well.
 //!
+//! With `cse_type = "MN"` and a `[registrar]` section, the CSE registers with its registrar
+//! CSE over HTTP/TLS-PSK (retrying with backoff while it is down; `m2msec cse: registered with
+//! CSE-ID` on stderr when done) and forwards requests for targets it does not host to it
+//! (`m2msec_cse::routing`, TS-0004 §7.3.2.6); `[[registree]]` entries let it forward down to
+//! registree CSEs.
+//!
 //! When every listener is bound, one line goes to stderr:
 //! `m2msec cse: listening on https://ADDR (TLS-PSK)[ and http://ADDR (plaintext, loopback only)]`
 //! `[ and coaps://ADDR (DTLS-PSK)]`.
@@ -37,6 +43,11 @@ pub enum CseCmd {
         #[command(subcommand)]
         cmd: crate::credential::CredentialCmd,
     },
+    /// The CSEs registered here (and this MN-CSE's registrar): list.
+    Remote {
+        #[command(subcommand)]
+        cmd: crate::remote::RemoteCmd,
+    },
 }
 
 /// `m2msec cse serve`.
@@ -52,6 +63,7 @@ pub fn run(cmd: CseCmd) -> Result<ExitCode, CliError> {
     match cmd {
         CseCmd::Serve(a) => serve(a),
         CseCmd::Credential { cmd } => crate::credential::run(cmd),
+        CseCmd::Remote { cmd } => crate::remote::run(cmd),
     }
 }
 
@@ -74,6 +86,13 @@ fn serve(a: ServeArgs) -> Result<ExitCode, CliError> {
             line.push_str(&format!(" and coaps://{c} (DTLS-PSK)"));
         }
         eprintln!("{line}");
+        if let Some(rx) = running.registered.take() {
+            tokio::spawn(async move {
+                if let Ok(id) = rx.await {
+                    eprintln!("m2msec cse: registered with {id}");
+                }
+            });
+        }
         running.wait().await;
         Err(CliError::other("the CSE service stopped"))
     })

@@ -233,6 +233,8 @@ async fn demo(n: usize) -> Result<(Value, bool), CliError> {
         certificates: None,
         mef: Some(source),
         raw_keys: Vec::new(),
+        registrar: None,
+        registrees: Vec::new(),
     })
     .await
     .map_err(CliError::other)?;

@@ -14,6 +14,7 @@ mod mef;
 mod mef_admin;
 mod pkg;
 mod probe;
+mod remote;
 mod request;
 mod util;
 

@@ -49,6 +49,29 @@ pub fn print_json(v: &impl serde::Serialize) -> CliResult<()> {
     Ok(())
 }
 
+/// Prints a table: the head, then the rows, columns padded to their widest cell (the last
+/// column unpadded).
+pub fn print_table(head: &[&str], rows: &[Vec<String>]) {
+    let head: Vec<String> = head.iter().map(|h| h.to_string()).collect();
+    let mut width = vec![0usize; head.len()];
+    for r in std::iter::once(&head).chain(rows.iter()) {
+        for (w, c) in width.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    for r in std::iter::once(&head).chain(rows.iter()) {
+        let mut line = String::new();
+        for (i, (c, w)) in r.iter().zip(&width).enumerate() {
+            if i + 1 == r.len() {
+                line.push_str(c);
+            } else {
+                line.push_str(&format!("{c:<w$}  ", w = *w));
+            }
+        }
+        println!("{}", line.trim_end());
+    }
+}
+
 /// Reads a whole file given for `arg`.
 pub fn read_file(arg: &str, path: &std::path::Path) -> CliResult<Vec<u8>> {
     std::fs::read(path).map_err(|e| CliError::arg(arg, format!("{}: {e}", path.display())))
