@@ -38,7 +38,7 @@ fn fixture() -> &'static Fixture {
             vec![TargetClient {
                 psk_identity: PskIdentity::new("cse@mef.sp.example").expect("identity"),
                 key: Psk::new(&[1; 32]).expect("psk"),
-                client_id: "//sp.example/cse-in".into(),
+                client_id: "//sp.example/cse-in".parse().expect("target"),
             }],
         )
         .expect("MEF");
@@ -46,8 +46,8 @@ fn fixture() -> &'static Fixture {
             s.add_device(
                 &Device {
                     kpm_id: "d@mef.sp.example".into(),
-                    enrolee_id: "Cd".into(),
-                    targets: vec!["//sp.example/cse-in".into()],
+                    enrolee_id: "Cd".parse().expect("enrolee"),
+                    targets: vec!["//sp.example/cse-in".parse().expect("target")],
                     enrolment_secs: 3600,
                     created: 0,
                     revoked: None,

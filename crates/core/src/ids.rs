@@ -896,3 +896,128 @@ impl fmt::Display for AeId {
     }
 }
 string_serde!(AeId);
+
+// ---------------------------------------------------------------------------------------------
+// Enrolee-ID and Enrolment Target ID (TS-0003 §8.3.2.1, tables 9.2.1.1-1 and 9.2.2.1-1)
+// ---------------------------------------------------------------------------------------------
+
+string_serde!(AeIdStem);
+
+/// An Enrolee-ID (TS-0003 §8.3.2.1, MEF Client ID of §8.3.5.2.3, seed 001's ID1): the AE-ID or
+/// CSE-ID of the Enrolee, in any of their forms (TS-0004 §6.2.3).
+///
+/// Parsed as an AE-ID first, then as a CSE-ID: a bare `C…`/`S…` stem is an AE-ID-Stem (it is
+/// the form a Registrar CSE binds, TS-0003 §7.2.1). `Display` and serde give back the text
+/// parsed, byte for byte (both forms print as they were written).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum EnroleeId {
+    /// An AE-ID.
+    Ae(AeId),
+    /// A CSE-ID.
+    Cse(CseId),
+}
+
+impl EnroleeId {
+    /// The AE-ID, if the Enrolee is an AE.
+    pub fn as_ae_id(&self) -> Option<&AeId> {
+        match self {
+            EnroleeId::Ae(a) => Some(a),
+            EnroleeId::Cse(_) => None,
+        }
+    }
+    /// The CSE-ID, if the Enrolee is a CSE.
+    pub fn as_cse_id(&self) -> Option<&CseId> {
+        match self {
+            EnroleeId::Cse(c) => Some(c),
+            EnroleeId::Ae(_) => None,
+        }
+    }
+}
+
+impl FromStr for EnroleeId {
+    type Err = IdError;
+    fn from_str(s: &str) -> Result<Self, IdError> {
+        if let Ok(a) = s.parse::<AeId>() {
+            return Ok(EnroleeId::Ae(a));
+        }
+        s.parse::<CseId>()
+            .map(EnroleeId::Cse)
+            .map_err(|_| malformed("Enrolee-ID", "neither an AE-ID nor a CSE-ID"))
+    }
+}
+
+impl fmt::Display for EnroleeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EnroleeId::Ae(a) => a.fmt(f),
+            EnroleeId::Cse(c) => c.fmt(f),
+        }
+    }
+}
+string_serde!(EnroleeId);
+
+impl From<AeId> for EnroleeId {
+    fn from(a: AeId) -> Self {
+        EnroleeId::Ae(a)
+    }
+}
+
+impl From<CseId> for EnroleeId {
+    fn from(c: CseId) -> Self {
+        EnroleeId::Cse(c)
+    }
+}
+
+/// The ID of an Enrolment Target or of a key's target (TS-0003 tables 9.2.2.1-1 and
+/// 8.3.5.2.7-1 `targetIDs`): an absolute CSE-ID, an absolute AE-ID (`//SP-ID/…`, TS-0004
+/// §6.2.3) or a MAF's FQDN.
+///
+/// A `//` text is parsed as an absolute CSE-ID first, then as an absolute AE-ID (`//sp/Sx` is
+/// both; it is kept as the CSE-ID, and prints the same either way); any other text must be an
+/// FQDN. `Display` and serde give back the text parsed (an FQDN in lowercase, as [`Fqdn`]).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum TargetId {
+    /// An absolute CSE-ID.
+    Cse(CseId),
+    /// An absolute AE-ID.
+    Ae(AeId),
+    /// A MAF's FQDN.
+    Fqdn(Fqdn),
+}
+
+impl TargetId {
+    /// Whether it is an absolute CSE-ID or AE-ID (an Enrolment Target of a device; an FQDN
+    /// only names a MAF as a key's target).
+    pub fn is_m2m_id(&self) -> bool {
+        !matches!(self, TargetId::Fqdn(_))
+    }
+}
+
+impl FromStr for TargetId {
+    type Err = IdError;
+    fn from_str(s: &str) -> Result<Self, IdError> {
+        const K: &str = "target ID";
+        if !s.starts_with("//") {
+            return s.parse().map(TargetId::Fqdn);
+        }
+        match (s.parse::<CseId>(), s.parse::<AeId>()) {
+            (Ok(c @ CseId::Absolute { .. }), _) => Ok(TargetId::Cse(c)),
+            (_, Ok(a @ AeId::Absolute { .. })) => Ok(TargetId::Ae(a)),
+            _ => Err(malformed(
+                K,
+                "neither an absolute CSE-ID nor an absolute AE-ID (//SP-ID/...)",
+            )),
+        }
+    }
+}
+
+impl fmt::Display for TargetId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TargetId::Cse(c) => c.fmt(f),
+            TargetId::Ae(a) => a.fmt(f),
+            TargetId::Fqdn(n) => n.fmt(f),
+        }
+    }
+}
+string_serde!(TargetId);

@@ -204,6 +204,72 @@ fn fqdn_rules() {
     }
 }
 
+/// Issue 10 item 6: the Enrolee-ID and target ID types of the MEF's wire and store.
+#[test]
+fn enrolee_and_target_ids() {
+    for (text, ae) in [
+        ("Cdev1", true),
+        ("S563423", true),
+        ("/cse2/C3532ea3", true),
+        ("//myoperator.com/cse2/C3532ea3", true),
+        ("cse-mn", false),
+        ("/cse-mn", false),
+        ("//myoperator.com/cse-mn", false),
+    ] {
+        let id: EnroleeId = text.parse().unwrap();
+        assert_eq!(id.to_string(), text);
+        assert_eq!(id.as_ae_id().is_some(), ae, "{text}");
+        assert_eq!(id.as_cse_id().is_some(), !ae, "{text}");
+        let json = serde_json::to_string(&id).unwrap();
+        assert_eq!(json, format!("\"{text}\""));
+        assert_eq!(serde_json::from_str::<EnroleeId>(&json).unwrap(), id);
+    }
+    for bad in [
+        "",
+        "C/x",
+        "/",
+        "//sp.com",
+        "a b",
+        "-x",
+        "Cdev1@x",
+        "//SP.com/cse1",
+    ] {
+        assert!(bad.parse::<EnroleeId>().is_err(), "{bad:?}");
+        assert!(serde_json::from_str::<EnroleeId>(&format!("{bad:?}")).is_err());
+    }
+    for (text, kind) in [
+        ("//sp.example/cse-in", 0),
+        ("//sp.example/cse-in/Cae1", 1),
+        ("maf.example", 2),
+    ] {
+        let t: TargetId = text.parse().unwrap();
+        assert_eq!(t.to_string(), text);
+        assert_eq!(serde_json::to_string(&t).unwrap(), format!("\"{text}\""));
+        let got = match t {
+            TargetId::Cse(_) => 0,
+            TargetId::Ae(_) => 1,
+            TargetId::Fqdn(_) => 2,
+        };
+        assert_eq!(got, kind, "{text}");
+        assert_eq!(t.is_m2m_id(), kind != 2);
+    }
+    for bad in [
+        "",
+        "/cse-in",
+        "cse_in",
+        "//",
+        "//sp.example",
+        "//sp.example/",
+        "10.0.0.1",
+        "//sp.example/cse-in/dev",
+    ] {
+        assert!(bad.parse::<TargetId>().is_err(), "{bad:?}");
+    }
+    let stem: AeIdStem = serde_json::from_str("\"Cdev1\"").unwrap();
+    assert_eq!(serde_json::to_string(&stem).unwrap(), "\"Cdev1\"");
+    assert!(serde_json::from_str::<AeIdStem>("\"dev1\"").is_err());
+}
+
 fn sp_id() -> impl Strategy<Value = String> {
     "[a-z]([a-z0-9-]{0,8}[a-z0-9])?(\\.[a-z]([a-z0-9-]{0,8}[a-z0-9])?){0,3}"
 }
@@ -229,7 +295,14 @@ proptest! {
         prop_assert_eq!(id.to_string(), s.clone());
         prop_assert_eq!(id.stem().as_str(), stem.as_str());
         let json = serde_json::to_string(&id).unwrap();
-        prop_assert_eq!(serde_json::from_str::<AeId>(&json).unwrap(), id);
+        prop_assert_eq!(serde_json::from_str::<AeId>(&json).unwrap(), id.clone());
+        // As an Enrolee-ID, and (absolute) as a target ID, the text is kept byte for byte.
+        let enrolee: EnroleeId = s.parse().unwrap();
+        prop_assert_eq!(serde_json::to_string(&enrolee).unwrap(), json.clone());
+        if form == 0 {
+            let t: TargetId = s.parse().unwrap();
+            prop_assert_eq!(serde_json::to_string(&t).unwrap(), json);
+        }
     }
 
     #[test]
@@ -262,6 +335,9 @@ proptest! {
             let _ = t.parse::<CseId>();
             let _ = t.parse::<AeId>();
             let _ = t.parse::<RelativeKeId>();
+            let _ = t.parse::<EnroleeId>();
+            let _ = t.parse::<TargetId>();
+            let _ = t.parse::<AeIdStem>();
         }
     }
 }

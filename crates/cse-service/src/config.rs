@@ -806,9 +806,15 @@ impl MefSection {
             &self.key_file,
             self.timeout_secs,
         )?;
-        if !self.cse_id.starts_with("//") {
-            return Err(err("cse_id must be absolute (//SP-ID/CSE-ID)"));
-        }
+        let cse_id = match self.cse_id.parse::<CseId>() {
+            Ok(id @ CseId::Absolute { .. }) => id,
+            Ok(_) => return Err(err("cse_id must be absolute (//SP-ID/CSE-ID)")),
+            Err(e) => {
+                return Err(err(format!(
+                    "cse_id must be absolute (//SP-ID/CSE-ID): {e}"
+                )))
+            }
+        };
         if !(1..=300).contains(&self.revocation_poll_secs) {
             return Err(err("revocation_poll_secs must be 1..300"));
         }
@@ -832,7 +838,7 @@ impl MefSection {
             fqdn: l.fqdn,
             psk_identity: l.identity,
             psk: l.psk,
-            cse_id: self.cse_id.clone(),
+            cse_id,
             suid: self.suid,
             timeout: l.timeout,
             poll_interval: std::time::Duration::from_secs(self.revocation_poll_secs),
@@ -884,6 +890,24 @@ mod tests {
             ("", "ida = \"Cx\"\nregistree = \"gateway\"", "", "registree"),
             ("", "registree = \"ae\"", "", "registree without ida"),
             ("", "ida = \"not an id!\"", "", "ida"),
+            (
+                "",
+                "",
+                &format!(
+                    "[mef]\nurl = \"https://127.0.0.1:1\"\nfqdn = \"mef.sp.example\"\n\
+                     identity = \"c@mef.sp.example\"\nkey_file = {key:?}\ncse_id = \"//sp.example\""
+                ),
+                "[mef] cse_id",
+            ),
+            (
+                "",
+                "",
+                &format!(
+                    "[mef]\nurl = \"https://127.0.0.1:1\"\nfqdn = \"mef.sp.example\"\n\
+                     identity = \"c@mef.sp.example\"\nkey_file = {key:?}\ncse_id = \"/cse-in\""
+                ),
+                "[mef] cse_id",
+            ),
             (
                 "",
                 "",

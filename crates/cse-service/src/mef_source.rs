@@ -38,7 +38,7 @@ use std::time::{Duration, Instant};
 use crate::endpoint::{RemoteKey, RemoteKeySource, RemoteRevocations, REMOTE_CACHE_TTL};
 use m2msec_bindings::client::HttpClient;
 use m2msec_core::clock::Clock;
-use m2msec_core::ids::{AeId, AeIdStem, CredentialId, CseId, Fqdn, KeId, KpsaId};
+use m2msec_core::ids::{AeIdStem, CredentialId, CseId, EnroleeId, Fqdn, KeId, KpsaId};
 use m2msec_proto::{BoundIdentity, Operation, RequestPrimitive, ResponsePrimitive, Rsc};
 use m2msec_tls::{ClientConfig, Psk, PskIdentity, TlsClient};
 
@@ -106,7 +106,7 @@ pub struct MefLink {
     pub psk: Psk,
     /// This CSE's absolute CSE-ID: the originator of the retrieval, and the Enrolment Target ID
     /// of the §10.3.7 derivation.
-    pub cse_id: String,
+    pub cse_id: CseId,
     /// SUID of the keys requested (22: RSPF symmetric key for SAEF).
     pub suid: u8,
     /// Deadline of one request (connection, handshake and answer).
@@ -132,6 +132,12 @@ pub enum FetchError {
     /// Malformed answer.
     #[error("MEF answer: {0}")]
     Protocol(String),
+    /// An answer whose content does not parse (a malformed identifier, timestamp or key).
+    #[error("MEF answer: {0}")]
+    Wire(#[from] wire::WireError),
+    /// A `/fetchCredentials` answer that does not parse.
+    #[error("MEF answer: {0}")]
+    Json(#[from] serde_json::Error),
     /// Not asked: the limits of [`FetchLimits`] were reached.
     #[error("not asked: {0}")]
     Throttled(&'static str),
@@ -143,7 +149,7 @@ pub struct Fetched {
     /// The key.
     pub key: Psk,
     /// EnroleeID.
-    pub enrolee_id: String,
+    pub enrolee_id: EnroleeId,
     /// Lifetime end, unix seconds.
     pub expires_unix: i64,
 }
@@ -407,7 +413,10 @@ impl MefKeySource {
                 }
                 m.seen.insert(&key, (), SEEN_TTL, now);
             }
-            Err(FetchError::Refused(..)) | Err(FetchError::Protocol(_)) => {
+            Err(FetchError::Refused(..))
+            | Err(FetchError::Protocol(_))
+            | Err(FetchError::Wire(_))
+            | Err(FetchError::Json(_)) => {
                 m.misses
                     .insert(&key, (), inner.link.limits.negative_ttl, now)
             }
@@ -555,7 +564,7 @@ impl Inner {
         RequestPrimitive::new(
             Operation::Retrieve,
             to,
-            Some(&self.link.cse_id),
+            Some(&self.link.cse_id.to_string()),
             format!("{tag}-{}", self.rqi.fetch_add(1, Ordering::Relaxed)),
         )
     }
@@ -580,12 +589,10 @@ impl Inner {
         let l = &self.link;
         let req = self.retrieve(format!("{FETCH_CREDENTIALS}/{ke_id}/{}", l.suid), "fetch");
         let r = self.request(&req).await?;
-        let body: FetchCredentialsResponse =
-            r.pc.clone()
-                .and_then(|v| serde_json::from_value(v).ok())
-                .ok_or_else(|| {
-                    FetchError::Protocol(format!("status {} without a body", r.rsc.as_u16()))
-                })?;
+        let pc = r.pc.clone().ok_or_else(|| {
+            FetchError::Protocol(format!("status {} without a body", r.rsc.as_u16()))
+        })?;
+        let body: FetchCredentialsResponse = serde_json::from_value(pc)?;
         if r.rsc != Rsc::Ok || !body.status {
             return Err(FetchError::Refused(
                 r.rsc,
@@ -623,8 +630,7 @@ impl Inner {
         if r.rsc != Rsc::Ok {
             return Err(FetchError::Refused(r.rsc, dbg_text(&r)));
         }
-        let v: EnroleeReservation =
-            wire::unwrap("mefEnrolee", r.pc.as_ref()).map_err(FetchError::Protocol)?;
+        let v: EnroleeReservation = wire::unwrap("mefEnrolee", r.pc.as_ref())?;
         Ok(v.reserved)
     }
 
@@ -635,7 +641,7 @@ impl Inner {
         if r.rsc != Rsc::Ok {
             return Err(FetchError::Refused(r.rsc, dbg_text(&r)));
         }
-        wire::unwrap("mefChanges", r.pc.as_ref()).map_err(FetchError::Protocol)
+        Ok(wire::unwrap("mefChanges", r.pc.as_ref())?)
     }
 
     /// Reads the feed from the cursor (a few pages at most) and applies it.
@@ -675,9 +681,9 @@ impl Inner {
             m.reserved.clear();
         }
         for c in &page.changes {
-            if let Some(k) = &c.ended_ke_id {
+            if let Some(k) = c.ended_ke_id.as_ref().map(KeId::to_string) {
                 tracing::info!(ke_id = %k, event = ?c.event, enrolee = %c.enrolee_id, "KeID no longer valid at the MEF");
-                m.seen.remove(k);
+                m.seen.remove(&k);
                 if m.revoked.all {
                     // Everything goes anyway.
                 } else if m.revoked.identities.len() >= cap {
@@ -686,15 +692,15 @@ impl Inner {
                         all: true,
                     };
                 } else {
-                    m.revoked.identities.push(k.clone());
+                    m.revoked.identities.push(k);
                 }
             }
-            if let Some(k) = &c.ke_id {
-                m.seen.insert(k, (), SEEN_TTL, now);
-                m.misses.remove(k);
+            if let Some(k) = c.ke_id.as_ref().map(KeId::to_string) {
+                m.seen.insert(&k, (), SEEN_TTL, now);
+                m.misses.remove(&k);
             }
             if c.event == ChangeKind::Revoked {
-                if let Ok(ae) = c.enrolee_id.parse::<AeId>() {
+                if let Some(ae) = c.enrolee_id.as_ae_id() {
                     m.reserved.remove(ae.stem().as_str());
                 }
             }
@@ -761,7 +767,7 @@ impl RemoteKeySource for MefKeySource {
         match self.fetch_blocking(&ke_id) {
             Ok(f) => {
                 let kpsa_id: KpsaId = psk_identity.parse().ok()?;
-                let bound = if let Ok(ae) = f.enrolee_id.parse::<AeId>() {
+                let bound = if let EnroleeId::Ae(ae) = &f.enrolee_id {
                     // The device's Enrolee-ID is provisioned for this CSE.
                     self.inner.memory().reserved.insert(
                         ae.stem().as_str(),
@@ -769,9 +775,9 @@ impl RemoteKeySource for MefKeySource {
                         REMOTE_CACHE_TTL,
                         Instant::now(),
                     );
-                    Some(BoundIdentity::Ae(vec![ae]))
+                    Some(BoundIdentity::Ae(vec![ae.clone()]))
                 } else {
-                    f.enrolee_id.parse::<CseId>().ok().map(BoundIdentity::Cse)
+                    f.enrolee_id.as_cse_id().cloned().map(BoundIdentity::Cse)
                 };
                 tracing::info!(ke_id = %ke_id, enrolee = %f.enrolee_id, "key retrieved from the MEF");
                 Some(RemoteKey {

@@ -54,7 +54,7 @@ fn key_source_at(
             fqdn: FQDN.parse().unwrap(),
             psk_identity: PskIdentity::new(identity).unwrap(),
             psk: Psk::new(&[key; 32]).unwrap(),
-            cse_id: client_id.into(),
+            cse_id: client_id.parse().unwrap(),
             suid: 22,
             timeout: Duration::from_secs(2),
             poll_interval: poll,
@@ -72,7 +72,12 @@ fn key_source_at(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_key_past_its_lifetime_on_the_cses_clock_is_refused() {
     let mef = start_mef().await;
-    let ke_id = enrol(&params(mef.addr, 0)).await.unwrap().summary.ke_id;
+    let ke_id = enrol(&params(mef.addr, 0))
+        .await
+        .unwrap()
+        .summary
+        .ke_id
+        .to_string();
     let clock = ManualClock::starting_now();
     let src = key_source_at(
         mef.addr.port(),
@@ -199,15 +204,30 @@ async fn the_change_feed_reports_revoked_keids_to_the_key_source() {
         Duration::from_secs(3600),
     );
     src.poll_now().unwrap();
-    let a = enrol(&params(mef.addr, 0)).await.unwrap().summary.ke_id;
-    let b = enrol(&params(mef.addr, 1)).await.unwrap().summary.ke_id;
+    let a = enrol(&params(mef.addr, 0))
+        .await
+        .unwrap()
+        .summary
+        .ke_id
+        .to_string();
+    let b = enrol(&params(mef.addr, 1))
+        .await
+        .unwrap()
+        .summary
+        .ke_id
+        .to_string();
     assert!(src.fetch(&a).is_some() && src.fetch(&b).is_some());
     // Another spelling of a KeID is not asked for (the CSE caches and revokes canonical ones).
     assert!(src.fetch(&a.to_uppercase()).is_none());
     src.poll_now().unwrap();
     assert_eq!(src.take_revoked(), RemoteRevocations::default());
 
-    let a2 = enrol(&params(mef.addr, 0)).await.unwrap().summary.ke_id;
+    let a2 = enrol(&params(mef.addr, 0))
+        .await
+        .unwrap()
+        .summary
+        .ke_id
+        .to_string();
     assert!(mef
         .ep
         .with_store(|s| s.revoke_device("dev1@mef.sp.example", base))
@@ -313,7 +333,12 @@ async fn lookups_of_unknown_keids_are_bounded() {
     );
     src.poll_now().unwrap();
     // A device enrolled now: the feed announces its KeID.
-    let known = enrol(&params(mef.addr, 0)).await.unwrap().summary.ke_id;
+    let known = enrol(&params(mef.addr, 0))
+        .await
+        .unwrap()
+        .summary
+        .ke_id
+        .to_string();
     src.poll_now().unwrap();
     let unknown = |i: usize| -> m2msec_core::ids::KeId {
         format!("{:032x}@{FQDN}", 100 + i).parse().unwrap()
@@ -341,7 +366,12 @@ async fn lookups_of_unknown_keids_are_bounded() {
         limits,
         Duration::from_secs(3600),
     );
-    let other = enrol(&params(mef.addr, 1)).await.unwrap().summary.ke_id;
+    let other = enrol(&params(mef.addr, 1))
+        .await
+        .unwrap()
+        .summary
+        .ke_id
+        .to_string();
     assert!(fresh.fetch(&other).is_some());
     assert_eq!(outcome(&fresh, 10), 4004);
     assert_eq!(outcome(&fresh, 11), 0);

@@ -73,7 +73,7 @@ impl Step {
 
 struct DeviceRun {
     ae_id: Option<String>,
-    ke_id: Option<String>,
+    ke_id: Option<m2msec_core::ids::KeId>,
     ibc_id: Option<String>,
     registered: bool,
     wrote: bool,
@@ -187,7 +187,7 @@ async fn demo(n: usize) -> Result<(Value, bool), CliError> {
         targets: vec![TargetClient {
             psk_identity: cse_identity.clone(),
             key: cse_psk.clone(),
-            client_id: CSE_ABS.into(),
+            client_id: CSE_ABS.parse().map_err(CliError::other)?,
         }],
         default_enrolment_secs: 86_400,
         pkg: None,
@@ -203,7 +203,7 @@ async fn demo(n: usize) -> Result<(Value, bool), CliError> {
         fqdn: MEF_FQDN.parse().map_err(CliError::other)?,
         psk_identity: cse_identity,
         psk: cse_psk,
-        cse_id: CSE_ABS.into(),
+        cse_id: CSE_ABS.parse().map_err(CliError::other)?,
         suid: m2msec_mef::endpoint::TARGET_SUID,
         timeout: Duration::from_secs(5),
         poll_interval: m2msec_cse_service::mef_source::DEFAULT_POLL_INTERVAL,
@@ -263,8 +263,8 @@ async fn demo(n: usize) -> Result<(Value, bool), CliError> {
         rows.push((
             Device {
                 kpm_id: format!("dev{i:05}@{MEF_FQDN}"),
-                enrolee_id: format!("Cdemo{i:05}"),
-                targets: vec![CSE_ABS.into()],
+                enrolee_id: format!("Cdemo{i:05}").parse().map_err(CliError::other)?,
+                targets: vec![CSE_ABS.parse().map_err(CliError::other)?],
                 enrolment_secs: 86_400,
                 created: 0,
                 revoked: None,
@@ -300,9 +300,9 @@ async fn demo(n: usize) -> Result<(Value, bool), CliError> {
             port: mef_addr.port(),
             kpm_id: kpm_id.parse().map_err(CliError::other)?,
             kpm: kpm.clone(),
-            id1: format!("Cdemo{i:05}"),
-            targets: vec![CSE_ABS.into()],
-            admin_fqdn: format!("admin.{SP}"),
+            id1: format!("Cdemo{i:05}").parse().map_err(CliError::other)?,
+            targets: vec![CSE_ABS.parse().map_err(CliError::other)?],
+            admin_fqdn: format!("admin.{SP}").parse().map_err(CliError::other)?,
             suid_encoding: SuidEncoding::AsciiDecimal,
         };
         let mut run = DeviceRun {
@@ -349,7 +349,8 @@ async fn demo(n: usize) -> Result<(Value, bool), CliError> {
         let res: Result<(), String> = async {
             let psk = target_psk(&s.ke, 22, CSE_ABS, SuidEncoding::AsciiDecimal)
                 .map_err(|e| e.to_string())?;
-            let id = PskIdentity::new(&s.summary.ke_id).map_err(|e| e.to_string())?;
+            let id =
+                PskIdentity::new(&s.summary.ke_id.to_string()).map_err(|e| e.to_string())?;
             let client = TlsClient::new(ClientConfig::psk(id, psk)).map_err(|e| e.to_string())?;
             let ch = client
                 .connect("127.0.0.1", cse_addr.port(), None)
@@ -419,7 +420,7 @@ async fn demo(n: usize) -> Result<(Value, bool), CliError> {
         let res: Result<usize, String> = async {
             let psk = target_psk(&s.ke, 22, CSE_ABS, SuidEncoding::AsciiDecimal)
                 .map_err(|e| e.to_string())?;
-            let id = PskIdentity::new(&s.summary.ke_id).map_err(|e| e.to_string())?;
+            let id = PskIdentity::new(&s.summary.ke_id.to_string()).map_err(|e| e.to_string())?;
             let client = TlsClient::new(ClientConfig::psk(id, psk)).map_err(|e| e.to_string())?;
             let ch = client
                 .connect("127.0.0.1", cse_addr.port(), None)

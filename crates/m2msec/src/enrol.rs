@@ -10,7 +10,7 @@ use clap::Args;
 use serde_json::json;
 
 use m2msec_bindings::url::{Scheme, ServiceUrl};
-use m2msec_core::ids::KpmId;
+use m2msec_core::ids::{EnroleeId, Fqdn, KpmId, TargetId};
 use m2msec_core::kdf::SuidEncoding;
 use m2msec_core::secret::Kpm;
 use m2msec_mef::enrolee::{enrol, enrol_with, EnrolParams, Keystore, MefTransport};
@@ -46,10 +46,10 @@ pub struct EnrolArgs {
     mef_fqdn: Option<String>,
     /// ID1: this Enrolee's AE-ID or CSE-ID.
     #[arg(long, value_name = "ID1")]
-    id: String,
+    id: EnroleeId,
     /// An Enrolment Target the MEF must provision a key for (repeatable).
     #[arg(long = "target", value_name = "ID")]
-    targets: Vec<String>,
+    targets: Vec<TargetId>,
     /// The keystore directory (created 0700; keystore.json and kek are 0600).
     #[arg(long, value_name = "DIR", default_value = "m2msec-keystore")]
     keystore: PathBuf,
@@ -59,7 +59,7 @@ pub struct EnrolArgs {
     secure_environment: Option<PathBuf>,
     /// adminFQDN of the MEF client registration.
     #[arg(long, value_name = "FQDN", default_value = "admin.invalid")]
-    admin_fqdn: String,
+    admin_fqdn: Fqdn,
     /// SUID encoding of the §10.3.7 derivation (BRIEF A7): ascii (default) or octet.
     #[arg(long, value_name = "ENC", default_value = "ascii")]
     suid_encoding: String,
@@ -129,11 +129,6 @@ pub fn run(a: EnrolArgs) -> Result<ExitCode, CliError> {
             (kpm_id, kpm, None)
         }
     };
-    if a.id.parse::<m2msec_core::ids::AeId>().is_err()
-        && a.id.parse::<m2msec_core::ids::CseId>().is_err()
-    {
-        return Err(CliError::arg("--id", "not an AE-ID or CSE-ID"));
-    }
     let suid_encoding = match a.suid_encoding.as_str() {
         "ascii" => SuidEncoding::AsciiDecimal,
         "octet" => SuidEncoding::SingleOctet,

@@ -551,8 +551,8 @@ struct DeviceOut {
 fn describe(d: Device, e: Option<Enrolment>, now: i64) -> DeviceOut {
     DeviceOut {
         kpm_id: d.kpm_id,
-        enrolee_id: d.enrolee_id,
-        targets: d.targets,
+        enrolee_id: d.enrolee_id.to_string(),
+        targets: d.targets.iter().map(ToString::to_string).collect(),
         enrolment_secs: d.enrolment_secs,
         created: ts(d.created),
         state: if d.revoked.is_some() {
@@ -562,7 +562,7 @@ fn describe(d: Device, e: Option<Enrolment>, now: i64) -> DeviceOut {
         },
         revoked: d.revoked.map(ts),
         enrolment: e.map(|e| EnrolmentOut {
-            ke_id: e.ke_id,
+            ke_id: e.ke_id.to_string(),
             expires: ts(e.expires),
             expired: e.expires <= now,
             id2: e.id2,

@@ -94,7 +94,7 @@ pub struct RequestArgs {
     secure_environment: Option<PathBuf>,
     /// With --keystore: the Enrolment Target's ID (default: the keystore's only target).
     #[arg(long = "target", value_name = "ID", requires = "keystore")]
-    target: Option<String>,
+    target: Option<m2msec_core::ids::TargetId>,
     /// SNI host name (default: HOST when it is a name; never an IP address).
     #[arg(long, value_name = "NAME")]
     sni: Option<String>,
@@ -433,7 +433,7 @@ fn keystore_credential(a: &RequestArgs) -> Result<(PskIdentity, Psk), CliError> 
         Some(id) => summary
             .targets
             .iter()
-            .find(|t| &t.target_id == id)
+            .find(|t| t.target_id == *id)
             .ok_or_else(|| CliError::arg("--target", "no key for this target in the keystore"))?,
         None => match summary.targets.as_slice() {
             [one] => one,
@@ -451,7 +451,8 @@ fn keystore_credential(a: &RequestArgs) -> Result<(PskIdentity, Psk), CliError> 
             }
         },
     };
-    let identity = PskIdentity::new(&t.key_id).map_err(|e| CliError::arg("--keystore", e))?;
+    let identity =
+        PskIdentity::new(&t.key_id.to_string()).map_err(|e| CliError::arg("--keystore", e))?;
     let psk = enrolled_target_psk(&summary, &ke, t).map_err(|e| CliError::arg("--keystore", e))?;
     Ok((identity, psk))
 }

@@ -43,8 +43,8 @@ fn device_enrols_then_registers_at_a_cse_that_fetches_its_key_from_the_mef() {
         let mut s = m2msec_mef::MefStore::open(&d.join("mef")).unwrap();
         let dev = m2msec_mef::Device {
             kpm_id: format!("dev1@{FQDN}"),
-            enrolee_id: "Cdev1".into(),
-            targets: vec![CSE_ABS.into()],
+            enrolee_id: "Cdev1".parse().unwrap(),
+            targets: vec![CSE_ABS.parse().unwrap()],
             enrolment_secs: 3600,
             created: 0,
             revoked: None,
@@ -53,7 +53,7 @@ fn device_enrols_then_registers_at_a_cse_that_fetches_its_key_from_the_mef() {
         s.add_device(&dev, &kpm).unwrap();
         let dev2 = m2msec_mef::Device {
             kpm_id: format!("dev2@{FQDN}"),
-            enrolee_id: "Cdev2".into(),
+            enrolee_id: "Cdev2".parse().unwrap(),
             ..dev
         };
         s.add_device(&dev2, &kpm).unwrap();
@@ -280,7 +280,7 @@ fn a_mef_with_a_separate_pkg_service() {
         let mut s = m2msec_mef::MefStore::open(&d.join("mef")).unwrap();
         let dev = m2msec_mef::Device {
             kpm_id: format!("dev@{FQDN}"),
-            enrolee_id: "Cdev".into(),
+            enrolee_id: "Cdev".parse().unwrap(),
             targets: vec![],
             enrolment_secs: 600,
             created: 0,

@@ -176,9 +176,9 @@ fn params(addr: SocketAddr, i: usize, kpm: &Kpm) -> EnrolParams {
         port: addr.port(),
         kpm_id: kpm_id(i).parse().unwrap(),
         kpm: kpm.clone(),
-        id1: enrolee_id(i),
-        targets: vec![CSE.into()],
-        admin_fqdn: "admin.fault.example".into(),
+        id1: enrolee_id(i).parse().unwrap(),
+        targets: vec![CSE.parse().unwrap()],
+        admin_fqdn: "admin.fault.example".parse().unwrap(),
         suid_encoding: SuidEncoding::AsciiDecimal,
         transport: Default::default(),
     }
@@ -187,7 +187,7 @@ fn params(addr: SocketAddr, i: usize, kpm: &Kpm) -> EnrolParams {
 async fn enrol_one(p: EnrolParams) -> Outcome {
     match tokio::time::timeout(Duration::from_secs(30), enrol(&p)).await {
         Ok(Ok(s)) => Outcome::Enrolled {
-            ke_id: s.summary.ke_id.clone(),
+            ke_id: s.summary.ke_id.to_string(),
             kpak: s.ibc.as_ref().map(|c| c.kpak.clone()).unwrap_or_default(),
             ke: s.ke,
         },
@@ -310,7 +310,7 @@ async fn cut_exchanges(
             .enrolment_of(&kpm_id(i))
             .unwrap()
             .expect("the MEF committed before sending end-of-exchange");
-        held.push(e.ke_id);
+        held.push(e.ke_id.to_string());
     }
     held
 }
@@ -353,11 +353,11 @@ fn check_after_kill(data_dir: &Path, outcomes: &[Outcome]) -> Vec<(usize, String
         if let Some(e) = &e {
             found += 1;
             assert!(
-                ke_ids.insert(e.ke_id.clone()),
+                ke_ids.insert(e.ke_id.to_string()),
                 "duplicated KeID {}",
                 e.ke_id
             );
-            assert_eq!(e.enrolee_id, enrolee_id(i));
+            assert_eq!(e.enrolee_id.to_string(), enrolee_id(i));
             assert!(e
                 .id2
                 .as_deref()
@@ -367,13 +367,14 @@ fn check_after_kill(data_dir: &Path, outcomes: &[Outcome]) -> Vec<(usize, String
         }
         match (o, e) {
             (Outcome::Enrolled { ke_id, .. }, Some(e)) => assert_eq!(
-                &e.ke_id, ke_id,
+                &e.ke_id.to_string(),
+                ke_id,
                 "device {i} got end-of-exchange for one KeID, the MEF holds another"
             ),
             (Outcome::Enrolled { .. }, None) => {
                 panic!("device {i} got end-of-exchange but the MEF lost its enrolment")
             }
-            (Outcome::Failed(_), Some(e)) => unacked.push((i, e.ke_id)),
+            (Outcome::Failed(_), Some(e)) => unacked.push((i, e.ke_id.to_string())),
             (Outcome::Failed(_), None) => {}
             (Outcome::NotTried, Some(_)) => panic!("device {i} was never tried but is enrolled"),
             (Outcome::NotTried, None) => {}
@@ -430,8 +431,8 @@ fn sigkill_during_1000_enrolments_then_restart() {
                 (
                     Device {
                         kpm_id: kpm_id(i),
-                        enrolee_id: enrolee_id(i),
-                        targets: vec![CSE.into()],
+                        enrolee_id: enrolee_id(i).parse().unwrap(),
+                        targets: vec![CSE.parse().unwrap()],
                         enrolment_secs: 3600,
                         created: 0,
                         revoked: None,
@@ -534,12 +535,19 @@ fn sigkill_during_1000_enrolments_then_restart() {
                 unreachable!()
             };
             let e = store.enrolment_of(&kpm_id(i)).unwrap().unwrap();
-            assert_eq!(&e.ke_id, ke_id, "device {i}: the MEF holds its latest KeID");
-            assert!(ke_ids.insert(e.ke_id));
+            assert_eq!(
+                &e.ke_id.to_string(),
+                ke_id,
+                "device {i}: the MEF holds its latest KeID"
+            );
+            assert!(ke_ids.insert(e.ke_id.to_string()));
         }
         for (i, stale) in &unacked {
             assert!(
-                store.enrolment_by_ke_id(stale).unwrap().is_none(),
+                store
+                    .enrolment_by_ke_id(&stale.parse().unwrap())
+                    .unwrap()
+                    .is_none(),
                 "device {i}: the unacknowledged enrolment was replaced"
             );
         }
@@ -571,7 +579,7 @@ fn sigkill_during_1000_enrolments_then_restart() {
             let (rsc, f) = fetch(&mut cse, ke_id).await;
             assert_eq!(rsc, Rsc::Ok, "device {i}: {:?}", f.error_string);
             assert!(f.status);
-            assert_eq!(f.enrolee_id.as_deref(), Some(enrolee_id(i).as_str()));
+            assert_eq!(f.enrolee_id.map(|e| e.to_string()), Some(enrolee_id(i)));
             let mine = target_key(ke, 22, CSE, SuidEncoding::AsciiDecimal).unwrap();
             assert_eq!(
                 f.credential.as_ref().map(|c| c.expose_secret()),

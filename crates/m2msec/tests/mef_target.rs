@@ -69,8 +69,8 @@ fn provision(d: &Path, n: usize) {
         write_key(&d.join(format!("dev{i}.kpm")), &kpm_hex(i), 0o600);
         let dev = m2msec_mef::Device {
             kpm_id: format!("dev{i}@{FQDN}"),
-            enrolee_id: format!("Cdev{i}"),
-            targets: vec![CSE_ABS.into()],
+            enrolee_id: format!("Cdev{i}").parse().unwrap(),
+            targets: vec![CSE_ABS.parse().unwrap()],
             enrolment_secs: 3600,
             created: 0,
             revoked: None,
@@ -142,10 +142,10 @@ fn device_credential(ks: &Path) -> (String, Psk) {
     let t = summary
         .targets
         .iter()
-        .find(|t| t.target_id == CSE_ABS)
+        .find(|t| t.target_id.to_string() == CSE_ABS)
         .unwrap();
     let psk = enrolled_target_psk(&summary, &ke, t).unwrap();
-    (summary.ke_id, psk)
+    (summary.ke_id.to_string(), psk)
 }
 
 async fn connect(port: u16, identity: &str, psk: &Psk) -> Result<HttpClient, String> {

@@ -104,7 +104,7 @@ fn start_mef_in(dir: tempfile::TempDir, se: &SecureEnvironment) -> Mef {
     let targets = vec![TargetClient {
         psk_identity: PskIdentity::new(CSE_IDENTITY).unwrap(),
         key: Psk::new(&CSE_KEY).unwrap(),
-        client_id: CSE.into(),
+        client_id: CSE.parse().unwrap(),
     }];
     // The service's own start function, as `m2msec mef serve` runs it.
     let running = rt
@@ -135,8 +135,8 @@ fn start_mef_in(dir: tempfile::TempDir, se: &SecureEnvironment) -> Mef {
             (
                 Device {
                     kpm_id: kpm_id(i),
-                    enrolee_id: format!("Cdev{i:03}"),
-                    targets: vec![CSE.into()],
+                    enrolee_id: format!("Cdev{i:03}").parse().unwrap(),
+                    targets: vec![CSE.parse().unwrap()],
                     enrolment_secs: 3600,
                     created: 0,
                     revoked: None,
@@ -165,9 +165,9 @@ impl Mef {
             port: self.addr.port(),
             kpm_id: kpm_id(i).parse().unwrap(),
             kpm: self.kpms[i].clone(),
-            id1: format!("Cdev{i:03}"),
-            targets: vec![CSE.into()],
-            admin_fqdn: "admin.bench.example".into(),
+            id1: format!("Cdev{i:03}").parse().unwrap(),
+            targets: vec![CSE.parse().unwrap()],
+            admin_fqdn: "admin.bench.example".parse().unwrap(),
             suid_encoding: SuidEncoding::AsciiDecimal,
         }
     }
@@ -429,8 +429,8 @@ fn profile_store(dir: &Path) -> MefStore {
     let mut s = MefStore::open(dir).unwrap();
     let d = Device {
         kpm_id: kpm_id(0),
-        enrolee_id: "Cdev000".into(),
-        targets: vec![CSE.into()],
+        enrolee_id: "Cdev000".parse().unwrap(),
+        targets: vec![CSE.parse().unwrap()],
         enrolment_secs: 3600,
         created: 0,
         revoked: None,
@@ -448,8 +448,8 @@ fn commit_micros(s: &mut MefStore, n: usize) -> f64 {
         k += 1;
         let e = Enrolment {
             kpm_id: kpm_id(0),
-            ke_id: format!("{k:032x}@{FQDN}"),
-            enrolee_id: "Cdev000".into(),
+            ke_id: format!("{k:032x}@{FQDN}").parse().unwrap(),
+            enrolee_id: "Cdev000".parse().unwrap(),
             reg_id: format!("mcr-{k}"),
             id2: Some(id2(0)),
             expires: 4_000_000_000,
@@ -458,7 +458,7 @@ fn commit_micros(s: &mut MefStore, n: usize) -> f64 {
             .commit_enrolment(
                 &e,
                 &Ke::from_array([k as u8; 32]),
-                "admin.bench.example",
+                &"admin.bench.example".parse().unwrap(),
                 None,
                 4_000_000_000,
                 gen,

@@ -17,7 +17,7 @@ use m2msec_bindings::config::{
     read_psk_file, read_toml, CertificateAssociation, CertificateFiles, ConfigError, Link,
 };
 use m2msec_core::duration::XsDuration;
-use m2msec_core::ids::Fqdn;
+use m2msec_core::ids::{Fqdn, TargetId};
 use m2msec_core::kdf::SuidEncoding;
 use m2msec_tls::{DtlsOptions, PskIdentity};
 
@@ -259,17 +259,26 @@ impl MefFile {
         let mut targets = Vec::new();
         for t in &c.target {
             let key = read_psk_file(&t.key_file, &format!("target {}", t.identity))?;
-            if !t.id.starts_with("//") {
-                return Err(cfg_err(format!(
-                    "target {}: id must be an absolute CSE-ID or AE-ID (//SP/...)",
-                    t.identity
-                )));
-            }
+            let client_id = match t.id.parse::<TargetId>() {
+                Ok(id) if id.is_m2m_id() => id,
+                Ok(_) => {
+                    return Err(cfg_err(format!(
+                        "target {}: id must be an absolute CSE-ID or AE-ID (//SP/...)",
+                        t.identity
+                    )))
+                }
+                Err(e) => {
+                    return Err(cfg_err(format!(
+                        "target {}: id must be an absolute CSE-ID or AE-ID (//SP/...): {e}",
+                        t.identity
+                    )))
+                }
+            };
             targets.push(TargetClient {
                 psk_identity: PskIdentity::new(&t.identity)
                     .map_err(|e| cfg_err(format!("target identity {:?}: {e}", t.identity)))?,
                 key,
-                client_id: t.id.clone(),
+                client_id,
             });
         }
         Ok(MefServiceConfig {
@@ -461,6 +470,8 @@ mod tests {
                 "lifetimes",
             ),
             ("", "/cse-in", "absolute"),
+            ("", "//sp.example", "absolute"),
+            ("", "//sp.example/cse in", "absolute"),
         ] {
             let e = file(enrolment, id).validate().unwrap_err().to_string();
             assert!(e.contains(part), "{enrolment} {id}: {e}");

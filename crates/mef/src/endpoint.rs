@@ -35,7 +35,7 @@ use serde_json::Value;
 use m2msec_bindings::{AssociationInfo, CloseSignal, Endpoint, Handled, Opened};
 use m2msec_core::duration::XsDuration;
 use m2msec_core::export::{ExportedKeyingMaterial, ExporterLabel};
-use m2msec_core::ids::{Fqdn, KeId};
+use m2msec_core::ids::{AeIdStemKind, CseId, EnroleeId, Fqdn, KeyId, RelKeyId, TargetId};
 use m2msec_core::kdf::{enrolment_key, KdfIdentifier, SuidEncoding};
 use m2msec_core::secret::{Kpm, SecretBytes};
 use m2msec_core::suid::Suid;
@@ -97,7 +97,7 @@ pub struct TargetClient {
     /// Its PSK.
     pub key: Psk,
     /// Its absolute ID (CSE-ID `//sp/cse-in`, AE-ID or MAF FQDN): what it is authorised as.
-    pub client_id: String,
+    pub client_id: TargetId,
 }
 
 /// Per-session state.
@@ -108,7 +108,7 @@ pub enum MefSession {
     /// A configured target client.
     Target {
         /// Its authenticated ID.
-        client_id: String,
+        client_id: TargetId,
     },
 }
 
@@ -123,7 +123,7 @@ pub struct MefEndpoint {
     /// block on the writer).
     reader: Mutex<MefStore>,
     pkg: Arc<dyn Pkg>,
-    targets: HashMap<String, String>,
+    targets: HashMap<String, TargetId>,
     clock: Clock,
     /// The handshake's PSK table and the connection that reloads it.
     psks: Arc<PskTable>,
@@ -146,7 +146,7 @@ pub const PSK_WATCH_INTERVAL: Duration = Duration::from_millis(200);
 /// One provisioned, non-revoked device as the bootstrap handshake needs it.
 struct DeviceKey {
     kpm: Kpm,
-    enrolee_id: String,
+    enrolee_id: EnroleeId,
 }
 
 /// The MEF's bootstrap PSKs in memory (KpmID → Kpm, TS-0003 §8.3.2.1 step 1): the TLS
@@ -258,7 +258,7 @@ impl MefResolver {
         let d = devices.get(identity.as_str())?;
         Some(ResolvedPsk {
             key: Psk::new(d.kpm.expose_secret()).ok()?,
-            bound: m2msec_tls::BoundIdentity::Configured(d.enrolee_id.clone()),
+            bound: m2msec_tls::BoundIdentity::Configured(d.enrolee_id.to_string()),
         })
     }
 }
@@ -521,19 +521,13 @@ impl MefEndpoint {
         let now = self.now();
         match prim.op {
             Operation::Retrieve => {
-                let Ok(ke_id) = enrolment.ke_id.parse::<KeId>() else {
-                    return store_err(
-                        rqi,
-                        StoreError::Corrupt(format!("enrolment of {}: KeID", x.kpm_id())),
-                    );
-                };
                 let view = ClientReg {
                     reg_id: reg.reg_id.clone(),
                     expiration_time: ts(reg.expires),
                     labels: reg.labels.clone(),
                     client_id: enrolment.enrolee_id.clone(),
                     admin_fqdn: reg.admin_fqdn.clone(),
-                    ke_id,
+                    ke_id: enrolment.ke_id.clone(),
                     enrolment_expiry: ts(enrolment.expires),
                     ibc_enrolment: enrolment.id2.is_some(),
                     key_derivation: self.cfg.key_derivation(),
@@ -582,7 +576,7 @@ impl MefEndpoint {
         let rqi = &prim.rqi;
         let req: KeyRegRequest = match wire::unwrap("mefKeyReg", prim.pc.as_ref()) {
             Ok(r) => r,
-            Err(e) => return err(Rsc::BadRequest, rqi, e),
+            Err(e) => return err(Rsc::BadRequest, rqi, e.to_string()),
         };
         let Ok(suid) = Suid::new(req.suid) else {
             return err(Rsc::BadRequest, rqi, "SUID is not a defined m2m:suid");
@@ -599,16 +593,6 @@ impl MefEndpoint {
                 Rsc::BadRequest,
                 rqi,
                 format!("SUID {} needs {min}..{max} targetIDs", suid.value()),
-            );
-        }
-        if targets
-            .iter()
-            .any(|t| !t.starts_with("//") && t.parse::<Fqdn>().is_err())
-        {
-            return err(
-                Rsc::BadRequest,
-                rqi,
-                "targetIDs must be absolute AE-IDs/CSE-IDs or FQDNs",
             );
         }
         let (rel, key): (String, zeroize::Zeroizing<Vec<u8>>) = match &req.key_value {
@@ -634,6 +618,9 @@ impl MefEndpoint {
                 None => return err(Rsc::InternalServerError, rqi, "no connection key"),
             },
         };
+        let Ok(rel) = rel.parse::<RelKeyId>() else {
+            return err(Rsc::InternalServerError, rqi, "RelativeKeyID");
+        };
         let now = self.now();
         let max = now.saturating_add(self.cfg.max_registration_secs as i64);
         let expires = req
@@ -641,8 +628,8 @@ impl MefEndpoint {
             .map(|t| t.to_unix().clamp(now, max))
             .unwrap_or(max);
         let row = KeyRegRow {
-            rel_key_id: rel.clone(),
-            source_client: x.enrolee_id().to_string(),
+            rel_key_id: rel,
+            source_client: x.enrolee_id().clone(),
             kpm_id: Some(x.kpm_id().to_string()),
             suid: suid.value(),
             target_ids: targets,
@@ -665,7 +652,7 @@ impl MefEndpoint {
     fn key_reg_view(&self, k: &KeyRegRow, key: Option<&[u8]>) -> KeyReg {
         KeyReg {
             relative_key_id: k.rel_key_id.clone(),
-            key_id: format!("{}@{}", k.rel_key_id, self.cfg.fqdn),
+            key_id: KeyId::new(k.rel_key_id.clone(), self.cfg.fqdn.clone()),
             expiration_time: ts(k.expires),
             source_client_id: k.source_client.clone(),
             labels: k.labels.clone(),
@@ -677,8 +664,12 @@ impl MefEndpoint {
     }
 
     /// Key Retrieval by a target, or Update/De-registration/Retrieve by the source client.
-    fn key_reg_by_source(&self, source: &str, rel: &str, prim: &RequestPrimitive) -> Handled {
+    fn key_reg_by_source(&self, source: &EnroleeId, rel: &str, prim: &RequestPrimitive) -> Handled {
         let rqi = &prim.rqi;
+        let Ok(rel) = rel.parse::<RelKeyId>() else {
+            return err(Rsc::BadRequest, rqi, "not a RelativeKeyID");
+        };
+        let rel = &rel;
         let found = match self.with_reader(|s| s.key_reg(rel)) {
             Ok(f) => f,
             Err(e) => return store_err(rqi, e),
@@ -686,7 +677,7 @@ impl MefEndpoint {
         let Some((mut row, _key)) = found else {
             return err(Rsc::NotFound, rqi, "no such key registration");
         };
-        if row.source_client != source {
+        if row.source_client != *source {
             return err(
                 Rsc::OriginatorHasNoPrivilege,
                 rqi,
@@ -737,7 +728,7 @@ impl MefEndpoint {
                             Ok(l) => row.labels = Some(l),
                             Err(e) => return err(Rsc::BadRequest, rqi, format!("labels: {e}")),
                         },
-                        "targetIDs" => match serde_json::from_value::<Vec<String>>(val.clone()) {
+                        "targetIDs" => match serde_json::from_value::<Vec<TargetId>>(val.clone()) {
                             Ok(t) if !t.is_empty() => row.target_ids = t,
                             _ => {
                                 return err(
@@ -776,9 +767,9 @@ impl MefEndpoint {
         }
     }
 
-    fn handle_target(&self, client_id: &str, prim: RequestPrimitive) -> Handled {
+    fn handle_target(&self, client_id: &TargetId, prim: RequestPrimitive) -> Handled {
         let rqi = prim.rqi.clone();
-        if prim.fr.as_deref() != Some(client_id) {
+        if prim.fr != Some(client_id.to_string()) {
             return err(
                 Rsc::OriginatorNotAuthenticated,
                 &rqi,
@@ -804,7 +795,10 @@ impl MefEndpoint {
                     "only the source client manages a key registration",
                 );
             }
-            let found = match self.with_reader(|s| s.key_reg(rel)) {
+            let Ok(rel) = rel.parse::<RelKeyId>() else {
+                return err(Rsc::BadRequest, &rqi, "not a RelativeKeyID");
+            };
+            let found = match self.with_reader(|s| s.key_reg(&rel)) {
                 Ok(f) => f,
                 Err(e) => return store_err(&rqi, e),
             };
@@ -850,7 +844,7 @@ impl MefEndpoint {
     /// `mef/changes/<cursor>` (project-defined, [`crate::wire`]): the changes after `cursor`
     /// of the devices that name `client_id` among their Enrolment Targets; `head` answers the
     /// current cursor.
-    fn change_feed(&self, client_id: &str, cursor: &str, rqi: &str) -> Handled {
+    fn change_feed(&self, client_id: &TargetId, cursor: &str, rqi: &str) -> Handled {
         let page = if cursor == "head" {
             self.with_reader(|s| s.change_head())
                 .map(|head| crate::store::ChangePage {
@@ -892,21 +886,19 @@ impl MefEndpoint {
     /// is not revoked and names `client_id` among its Enrolment Targets has that stem as its
     /// Enrolee-ID, in the bare, SP-relative or absolute form of an AE-ID registered at that
     /// client.
-    fn enrolee_reservation(&self, client_id: &str, stem: &str, rqi: &str) -> Handled {
+    fn enrolee_reservation(&self, client_id: &TargetId, stem: &str, rqi: &str) -> Handled {
         let Ok(parsed) = stem.parse::<m2msec_core::ids::AeIdStem>() else {
             return err(Rsc::BadRequest, rqi, "not an AE-ID-Stem");
         };
         let mut forms = vec![stem.to_string()];
-        if let Ok(m2msec_core::ids::CseId::Absolute { sp, stem: cse }) =
-            client_id.parse::<m2msec_core::ids::CseId>()
-        {
+        if let TargetId::Cse(CseId::Absolute { sp, stem: cse }) = client_id {
             // TS-0001 §7.2: C-type AE-IDs carry the registrar's CSE-ID; S-type ones do not.
             match parsed.kind() {
-                m2msec_core::ids::AeIdStemKind::C => {
+                AeIdStemKind::C => {
                     forms.push(format!("/{cse}/{stem}"));
                     forms.push(format!("//{sp}/{cse}/{stem}"));
                 }
-                m2msec_core::ids::AeIdStemKind::S => {
+                AeIdStemKind::S => {
                     forms.push(format!("/{stem}"));
                     forms.push(format!("//{sp}/{stem}"));
                 }
@@ -920,7 +912,7 @@ impl MefEndpoint {
                 wire::wrap(
                     "mefEnrolee",
                     &EnroleeReservation {
-                        enrolee_id: stem.to_string(),
+                        enrolee_id: parsed,
                         reserved,
                     },
                 ),
@@ -930,7 +922,7 @@ impl MefEndpoint {
     }
 
     /// `/fetchCredentials/<KeID>/<SUID>` (TS-0003 §8.3.2.1 step 6, BRIEF check 33).
-    fn fetch_credentials(&self, client_id: &str, rest: &str, rqi: &str) -> Handled {
+    fn fetch_credentials(&self, client_id: &TargetId, rest: &str, rqi: &str) -> Handled {
         let refuse = |rsc: Rsc, why: &str| -> Handled {
             let body = FetchCredentialsResponse {
                 status: false,
@@ -949,7 +941,7 @@ impl MefEndpoint {
                 "target must be fetchCredentials/<KeID>/<SUID>",
             );
         };
-        let Ok(ke_id) = ke_id.parse::<KeId>() else {
+        let Ok(ke_id) = ke_id.parse::<m2msec_core::ids::KeId>() else {
             return refuse(Rsc::BadRequest, "KeID is malformed");
         };
         let Some(suid) = suid.parse::<u8>().ok().and_then(|s| Suid::new(s).ok()) else {
@@ -962,7 +954,7 @@ impl MefEndpoint {
             );
         }
         let found = match self.with_reader(|s| {
-            let e = s.enrolment_by_ke_id(&ke_id.to_string())?;
+            let e = s.enrolment_by_ke_id(&ke_id)?;
             match e {
                 Some((e, ke)) => Ok(s.device(&e.kpm_id)?.map(|(d, _)| (e, ke, d))),
                 None => Ok(None),
@@ -983,7 +975,7 @@ impl MefEndpoint {
                 "requester is not an Enrolment Target of this Enrolee",
             );
         }
-        let Ok(target) = KdfIdentifier::new(client_id) else {
+        let Ok(target) = KdfIdentifier::new(&client_id.to_string()) else {
             return refuse(
                 Rsc::BadRequest,
                 "requester ID is not a valid KDF identifier",

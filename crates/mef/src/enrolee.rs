@@ -25,7 +25,7 @@ use m2msec_bindings::client::HttpClient;
 use m2msec_bindings::CoapClient;
 use m2msec_core::eccsi::Ssk;
 use m2msec_core::export::ExporterLabel;
-use m2msec_core::ids::{Fqdn, KpmId};
+use m2msec_core::ids::{EnroleeId, Fqdn, KeId, KpmId, TargetId};
 use m2msec_core::kdf::{
     enrolment_key, usage_constrained_key, EnrolmentKey, KdfIdentifier, SuidEncoding,
 };
@@ -68,11 +68,11 @@ pub struct EnrolParams {
     /// Kpm.
     pub kpm: Kpm,
     /// ID1: the Enrolee's own AE-ID or CSE-ID.
-    pub id1: String,
+    pub id1: EnroleeId,
     /// Enrolment Targets the Enrolee expects (empty: accept what the MEF commands).
-    pub targets: Vec<String>,
+    pub targets: Vec<TargetId>,
     /// adminFQDN of the registration.
-    pub admin_fqdn: String,
+    pub admin_fqdn: Fqdn,
     /// SUID encoding (BRIEF A7).
     pub suid_encoding: SuidEncoding,
 }
@@ -96,6 +96,9 @@ pub enum EnrolError {
     /// A response that does not follow the protocol.
     #[error("MEF {0}")]
     Protocol(String),
+    /// A response whose content does not parse (a malformed identifier, timestamp or key).
+    #[error("MEF {0}")]
+    Wire(#[source] Arc<crate::wire::WireError>),
     /// Keystore.
     #[error("keystore: {0}")]
     Keystore(#[source] Arc<KeystoreFault>),
@@ -139,20 +142,20 @@ fn ks(e: impl Into<KeystoreFault>) -> EnrolError {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TargetKey {
     /// The Enrolment Target's ID.
-    pub target_id: String,
+    pub target_id: TargetId,
     /// SUID of the key.
     pub suid: u8,
     /// The identifier to present (psk_identity): the KeID.
-    pub key_id: String,
+    pub key_id: KeId,
 }
 
 /// Result of an enrolment.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Enrolled {
     /// KeID.
-    pub ke_id: String,
+    pub ke_id: KeId,
     /// The Enrolee-ID the MEF assigned (MEF Client ID).
-    pub enrolee_id: String,
+    pub enrolee_id: EnroleeId,
     /// Enrolment Expiry.
     pub enrolment_expiry: Timestamp,
     /// MEFClientRegID.
@@ -214,12 +217,12 @@ fn refused(step: &'static str, r: &ResponsePrimitive) -> EnrolError {
 /// failure and the exchange fails) → the success report, answered by the MEF's end of
 /// exchange carrying our KeID.
 pub struct Machine {
-    id1: String,
-    targets: Vec<String>,
-    admin_fqdn: String,
+    id1: EnroleeId,
+    targets: Vec<TargetId>,
+    admin_fqdn: Fqdn,
     mef_fqdn: Fqdn,
     ke: Option<Ke>,
-    ke_id: String,
+    ke_id: KeId,
     state: State,
     n: u64,
     awaiting: Option<(String, &'static str, Rsc)>,
@@ -284,7 +287,7 @@ impl Machine {
             targets: p.targets.clone(),
             admin_fqdn: p.admin_fqdn.clone(),
             mef_fqdn: p.kpm_id.fqdn().clone(),
-            ke_id: ek.ke_id.to_string(),
+            ke_id: ek.ke_id,
             ke: Some(ek.ke),
             state: State::Register,
             n: 0,
@@ -379,7 +382,8 @@ impl Machine {
         };
         self.n += 1;
         let rqi = format!("enr-{}", self.n);
-        let mut req = RequestPrimitive::new(op, &to, Some(&self.id1), rqi.clone());
+        let fr = self.id1.to_string();
+        let mut req = RequestPrimitive::new(op, &to, Some(&fr), rqi.clone());
         req.ty = ty;
         req.pc = pc;
         self.awaiting = Some((rqi, step, expect));
@@ -439,9 +443,9 @@ impl Machine {
     fn step(&mut self, r: ResponsePrimitive, now: i64) -> Result<(), EnrolError> {
         match std::mem::replace(&mut self.state, State::Done) {
             State::Register => {
-                let reg: ClientReg =
-                    wire::unwrap("mefClientReg", r.pc.as_ref()).map_err(EnrolError::Protocol)?;
-                if reg.ke_id.to_string() != self.ke_id {
+                let reg: ClientReg = wire::unwrap("mefClientReg", r.pc.as_ref())
+                    .map_err(|e| EnrolError::Wire(Arc::new(e)))?;
+                if reg.ke_id != self.ke_id {
                     return Err(EnrolError::Protocol(format!(
                         "KeID mismatch: MEF {} vs local {}",
                         reg.ke_id, self.ke_id
@@ -470,13 +474,13 @@ impl Machine {
                 }
             }
             State::CmdRetrieve { to } | State::CmdUpdate { to, .. } => {
-                let cmd: ClientCmd =
-                    wire::unwrap("mefClientCmd", r.pc.as_ref()).map_err(EnrolError::Protocol)?;
+                let cmd: ClientCmd = wire::unwrap("mefClientCmd", r.pc.as_ref())
+                    .map_err(|e| EnrolError::Wire(Arc::new(e)))?;
                 self.command(to, cmd)?;
             }
             State::Ibc { to } => {
-                let cred: IbcCredential =
-                    wire::unwrap("ibcCred", r.pc.as_ref()).map_err(EnrolError::Protocol)?;
+                let cred: IbcCredential = wire::unwrap("ibcCred", r.pc.as_ref())
+                    .map_err(|e| EnrolError::Wire(Arc::new(e)))?;
                 let valid = validate_ibc(&cred, now).is_ok()
                     && cred.id2.starts_with(&format!("{}|", self.mef_fqdn))
                     && cred.id2.ends_with(&format!("|{}", self.id1));
@@ -495,12 +499,12 @@ impl Machine {
                 self.state = State::End { to };
             }
             State::End { .. } => {
-                let end: EndOfExchange =
-                    wire::unwrap("endOfExchange", r.pc.as_ref()).map_err(EnrolError::Protocol)?;
+                let end: EndOfExchange = wire::unwrap("endOfExchange", r.pc.as_ref())
+                    .map_err(|e| EnrolError::Wire(Arc::new(e)))?;
                 let (Some(summary), Some(ke)) = (self.summary.take(), self.ke.take()) else {
                     return Err(EnrolError::Protocol("unexpected end of exchange".into()));
                 };
-                if !end.end_of_enrolment_exchange || end.ke_id.to_string() != summary.ke_id {
+                if !end.end_of_enrolment_exchange || end.ke_id != summary.ke_id {
                     return Err(EnrolError::Protocol("unexpected end of exchange".into()));
                 }
                 let ibc = self.ibc.take();
@@ -546,10 +550,12 @@ impl Machine {
                         .object_type_specific_args()
                         .map(|a| a.suid.value())
                         .unwrap_or(0);
-                    match d.target_id() {
-                        Some(t) if suid / 10 == 2 => {
+                    // The target must be an absolute CSE-ID/AE-ID or an FQDN (TargetId): any
+                    // other m2m:ID is an unacceptable argument (§8.3.9.5).
+                    match d.target_id().map(|t| t.as_str().parse::<TargetId>()) {
+                        Some(Ok(t)) if suid / 10 == 2 => {
                             summary.targets.push(TargetKey {
-                                target_id: t.to_string(),
+                                target_id: t,
                                 suid,
                                 key_id: ke_id,
                             });
@@ -857,7 +863,7 @@ pub fn enrolled_target_psk(
     target: &TargetKey,
 ) -> Result<Psk, EnrolError> {
     let suid = Suid::new(target.suid)?;
-    let id = KdfIdentifier::new(&target.target_id)?;
+    let id = KdfIdentifier::new(&target.target_id.to_string())?;
     let k = enrolled.key_derivation.derive(ke, suid, &id);
     Psk::new(k.expose_secret()).map_err(|e| EnrolError::Protocol(e.to_string()))
 }

@@ -32,7 +32,7 @@ use serde_json::Value;
 
 use m2msec_bindings::Handled;
 use m2msec_core::eccsi::{Kpak, UserKeys};
-use m2msec_core::ids::{Fqdn, KeId};
+use m2msec_core::ids::{EnroleeId, Fqdn, KeId, TargetId};
 use m2msec_core::kdf::{EnrolmentKey, KdfIdentifier};
 use m2msec_core::sec::{
     AnyUri, CmdArgs, CmdDescription, CmdStatusCode, M2mId, MoNodeCmdArgs, NoMoreCmdArgs,
@@ -66,8 +66,8 @@ pub struct Exchange {
     kpm_id: String,
     /// The device's enrolment generation at the bootstrap: the commit's compare-and-set.
     gen: i64,
-    enrolee_id: String,
-    targets: Vec<String>,
+    enrolee_id: EnroleeId,
+    targets: Vec<TargetId>,
     enrolment_secs: u64,
     ke: Ke,
     ke_id: KeId,
@@ -76,7 +76,8 @@ pub struct Exchange {
     reg_id: String,
     reg_expires: i64,
     enrolment_expires: i64,
-    admin_fqdn: String,
+    /// adminFQDN, from the Client Registration on.
+    admin_fqdn: Option<Fqdn>,
     labels: Option<Vec<String>>,
     commands: VecDeque<(String, CmdDescription)>,
     retrieved: bool,
@@ -126,7 +127,7 @@ pub struct Commit {
     /// Ke (sealed by the store).
     pub ke: Ke,
     /// adminFQDN of the registration.
-    pub admin_fqdn: String,
+    pub admin_fqdn: Fqdn,
     /// Labels of the registration.
     pub labels: Option<Vec<String>>,
     /// Expiry of the registration.
@@ -196,7 +197,7 @@ impl Exchange {
             reg_id: String::new(),
             reg_expires: 0,
             enrolment_expires: 0,
-            admin_fqdn: String::new(),
+            admin_fqdn: None,
             labels: None,
             commands: VecDeque::new(),
             retrieved: false,
@@ -211,7 +212,7 @@ impl Exchange {
     }
 
     /// The device's Enrolee-ID.
-    pub fn enrolee_id(&self) -> &str {
+    pub fn enrolee_id(&self) -> &EnroleeId {
         &self.enrolee_id
     }
 
@@ -241,7 +242,7 @@ impl Exchange {
     ) -> Output {
         let rqi = prim.rqi.clone();
         if let Some(fr) = &prim.fr {
-            if fr != &self.enrolee_id {
+            if *fr != self.enrolee_id.to_string() {
                 return Output::Reply(err(
                     Rsc::OriginatorNotAuthenticated,
                     &rqi,
@@ -333,7 +334,7 @@ impl Exchange {
                 let upd: ClientCmd = match wire::unwrap("mefClientCmd", prim.pc.as_ref()) {
                     Ok(u) => u,
                     // TS-0003 §8.3.9.6 step 2a: BAD_REQUEST on a parse failure.
-                    Err(e) => return Output::Reply(err(Rsc::BadRequest, &rqi, e)),
+                    Err(e) => return Output::Reply(err(Rsc::BadRequest, &rqi, e.to_string())),
                 };
                 let current = self.commands.front().map(|(id, _)| id.clone());
                 // Only a command the MEF has issued (Retrieved, or carried by the previous
@@ -374,7 +375,7 @@ impl Exchange {
             let (Ok(path), Ok(suid), Ok(target)) = (
                 format!("./authenticationProfile/{i}").parse::<AnyUri>(),
                 Suid::new(TARGET_SUID),
-                t.parse::<M2mId>(),
+                t.to_string().parse::<M2mId>(),
             ) else {
                 continue;
             };
@@ -424,11 +425,8 @@ impl Exchange {
         }
         let req: ClientRegRequest = match wire::unwrap("mefClientReg", prim.pc.as_ref()) {
             Ok(r) => r,
-            Err(e) => return err(Rsc::BadRequest, rqi, e),
+            Err(e) => return err(Rsc::BadRequest, rqi, e.to_string()),
         };
-        if req.admin_fqdn.parse::<Fqdn>().is_err() {
-            return err(Rsc::BadRequest, rqi, "adminFQDN is not a host name");
-        }
         if let Some(id) = &req.enrolee_id {
             if id != &self.enrolee_id {
                 return err(
@@ -447,7 +445,7 @@ impl Exchange {
             .map(|t| t.to_unix().clamp(now, max))
             .unwrap_or(max);
         self.reg_id = format!("mcr-{}", random_hex(rng, 8));
-        self.admin_fqdn = req.admin_fqdn;
+        self.admin_fqdn = Some(req.admin_fqdn);
         self.labels = req.labels;
         self.stage = Stage::Registered;
         self.retrieved = false;
@@ -456,13 +454,19 @@ impl Exchange {
         ok(Rsc::Created, rqi, wire::wrap("mefClientReg", &reg))
     }
 
+    /// adminFQDN of the registration (set by it: the MEF's own FQDN stands in only before it,
+    /// where no view of the registration is given).
+    fn admin_fqdn(&self, cfg: &MefConfig) -> Fqdn {
+        self.admin_fqdn.clone().unwrap_or_else(|| cfg.fqdn.clone())
+    }
+
     fn reg_view(&self, cfg: &MefConfig) -> ClientReg {
         ClientReg {
             reg_id: self.reg_id.clone(),
             expiration_time: ts(self.reg_expires),
             labels: self.labels.clone(),
             client_id: self.enrolee_id.clone(),
-            admin_fqdn: self.admin_fqdn.clone(),
+            admin_fqdn: self.admin_fqdn(cfg),
             ke_id: self.ke_id.clone(),
             enrolment_expiry: ts(self.enrolment_expires),
             ibc_enrolment: cfg.ibc,
@@ -503,7 +507,7 @@ impl Exchange {
         }
         let req: IbcEnrolRequest = match wire::unwrap("ibcEnrol", prim.pc.as_ref()) {
             Ok(r) => r,
-            Err(e) => return Output::Reply(err(Rsc::BadRequest, rqi, e)),
+            Err(e) => return Output::Reply(err(Rsc::BadRequest, rqi, e.to_string())),
         };
         if req.id1 != self.enrolee_id {
             return Output::Reply(err(
@@ -528,7 +532,7 @@ impl Exchange {
         let rqi = &prim.rqi;
         let rep: IbcReport = match wire::unwrap("ibcEnrol", prim.pc.as_ref()) {
             Ok(r) => r,
-            Err(e) => return Output::Reply(err(Rsc::BadRequest, rqi, e)),
+            Err(e) => return Output::Reply(err(Rsc::BadRequest, rqi, e.to_string())),
         };
         if rep.success && cfg.ibc && self.id2.is_none() {
             return Output::Reply(err(
@@ -558,14 +562,14 @@ impl Exchange {
         Output::Effect(Effect::Commit(Box::new(Commit {
             enrolment: Enrolment {
                 kpm_id: self.kpm_id.clone(),
-                ke_id: self.ke_id.to_string(),
+                ke_id: self.ke_id.clone(),
                 enrolee_id: self.enrolee_id.clone(),
                 reg_id: self.reg_id.clone(),
                 id2: self.id2.clone(),
                 expires: self.enrolment_expires,
             },
             ke: self.ke.clone(),
-            admin_fqdn: self.admin_fqdn.clone(),
+            admin_fqdn: self.admin_fqdn(cfg),
             labels: self.labels.clone(),
             reg_expires: self.reg_expires,
             expected_gen: self.gen,

@@ -137,7 +137,7 @@ impl Endpoint for PkgEndpoint {
             (Operation::Create, Some(TY_PKG_EXTRACT)) => {
                 let req: ExtractRequest = match wire::unwrap("pkgExtract", prim.pc.as_ref()) {
                     Ok(r) => r,
-                    Err(e) => return err(Rsc::BadRequest, &rqi, &e),
+                    Err(e) => return err(Rsc::BadRequest, &rqi, &e.to_string()),
                 };
                 if req.id.is_empty() || req.id.len() > MAX_ID_LEN {
                     return err(Rsc::BadRequest, &rqi, "id must be 1..1024 bytes");
@@ -212,6 +212,9 @@ pub enum RemotePkgError {
     /// An error status or a malformed answer.
     #[error("PKG answer: {0}")]
     Protocol(String),
+    /// An answer whose content does not parse.
+    #[error("PKG answer: {0}")]
+    Wire(#[from] crate::wire::WireError),
 }
 
 async fn call(
@@ -257,7 +260,7 @@ impl RemotePkg {
             let req = RequestPrimitive::new(Operation::Retrieve, PKG_BASE, Some("mef"), "kpak");
             call(&c, &l, req).await
         })?;
-        let p: Params = wire::unwrap("pkgParams", Some(&pc)).map_err(RemotePkgError::Protocol)?;
+        let p: Params = wire::unwrap("pkgParams", Some(&pc))?;
         let kpak = hex::decode(&p.kpak)
             .ok()
             .and_then(|b| Kpak::from_bytes(&b).ok())

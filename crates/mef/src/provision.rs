@@ -4,8 +4,7 @@
 
 use zeroize::Zeroizing;
 
-use m2msec_core::ids::{AeId, CseId, Fqdn, KpmId};
-use m2msec_core::sec::M2mId;
+use m2msec_core::ids::{AeId, CseId, EnroleeId, Fqdn, KpmId, TargetId};
 use m2msec_core::secret::Kpm;
 
 use crate::store::Device;
@@ -93,9 +92,9 @@ pub fn parse_kpm_hex(text: &str) -> Checked<Kpm> {
 }
 
 /// An Enrolee-ID: an AE-ID or a CSE-ID in any of their forms.
-pub fn check_enrolee(s: &str) -> Checked<String> {
-    if s.parse::<AeId>().is_ok() || s.parse::<CseId>().is_ok() {
-        return Ok(s.to_string());
+pub fn check_enrolee(s: &str) -> Checked<EnroleeId> {
+    if let Ok(id) = s.parse::<EnroleeId>() {
+        return Ok(id);
     }
     let why = match (s.parse::<AeId>(), s.parse::<CseId>()) {
         (Err(a), Err(c)) => format!("{a}; {c}"),
@@ -108,21 +107,20 @@ pub fn check_enrolee(s: &str) -> Checked<String> {
 }
 
 /// Enrolment Targets: at least one, each an absolute CSE-ID or AE-ID; repeats are dropped.
-pub fn check_targets<'a>(ts: impl IntoIterator<Item = &'a str>) -> Checked<Vec<String>> {
-    let mut out: Vec<String> = Vec::new();
+pub fn check_targets<'a>(ts: impl IntoIterator<Item = &'a str>) -> Checked<Vec<TargetId>> {
+    let mut out: Vec<TargetId> = Vec::new();
     for t in ts {
-        let absolute = t.starts_with("//")
-            && t.parse::<M2mId>().is_ok()
-            && (matches!(t.parse::<CseId>(), Ok(CseId::Absolute { .. }))
-                || matches!(t.parse::<AeId>(), Ok(AeId::Absolute { .. })));
-        if !absolute {
-            return Err((
-                Field::Targets,
-                format!("{t:?} is not an absolute CSE-ID or AE-ID (//SP-ID/...)"),
-            ));
-        }
-        if !out.iter().any(|o| o == t) {
-            out.push(t.to_string());
+        let id = match t.parse::<TargetId>() {
+            Ok(id) if id.is_m2m_id() => id,
+            _ => {
+                return Err((
+                    Field::Targets,
+                    format!("{t:?} is not an absolute CSE-ID or AE-ID (//SP-ID/...)"),
+                ))
+            }
+        };
+        if !out.contains(&id) {
+            out.push(id);
         }
     }
     if out.is_empty() {

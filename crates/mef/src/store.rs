@@ -20,11 +20,13 @@
 //! cursor from before the pruned range is told to start over (`reset`).
 
 use std::path::Path;
+use std::str::FromStr;
 use std::time::Duration;
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use serde::{Deserialize, Serialize};
 
+use m2msec_core::ids::{EnroleeId, Fqdn, IdError, KeId, RelKeyId, TargetId};
 use m2msec_core::secret::{Ke, Kpm};
 use m2msec_keystore::{Sealer, SecureEnvironment};
 
@@ -122,13 +124,31 @@ const INDEXES: &str = "CREATE INDEX IF NOT EXISTS devices_enrolee ON devices (en
 pub enum StoreError {
     /// SQLite.
     #[error("database: {0}")]
-    Db(#[from] rusqlite::Error),
+    Db(#[source] rusqlite::Error),
     /// Keystore (KEK file, sealing).
     #[error("keystore: {0}")]
     Keystore(#[from] m2msec_keystore::KeystoreError),
     /// A row that does not decode.
     #[error("corrupt row: {0}")]
     Corrupt(String),
+    /// A stored identifier that does not parse as its `core::ids` type (issue 10 item 6).
+    #[error("corrupt row: {column}: {source}")]
+    CorruptId {
+        /// `table.column`.
+        column: &'static str,
+        /// Why the value is not an identifier of that kind.
+        #[source]
+        source: IdError,
+    },
+    /// A stored JSON list (targets, labels) that does not parse.
+    #[error("corrupt row: {column}: {source}")]
+    CorruptJson {
+        /// `table.column`.
+        column: &'static str,
+        /// The JSON (or identifier) error.
+        #[source]
+        source: serde_json::Error,
+    },
     /// A stored key of the wrong length.
     #[error("corrupt key: {0}")]
     KeyLength(#[from] m2msec_core::secret::SecretLengthError),
@@ -140,16 +160,93 @@ pub enum StoreError {
     Io(#[from] std::io::Error),
 }
 
+/// SQLite errors, except the conversion failures raised by [`id_col`] and [`json_col`] inside a
+/// row closure, which carry the typed [`StoreError`] out of rusqlite.
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        match e {
+            rusqlite::Error::FromSqlConversionFailure(i, t, b) => {
+                match b.downcast::<StoreError>() {
+                    Ok(s) => *s,
+                    Err(b) => StoreError::Db(rusqlite::Error::FromSqlConversionFailure(i, t, b)),
+                }
+            }
+            e => StoreError::Db(e),
+        }
+    }
+}
+
+/// A typed store error raised inside a rusqlite row closure (see the `From` impl above).
+fn in_row(idx: usize, e: StoreError) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(idx, rusqlite::types::Type::Text, Box::new(e))
+}
+
+/// Column `idx` (`column` = `table.column`) as an identifier: text that does not parse is a
+/// [`StoreError::CorruptId`], never a panic nor a default.
+fn id_col<T: FromStr<Err = IdError>>(
+    r: &rusqlite::Row<'_>,
+    idx: usize,
+    column: &'static str,
+) -> rusqlite::Result<T> {
+    let s: String = r.get(idx)?;
+    s.parse()
+        .map_err(|source| in_row(idx, StoreError::CorruptId { column, source }))
+}
+
+/// [`id_col`] of a nullable column.
+fn opt_id_col<T: FromStr<Err = IdError>>(
+    r: &rusqlite::Row<'_>,
+    idx: usize,
+    column: &'static str,
+) -> rusqlite::Result<Option<T>> {
+    let s: Option<String> = r.get(idx)?;
+    s.map(|s| {
+        s.parse()
+            .map_err(|source| in_row(idx, StoreError::CorruptId { column, source }))
+    })
+    .transpose()
+}
+
+/// Column `idx` as JSON (a list of identifiers parses each one): [`StoreError::CorruptJson`]
+/// when it does not parse.
+fn json_col<T: serde::de::DeserializeOwned>(
+    r: &rusqlite::Row<'_>,
+    idx: usize,
+    column: &'static str,
+) -> rusqlite::Result<T> {
+    let s: String = r.get(idx)?;
+    parse_json(&s, column).map_err(|e| in_row(idx, e))
+}
+
+/// [`json_col`] of a nullable column.
+fn opt_json_col<T: serde::de::DeserializeOwned>(
+    r: &rusqlite::Row<'_>,
+    idx: usize,
+    column: &'static str,
+) -> rusqlite::Result<Option<T>> {
+    let s: Option<String> = r.get(idx)?;
+    s.map(|s| parse_json(&s, column).map_err(|e| in_row(idx, e)))
+        .transpose()
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(
+    s: &str,
+    column: &'static str,
+) -> Result<T, StoreError> {
+    serde_json::from_str(s).map_err(|source| StoreError::CorruptJson { column, source })
+}
+
 /// A provisioned device (bootstrap credential and instructions, TS-0003 tables 9.2.1.1-1,
 /// 9.2.2.1-1).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Device {
-    /// KpmID (BRIEF A5: `relKeyID@MEF-FQDN`).
+    /// KpmID (BRIEF A5: `relKeyID@MEF-FQDN`), or `cert:<identity>` for a device that
+    /// bootstraps with a certificate ([`crate::endpoint::CERT_DEVICE_PREFIX`]).
     pub kpm_id: String,
     /// The Enrolee-ID assigned to the device (its AE-ID or CSE-ID).
-    pub enrolee_id: String,
+    pub enrolee_id: EnroleeId,
     /// Enrolment Targets: absolute CSE-IDs/AE-IDs (or MAF FQDNs) that may fetch its keys.
-    pub targets: Vec<String>,
+    pub targets: Vec<TargetId>,
     /// Enrolment Expiry: Ke lifetime in seconds (TS-0003 §10.7).
     pub enrolment_secs: u64,
     /// Unix time of provisioning.
@@ -164,9 +261,9 @@ pub struct Enrolment {
     /// KpmID of the device.
     pub kpm_id: String,
     /// KeID (lowercase hex@FQDN).
-    pub ke_id: String,
+    pub ke_id: KeId,
     /// The Enrolee-ID.
-    pub enrolee_id: String,
+    pub enrolee_id: EnroleeId,
     /// MEFClientRegID of the exchange.
     pub reg_id: String,
     /// ID2 issued, if IBC enrolment ran.
@@ -181,7 +278,7 @@ pub struct Registration {
     /// MEFClientRegID.
     pub reg_id: String,
     /// adminFQDN.
-    pub admin_fqdn: String,
+    pub admin_fqdn: Fqdn,
     /// Labels.
     pub labels: Option<Vec<String>>,
     /// Registration expiry (unix seconds).
@@ -192,19 +289,19 @@ pub struct Registration {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyRegRow {
     /// RelativeKeyID.
-    pub rel_key_id: String,
+    pub rel_key_id: RelKeyId,
     /// Source MEF Client ID.
-    pub source_client: String,
+    pub source_client: EnroleeId,
     /// KpmID of the registering device, when a device registered it.
     pub kpm_id: Option<String>,
     /// SUID.
     pub suid: u8,
     /// targetIDs.
-    pub target_ids: Vec<String>,
+    pub target_ids: Vec<TargetId>,
     /// Labels.
     pub labels: Option<Vec<String>>,
     /// adminFQDN.
-    pub admin_fqdn: String,
+    pub admin_fqdn: Fqdn,
     /// Expiry (unix seconds).
     pub expires: i64,
 }
@@ -252,13 +349,13 @@ pub struct Change {
     /// The device.
     pub kpm_id: String,
     /// Its Enrolee-ID.
-    pub enrolee_id: String,
+    pub enrolee_id: EnroleeId,
     /// Its Enrolment Targets at the time.
-    pub targets: Vec<String>,
+    pub targets: Vec<TargetId>,
     /// The KeID that became valid.
-    pub ke_id: Option<String>,
+    pub ke_id: Option<KeId>,
     /// The KeID that stopped being valid.
-    pub ended_ke_id: Option<String>,
+    pub ended_ke_id: Option<KeId>,
     /// Unix time.
     pub at: i64,
 }
@@ -455,7 +552,7 @@ impl MefStore {
                 .map(|k| Kpm::from_bytes(&k).ok().as_ref() == Some(kpm))
                 .unwrap_or(false);
             let same = same_key
-                && enrolee == d.enrolee_id
+                && enrolee == d.enrolee_id.to_string()
                 && targets == json(&d.targets)
                 && secs == d.enrolment_secs as i64
                 && revoked.is_none();
@@ -473,7 +570,7 @@ impl MefStore {
         .execute(params![
             d.kpm_id,
             sealed,
-            d.enrolee_id,
+            d.enrolee_id.to_string(),
             json(&d.targets),
             d.enrolment_secs as i64,
             d.created
@@ -489,13 +586,12 @@ impl MefStore {
                 "SELECT kpm, enrolee_id, targets, enrolment_secs, created, revoked FROM devices WHERE kpm_id = ?1",
                 [kpm_id],
                 |r| {
-                    let targets: String = r.get(2)?;
                     Ok((
                         r.get(0)?,
                         Device {
                             kpm_id: kpm_id.to_string(),
-                            enrolee_id: r.get(1)?,
-                            targets: serde_json::from_str(&targets).unwrap_or_default(),
+                            enrolee_id: id_col(r, 1, "devices.enrolee_id")?,
+                            targets: json_col(r, 2, "devices.targets")?,
                             enrolment_secs: r.get::<_, i64>(3)?.max(0) as u64,
                             created: r.get(4)?,
                             revoked: r.get(5)?,
@@ -531,14 +627,14 @@ impl MefStore {
 
     /// Every non-revoked device's KpmID, Enrolee-ID and Kpm (unsealed): what the bootstrap
     /// handshake's PSK lookup serves (TS-0003 §8.3.2.1 step 1).
-    pub fn active_device_keys(&self) -> Result<Vec<(String, String, Kpm)>, StoreError> {
+    pub fn active_device_keys(&self) -> Result<Vec<(String, EnroleeId, Kpm)>, StoreError> {
         let mut st = self
             .conn
             .prepare("SELECT kpm_id, enrolee_id, kpm FROM devices WHERE revoked IS NULL")?;
         let rows = st.query_map([], |r| {
             Ok((
                 r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
+                id_col::<EnroleeId>(r, 1, "devices.enrolee_id")?,
                 zeroize::Zeroizing::new(r.get::<_, Vec<u8>>(2)?),
             ))
         })?;
@@ -559,11 +655,10 @@ impl MefStore {
              WHERE kpm_id > ?1 ORDER BY kpm_id LIMIT ?2",
         )?;
         let rows = st.query_map(params![after.unwrap_or(""), limit as i64], |r| {
-            let targets: String = r.get(2)?;
             Ok(Device {
                 kpm_id: r.get(0)?,
-                enrolee_id: r.get(1)?,
-                targets: serde_json::from_str(&targets).unwrap_or_default(),
+                enrolee_id: id_col(r, 1, "devices.enrolee_id")?,
+                targets: json_col(r, 2, "devices.targets")?,
                 enrolment_secs: r.get::<_, i64>(3)?.max(0) as u64,
                 created: r.get(4)?,
                 revoked: r.get(5)?,
@@ -586,14 +681,13 @@ impl MefStore {
              WHERE d.kpm_id > ?1 ORDER BY d.kpm_id LIMIT ?2",
         )?;
         let rows = st.query_map(params![after.unwrap_or(""), limit as i64], |r| {
-            let targets: String = r.get(2)?;
             let kpm_id: String = r.get(0)?;
-            let ke_id: Option<String> = r.get(6)?;
+            let ke_id: Option<KeId> = opt_id_col(r, 6, "enrolments.ke_id")?;
             let enrolment = match ke_id {
                 Some(ke_id) => Some(Enrolment {
                     kpm_id: kpm_id.clone(),
                     ke_id,
-                    enrolee_id: r.get(7)?,
+                    enrolee_id: id_col(r, 7, "enrolments.enrolee_id")?,
                     reg_id: r.get(8)?,
                     id2: r.get(9)?,
                     expires: r.get(10)?,
@@ -603,8 +697,8 @@ impl MefStore {
             Ok((
                 Device {
                     kpm_id,
-                    enrolee_id: r.get(1)?,
-                    targets: serde_json::from_str(&targets).unwrap_or_default(),
+                    enrolee_id: id_col(r, 1, "devices.enrolee_id")?,
+                    targets: json_col(r, 2, "devices.targets")?,
                     enrolment_secs: r.get::<_, i64>(3)?.max(0) as u64,
                     created: r.get(4)?,
                     revoked: r.get(5)?,
@@ -720,7 +814,7 @@ impl MefStore {
     pub fn changes_after(
         &self,
         after: i64,
-        target: Option<&str>,
+        target: Option<&TargetId>,
         limit: usize,
     ) -> Result<ChangePage, StoreError> {
         let head = self.change_head()?;
@@ -749,17 +843,16 @@ impl MefStore {
             params![after, i64::try_from(limit).unwrap_or(i64::MAX)],
             |r| {
                 let kind: String = r.get(1)?;
-                let targets: String = r.get(4)?;
                 Ok((
                     kind,
                     Change {
                         seq: r.get(0)?,
                         kind: ChangeKind::Enrolled,
                         kpm_id: r.get(2)?,
-                        enrolee_id: r.get(3)?,
-                        targets: serde_json::from_str(&targets).unwrap_or_default(),
-                        ke_id: r.get(5)?,
-                        ended_ke_id: r.get(6)?,
+                        enrolee_id: id_col(r, 3, "changes.enrolee_id")?,
+                        targets: json_col(r, 4, "changes.targets")?,
+                        ke_id: opt_id_col(r, 5, "changes.ke_id")?,
+                        ended_ke_id: opt_id_col(r, 6, "changes.ended_ke_id")?,
                         at: r.get(7)?,
                     },
                 ))
@@ -791,7 +884,7 @@ impl MefStore {
     pub fn enrolee_provisioned_for(
         &self,
         enrolee_ids: &[&str],
-        target: &str,
+        target: &TargetId,
     ) -> Result<bool, StoreError> {
         let mut st = self.conn.prepare_cached(
             "SELECT targets FROM devices WHERE enrolee_id = ?1 AND revoked IS NULL",
@@ -799,7 +892,7 @@ impl MefStore {
         for id in enrolee_ids {
             let rows = st.query_map([id], |r| r.get::<_, String>(0))?;
             for t in rows {
-                let targets: Vec<String> = serde_json::from_str(&t?).unwrap_or_default();
+                let targets: Vec<TargetId> = parse_json(&t?, "devices.targets")?;
                 if targets.iter().any(|x| x == target) {
                     return Ok(true);
                 }
@@ -833,15 +926,16 @@ impl MefStore {
         &mut self,
         e: &Enrolment,
         ke: &Ke,
-        admin_fqdn: &str,
+        admin_fqdn: &Fqdn,
         labels: Option<&[String]>,
         reg_expires: i64,
         expected_gen: i64,
         now: i64,
     ) -> Result<CommitOutcome, StoreError> {
+        let ke_id = e.ke_id.to_string();
         let sealed = self
             .sealer
-            .seal(&aad("enrolments", &e.ke_id), ke.expose_secret())?;
+            .seal(&aad("enrolments", &ke_id), ke.expose_secret())?;
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -868,11 +962,11 @@ impl MefStore {
              reg_expires, id2, expires, created) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
             params![
                 e.kpm_id,
-                e.ke_id,
+                ke_id,
                 sealed,
-                e.enrolee_id,
+                e.enrolee_id.to_string(),
                 e.reg_id,
-                admin_fqdn,
+                admin_fqdn.as_str(),
                 labels.map(json),
                 reg_expires,
                 e.id2,
@@ -888,8 +982,8 @@ impl MefStore {
             &tx,
             ChangeKind::Enrolled,
             &e.kpm_id,
-            Some(&e.ke_id),
-            ended.as_deref().filter(|k| *k != e.ke_id),
+            Some(&ke_id),
+            ended.as_deref().filter(|k| *k != ke_id),
             now,
         )?;
         tx.commit()?;
@@ -897,19 +991,20 @@ impl MefStore {
     }
 
     /// The enrolment with this KeID (lowercase), and its Ke.
-    pub fn enrolment_by_ke_id(&self, ke_id: &str) -> Result<Option<(Enrolment, Ke)>, StoreError> {
+    pub fn enrolment_by_ke_id(&self, ke_id: &KeId) -> Result<Option<(Enrolment, Ke)>, StoreError> {
+        let text = ke_id.to_string();
         let row: Option<(Vec<u8>, Enrolment)> = self
             .conn
             .query_row(
                 "SELECT ke, kpm_id, enrolee_id, reg_id, id2, expires FROM enrolments WHERE ke_id = ?1",
-                [ke_id],
+                [&text],
                 |r| {
                     Ok((
                         r.get(0)?,
                         Enrolment {
                             kpm_id: r.get(1)?,
-                            ke_id: ke_id.to_string(),
-                            enrolee_id: r.get(2)?,
+                            ke_id: ke_id.clone(),
+                            enrolee_id: id_col(r, 2, "enrolments.enrolee_id")?,
                             reg_id: r.get(3)?,
                             id2: r.get(4)?,
                             expires: r.get(5)?,
@@ -921,19 +1016,19 @@ impl MefStore {
         let Some((sealed, e)) = row else {
             return Ok(None);
         };
-        let raw = self.open_sealed("enrolments", ke_id, &sealed)?;
+        let raw = self.open_sealed("enrolments", &text, &sealed)?;
         let ke = Ke::from_bytes(&raw)?;
         Ok(Some((e, ke)))
     }
 
     /// The enrolment of a device.
     pub fn enrolment_of(&self, kpm_id: &str) -> Result<Option<Enrolment>, StoreError> {
-        let ke_id: Option<String> = self
+        let ke_id: Option<KeId> = self
             .conn
             .query_row(
                 "SELECT ke_id FROM enrolments WHERE kpm_id = ?1",
                 [kpm_id],
-                |r| r.get(0),
+                |r| id_col(r, 0, "enrolments.ke_id"),
             )
             .optional()?;
         match ke_id {
@@ -945,22 +1040,21 @@ impl MefStore {
     /// The committed MEF Client registration of a device: (MEFClientRegID, adminFQDN, labels,
     /// registration expiry).
     pub fn registration(&self, kpm_id: &str) -> Result<Option<Registration>, StoreError> {
-        let row: Option<(String, String, Option<String>, i64)> = self
+        Ok(self
             .conn
             .query_row(
                 "SELECT reg_id, admin_fqdn, labels, reg_expires FROM enrolments WHERE kpm_id = ?1",
                 [kpm_id],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                |r| {
+                    Ok(Registration {
+                        reg_id: r.get(0)?,
+                        admin_fqdn: id_col(r, 1, "enrolments.admin_fqdn")?,
+                        labels: opt_json_col(r, 2, "enrolments.labels")?,
+                        expires: r.get(3)?,
+                    })
+                },
             )
-            .optional()?;
-        Ok(
-            row.map(|(reg_id, admin_fqdn, labels, expires)| Registration {
-                reg_id,
-                admin_fqdn,
-                labels: labels.and_then(|l| serde_json::from_str(&l).ok()),
-                expires,
-            }),
-        )
+            .optional()?)
     }
 
     /// MEF Client Registration Update (TS-0003 §8.3.5.2.5) of a committed registration.
@@ -1008,18 +1102,20 @@ impl MefStore {
 
     /// Inserts a key registration. False if the RelativeKeyID is taken.
     pub fn insert_key_reg(&mut self, k: &KeyRegRow, key: &[u8]) -> Result<bool, StoreError> {
-        let sealed = self.sealer.seal(&aad("key_regs", &k.rel_key_id), key)?;
+        let sealed = self
+            .sealer
+            .seal(&aad("key_regs", k.rel_key_id.as_str()), key)?;
         let r = self.conn.execute(
             "INSERT INTO key_regs (rel_key_id, source_client, kpm_id, suid, target_ids, labels, \
              admin_fqdn, key, expires) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             params![
-                k.rel_key_id,
-                k.source_client,
+                k.rel_key_id.as_str(),
+                k.source_client.to_string(),
                 k.kpm_id,
                 k.suid,
                 json(&k.target_ids),
                 k.labels.as_ref().map(json),
-                k.admin_fqdn,
+                k.admin_fqdn.as_str(),
                 sealed,
                 k.expires
             ],
@@ -1038,27 +1134,25 @@ impl MefStore {
     /// A key registration and its key.
     pub fn key_reg(
         &self,
-        rel_key_id: &str,
+        rel_key_id: &RelKeyId,
     ) -> Result<Option<(KeyRegRow, SecretBytes)>, StoreError> {
         let row: Option<(Vec<u8>, KeyRegRow)> = self
             .conn
             .query_row(
                 "SELECT key, source_client, kpm_id, suid, target_ids, labels, admin_fqdn, expires \
                  FROM key_regs WHERE rel_key_id = ?1",
-                [rel_key_id],
+                [rel_key_id.as_str()],
                 |r| {
-                    let t: String = r.get(4)?;
-                    let l: Option<String> = r.get(5)?;
                     Ok((
                         r.get(0)?,
                         KeyRegRow {
-                            rel_key_id: rel_key_id.to_string(),
-                            source_client: r.get(1)?,
+                            rel_key_id: rel_key_id.clone(),
+                            source_client: id_col(r, 1, "key_regs.source_client")?,
                             kpm_id: r.get(2)?,
                             suid: r.get(3)?,
-                            target_ids: serde_json::from_str(&t).unwrap_or_default(),
-                            labels: l.and_then(|l| serde_json::from_str(&l).ok()),
-                            admin_fqdn: r.get(6)?,
+                            target_ids: json_col(r, 4, "key_regs.target_ids")?,
+                            labels: opt_json_col(r, 5, "key_regs.labels")?,
+                            admin_fqdn: id_col(r, 6, "key_regs.admin_fqdn")?,
                             expires: r.get(7)?,
                         },
                     ))
@@ -1068,7 +1162,9 @@ impl MefStore {
         let Some((sealed, k)) = row else {
             return Ok(None);
         };
-        let key = self.sealer.open(&aad("key_regs", rel_key_id), &sealed)?;
+        let key = self
+            .sealer
+            .open(&aad("key_regs", rel_key_id.as_str()), &sealed)?;
         Ok(Some((k, key)))
     }
 
@@ -1077,7 +1173,7 @@ impl MefStore {
         let n = self.conn.execute(
             "UPDATE key_regs SET target_ids = ?2, labels = ?3, expires = ?4 WHERE rel_key_id = ?1",
             params![
-                k.rel_key_id,
+                k.rel_key_id.as_str(),
                 json(&k.target_ids),
                 k.labels.as_ref().map(json),
                 k.expires
@@ -1087,11 +1183,11 @@ impl MefStore {
     }
 
     /// Deletes a key registration.
-    pub fn delete_key_reg(&mut self, rel_key_id: &str) -> Result<bool, StoreError> {
-        Ok(self
-            .conn
-            .execute("DELETE FROM key_regs WHERE rel_key_id = ?1", [rel_key_id])?
-            == 1)
+    pub fn delete_key_reg(&mut self, rel_key_id: &RelKeyId) -> Result<bool, StoreError> {
+        Ok(self.conn.execute(
+            "DELETE FROM key_regs WHERE rel_key_id = ?1",
+            [rel_key_id.as_str()],
+        )? == 1)
     }
 
     // ----- PKG ------------------------------------------------------------------------------
@@ -1174,11 +1270,19 @@ mod tests {
     use super::*;
     use m2msec_keystore::Kek;
 
+    fn fqdn(s: &str) -> Fqdn {
+        s.parse().unwrap()
+    }
+
+    fn target(s: &str) -> TargetId {
+        s.parse().unwrap()
+    }
+
     fn dev(id: &str) -> Device {
         Device {
             kpm_id: id.into(),
-            enrolee_id: "Cdev1".into(),
-            targets: vec!["//sp.example/cse-in".into()],
+            enrolee_id: "Cdev1".parse().unwrap(),
+            targets: vec![target("//sp.example/cse-in")],
             enrolment_secs: 86_400,
             created: 1,
             revoked: None,
@@ -1203,7 +1307,7 @@ mod tests {
             AddOutcome::Conflict
         );
         let (d, k) = s.device("d1@mef.example").unwrap().unwrap();
-        assert_eq!(d.enrolee_id, "Cdev1");
+        assert_eq!(d.enrolee_id.to_string(), "Cdev1");
         assert_eq!(k, kpm);
         let raw: Vec<u8> = s
             .conn
@@ -1220,8 +1324,8 @@ mod tests {
         for i in 0..3u8 {
             let e = Enrolment {
                 kpm_id: "d1@mef.example".into(),
-                ke_id: format!("{:032x}@mef.example", i),
-                enrolee_id: "Cdev1".into(),
+                ke_id: format!("{:032x}@mef.example", i).parse().unwrap(),
+                enrolee_id: "Cdev1".parse().unwrap(),
                 reg_id: format!("r{i}"),
                 id2: None,
                 expires: 100,
@@ -1230,7 +1334,7 @@ mod tests {
                 s.commit_enrolment(
                     &e,
                     &Ke::from_array([i; 32]),
-                    "a.example",
+                    &fqdn("a.example"),
                     None,
                     100,
                     i64::from(i),
@@ -1242,7 +1346,7 @@ mod tests {
         }
         assert_eq!(s.counts().unwrap(), (1, 1, 0));
         let (e, ke) = s
-            .enrolment_by_ke_id(&format!("{:032x}@mef.example", 2))
+            .enrolment_by_ke_id(&format!("{:032x}@mef.example", 2).parse().unwrap())
             .unwrap()
             .unwrap();
         assert_eq!(e.reg_id, "r2");
@@ -1251,14 +1355,14 @@ mod tests {
         assert_eq!(s.counts().unwrap(), (1, 0, 0));
         let e = Enrolment {
             kpm_id: "d1@mef.example".into(),
-            ke_id: "x@mef.example".into(),
-            enrolee_id: "Cdev1".into(),
+            ke_id: format!("{:032x}@mef.example", 0xff).parse().unwrap(),
+            enrolee_id: "Cdev1".parse().unwrap(),
             reg_id: "r".into(),
             id2: None,
             expires: 100,
         };
         assert!(s
-            .commit_enrolment(&e, &Ke::from_array([0; 32]), "a", None, 1, 4, 1)
+            .commit_enrolment(&e, &Ke::from_array([0; 32]), &fqdn("a"), None, 1, 4, 1)
             .is_err());
     }
 
@@ -1273,13 +1377,13 @@ mod tests {
         .unwrap();
         let e = Enrolment {
             kpm_id: "b@mef.example".into(),
-            ke_id: "00@mef.example".into(),
-            enrolee_id: "Cdev1".into(),
+            ke_id: format!("{:032x}@mef.example", 0).parse().unwrap(),
+            enrolee_id: "Cdev1".parse().unwrap(),
             reg_id: "r".into(),
             id2: None,
             expires: 100,
         };
-        s.commit_enrolment(&e, &Ke::from_array([3; 32]), "a", None, 100, 0, 1)
+        s.commit_enrolment(&e, &Ke::from_array([3; 32]), &fqdn("a"), None, 100, 0, 1)
             .unwrap();
         let page = s.devices_with_enrolments(None, 1).unwrap();
         assert_eq!(page.len(), 1);
@@ -1295,8 +1399,8 @@ mod tests {
     fn enrolment(kpm_id: &str, ke: u8) -> Enrolment {
         Enrolment {
             kpm_id: kpm_id.into(),
-            ke_id: format!("{ke:032x}@mef.example"),
-            enrolee_id: "Cdev1".into(),
+            ke_id: format!("{ke:032x}@mef.example").parse().unwrap(),
+            enrolee_id: "Cdev1".parse().unwrap(),
             reg_id: format!("r{ke}"),
             id2: None,
             expires: 100,
@@ -1318,12 +1422,12 @@ mod tests {
         );
         let ke = Ke::from_array([5; 32]);
         assert_eq!(
-            s.commit_enrolment(&a, &ke, "a", None, 100, seen, 1)
+            s.commit_enrolment(&a, &ke, &fqdn("a"), None, 100, seen, 1)
                 .unwrap(),
             CommitOutcome::Committed(1)
         );
         assert_eq!(
-            s.commit_enrolment(&b, &ke, "a", None, 100, seen, 1)
+            s.commit_enrolment(&b, &ke, &fqdn("a"), None, 100, seen, 1)
                 .unwrap(),
             CommitOutcome::Superseded
         );
@@ -1333,7 +1437,8 @@ mod tests {
         assert!(s.deregister("d1@mef.example", 2).unwrap());
         assert_eq!(s.enrol_gen("d1@mef.example").unwrap(), Some(2));
         assert_eq!(
-            s.commit_enrolment(&b, &ke, "a", None, 100, 1, 2).unwrap(),
+            s.commit_enrolment(&b, &ke, &fqdn("a"), None, 100, 1, 2)
+                .unwrap(),
             CommitOutcome::Superseded
         );
         assert_eq!(s.enrol_gen("nobody@mef.example").unwrap(), None);
@@ -1344,23 +1449,33 @@ mod tests {
         let mut s = MefStore::open_in_memory(Kek::from_array([1; 32])).unwrap();
         let kpm = Kpm::from_bytes(&[7; 32]).unwrap();
         let mut other = dev("d2@mef.example");
-        other.targets = vec!["//sp.example/cse-other".into()];
-        other.enrolee_id = "Cdev2".into();
+        other.targets = vec![target("//sp.example/cse-other")];
+        other.enrolee_id = "Cdev2".parse().unwrap();
         s.add_device(&dev("d1@mef.example"), &kpm).unwrap();
         s.add_device(&other, &kpm).unwrap();
         assert_eq!(s.change_head().unwrap(), 0);
         let ke = Ke::from_array([5; 32]);
         let a = enrolment("d1@mef.example", 1);
         let b = enrolment("d1@mef.example", 2);
-        s.commit_enrolment(&a, &ke, "a", None, 100, 0, 10).unwrap();
-        s.commit_enrolment(&enrolment("d2@mef.example", 3), &ke, "a", None, 100, 0, 11)
+        s.commit_enrolment(&a, &ke, &fqdn("a"), None, 100, 0, 10)
             .unwrap();
-        s.commit_enrolment(&b, &ke, "a", None, 100, 1, 12).unwrap();
+        s.commit_enrolment(
+            &enrolment("d2@mef.example", 3),
+            &ke,
+            &fqdn("a"),
+            None,
+            100,
+            0,
+            11,
+        )
+        .unwrap();
+        s.commit_enrolment(&b, &ke, &fqdn("a"), None, 100, 1, 12)
+            .unwrap();
         assert!(s.revoke_device("d1@mef.example", 13).unwrap());
         assert!(!s.revoke_device("d1@mef.example", 14).unwrap(), "once");
         assert_eq!(s.change_head().unwrap(), 4);
 
-        let cse = "//sp.example/cse-in";
+        let cse = &target("//sp.example/cse-in");
         let all = s.changes_after(0, Some(cse), 100).unwrap();
         assert!(!all.more && !all.reset);
         assert_eq!(all.next, 4);
@@ -1383,7 +1498,7 @@ mod tests {
             ],
             "re-enrolment ends the old KeID; the other target's device is not shown"
         );
-        assert_eq!(all.changes[2].enrolee_id, "Cdev1");
+        assert_eq!(all.changes[2].enrolee_id.to_string(), "Cdev1");
         // Pages: the cursor moves over rows of other targets too.
         let p1 = s.changes_after(0, Some(cse), 2).unwrap();
         assert_eq!((p1.changes.len(), p1.next, p1.more), (1, 2, true));
@@ -1406,7 +1521,7 @@ mod tests {
         assert_eq!(ok.changes[0].kind, ChangeKind::Deregistered);
         assert_eq!(
             ok.changes[0].ended_ke_id,
-            Some(format!("{:032x}@mef.example", 3))
+            Some(format!("{:032x}@mef.example", 3).parse().unwrap())
         );
     }
 
@@ -1415,11 +1530,11 @@ mod tests {
         let mut s = MefStore::open_in_memory(Kek::from_array([1; 32])).unwrap();
         s.add_device(&dev("d1@mef.example"), &Kpm::from_bytes(&[7; 32]).unwrap())
             .unwrap();
-        let cse = "//sp.example/cse-in";
+        let cse = &target("//sp.example/cse-in");
         assert!(s.enrolee_provisioned_for(&["Cdev1"], cse).unwrap());
         assert!(s.enrolee_provisioned_for(&["Cx", "Cdev1"], cse).unwrap());
         assert!(!s
-            .enrolee_provisioned_for(&["Cdev1"], "//sp.example/cse-mn")
+            .enrolee_provisioned_for(&["Cdev1"], &target("//sp.example/cse-mn"))
             .unwrap());
         assert!(!s.enrolee_provisioned_for(&["Cdev9"], cse).unwrap());
         s.revoke_device("d1@mef.example", 3).unwrap();
@@ -1452,10 +1567,95 @@ mod tests {
         assert_eq!(v, SCHEMA_VERSION);
         assert_eq!(s.enrol_gen("d1@mef.example").unwrap(), Some(0));
         assert!(s
-            .enrolee_provisioned_for(&["Cdev1"], "//sp.example/cse-in")
+            .enrolee_provisioned_for(&["Cdev1"], &target("//sp.example/cse-in"))
             .unwrap());
         drop(s);
         // Opening again is a no-op.
         MefStore::open(d.path()).unwrap();
+    }
+
+    /// Issue 10 item 6: a row whose identifier does not parse (written by another tool, a
+    /// restored copy, a bit flip) is a typed error naming the column, not a panic and not a
+    /// silently empty value; the other rows still read.
+    #[test]
+    fn a_corrupt_identifier_in_a_row_is_a_typed_error() {
+        let mut s = MefStore::open_in_memory(Kek::from_array([1; 32])).unwrap();
+        let kpm = Kpm::from_bytes(&[7; 32]).unwrap();
+        s.add_devices(&[
+            (dev("a@mef.example"), kpm.clone()),
+            (dev("b@mef.example"), kpm.clone()),
+        ])
+        .unwrap();
+        s.commit_enrolment(
+            &enrolment("a@mef.example", 1),
+            &Ke::from_array([3; 32]),
+            &fqdn("a"),
+            None,
+            100,
+            0,
+            1,
+        )
+        .unwrap();
+        let corrupt = |e: StoreError| match e {
+            StoreError::CorruptId { column, .. } => column,
+            other => panic!("not CorruptId: {other:?}"),
+        };
+        s.conn
+            .execute(
+                "UPDATE devices SET enrolee_id = 'not an id' WHERE kpm_id = 'b@mef.example'",
+                [],
+            )
+            .unwrap();
+        assert_eq!(
+            corrupt(s.device("b@mef.example").unwrap_err()),
+            "devices.enrolee_id"
+        );
+        assert_eq!(
+            corrupt(s.devices(None, 10).unwrap_err()),
+            "devices.enrolee_id"
+        );
+        assert_eq!(
+            corrupt(s.active_device_keys().unwrap_err()),
+            "devices.enrolee_id"
+        );
+        assert!(
+            s.device("a@mef.example").unwrap().is_some(),
+            "other rows still read"
+        );
+        s.conn
+            .execute(
+                "UPDATE devices SET targets = '[\"cse in\"]' WHERE kpm_id = 'a@mef.example'",
+                [],
+            )
+            .unwrap();
+        match s.device("a@mef.example").unwrap_err() {
+            StoreError::CorruptJson { column, .. } => assert_eq!(column, "devices.targets"),
+            other => panic!("not CorruptJson: {other:?}"),
+        }
+        s.conn
+            .execute(
+                "UPDATE enrolments SET admin_fqdn = '10.0.0.1', enrolee_id = '//x'",
+                [],
+            )
+            .unwrap();
+        assert_eq!(
+            corrupt(s.registration("a@mef.example").unwrap_err()),
+            "enrolments.admin_fqdn"
+        );
+        assert_eq!(
+            corrupt(s.enrolment_of("a@mef.example").unwrap_err()),
+            "enrolments.enrolee_id"
+        );
+        s.conn
+            .execute("UPDATE changes SET ke_id = 'zz@mef.example'", [])
+            .unwrap();
+        assert_eq!(
+            corrupt(s.changes_after(0, None, 10).unwrap_err()),
+            "changes.ke_id"
+        );
+        // The error keeps its typed source.
+        let e = s.changes_after(0, None, 10).unwrap_err();
+        let src = std::error::Error::source(&e).unwrap();
+        assert!(src.downcast_ref::<IdError>().is_some(), "{src:?}");
     }
 }

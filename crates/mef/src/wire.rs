@@ -39,7 +39,7 @@
 use serde::{Deserialize, Serialize};
 
 use m2msec_core::eccsi::Ssk;
-use m2msec_core::ids::KeId;
+use m2msec_core::ids::{AeIdStem, EnroleeId, Fqdn, KeId, KeyId, RelKeyId, TargetId};
 use m2msec_core::sec::CmdDescription;
 use m2msec_core::secret::SecretBytes;
 use m2msec_core::timestamp::Timestamp;
@@ -76,10 +76,10 @@ pub struct ClientRegRequest {
     pub labels: Option<Vec<String>>,
     /// The administrating stakeholder's FQDN.
     #[serde(rename = "adminFQDN")]
-    pub admin_fqdn: String,
+    pub admin_fqdn: Fqdn,
     /// The Enrolee's own ID (its AE-ID or CSE-ID, seed 001's ID1 when IBC enrolment follows).
     #[serde(rename = "enroleeID", default, skip_serializing_if = "Option::is_none")]
-    pub enrolee_id: Option<String>,
+    pub enrolee_id: Option<EnroleeId>,
 }
 
 /// A child resource reference (TS-0004 `m2m:childResourceRef`: `nm`, `typ`, `val`).
@@ -111,10 +111,10 @@ pub struct ClientReg {
     pub labels: Option<Vec<String>>,
     /// MEF Client ID: the Enrolee-ID the MEF assigned (its AE-ID or CSE-ID).
     #[serde(rename = "MEFClientID")]
-    pub client_id: String,
+    pub client_id: EnroleeId,
     /// adminFQDN.
     #[serde(rename = "adminFQDN")]
-    pub admin_fqdn: String,
+    pub admin_fqdn: Fqdn,
     /// KeID of the enrolment key this session established (TS-0003 §10.3.4).
     #[serde(rename = "keID")]
     pub ke_id: KeId,
@@ -164,7 +164,7 @@ impl ClientCmd {
 #[serde(deny_unknown_fields)]
 pub struct IbcEnrolRequest {
     /// ID1: the Enrolee's CSE-ID or AE-ID.
-    pub id1: String,
+    pub id1: EnroleeId,
 }
 
 /// IBC credential (seed 001 step 6): (ID2, Sk = (SSK, PVT), MPK = KPAK), hex.
@@ -216,13 +216,13 @@ pub struct KeyRegRequest {
     pub labels: Option<Vec<String>>,
     /// adminFQDN.
     #[serde(rename = "adminFQDN")]
-    pub admin_fqdn: String,
+    pub admin_fqdn: Fqdn,
     /// SUID (`m2m:suid`, a number).
     #[serde(rename = "SUID")]
     pub suid: u8,
     /// targetIDs: who may retrieve the key.
     #[serde(rename = "targetIDs", default, skip_serializing_if = "Option::is_none")]
-    pub target_ids: Option<Vec<String>>,
+    pub target_ids: Option<Vec<TargetId>>,
     /// Key Value (base64), when self-generated; absent: Kc from the session's
     /// `EXPORTER-oneM2M-Connection` export (BRIEF A10).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -235,27 +235,27 @@ pub struct KeyRegRequest {
 pub struct KeyReg {
     /// RelativeKeyID.
     #[serde(rename = "relativeKeyID")]
-    pub relative_key_id: String,
+    pub relative_key_id: RelKeyId,
     /// Key Identifier = RelativeKeyID@MEF-FQDN.
     #[serde(rename = "keyID")]
-    pub key_id: String,
+    pub key_id: KeyId,
     /// Accepted expiry.
     pub expiration_time: Timestamp,
     /// Source MEF Client ID.
     #[serde(rename = "sourceMEFClientID")]
-    pub source_client_id: String,
+    pub source_client_id: EnroleeId,
     /// Labels.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub labels: Option<Vec<String>>,
     /// adminFQDN.
     #[serde(rename = "adminFQDN")]
-    pub admin_fqdn: String,
+    pub admin_fqdn: Fqdn,
     /// SUID.
     #[serde(rename = "SUID")]
     pub suid: u8,
     /// targetIDs.
     #[serde(rename = "targetIDs")]
-    pub target_ids: Vec<String>,
+    pub target_ids: Vec<TargetId>,
     /// Key Value (base64): only in Key Retrieval responses.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_value: Option<SecretBytes>,
@@ -273,7 +273,7 @@ pub struct FetchCredentialsResponse {
     pub credential: Option<SecretBytes>,
     /// EnroleeID, when status is true.
     #[serde(rename = "enroleeID", default, skip_serializing_if = "Option::is_none")]
-    pub enrolee_id: Option<String>,
+    pub enrolee_id: Option<EnroleeId>,
     /// Lifetime: the credential's expiry (never after Ke's, TS-0003 §10.7).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lifetime: Option<Timestamp>,
@@ -292,13 +292,13 @@ pub struct ChangeEvent {
     pub event: crate::store::ChangeKind,
     /// The device's Enrolee-ID.
     #[serde(rename = "enroleeID")]
-    pub enrolee_id: String,
+    pub enrolee_id: EnroleeId,
     /// The KeID that became valid (`enrolled`).
     #[serde(rename = "keID", default, skip_serializing_if = "Option::is_none")]
-    pub ke_id: Option<String>,
+    pub ke_id: Option<KeId>,
     /// The KeID that is no longer valid (a replaced, de-registered or revoked enrolment).
     #[serde(rename = "endedKeID", default, skip_serializing_if = "Option::is_none")]
-    pub ended_ke_id: Option<String>,
+    pub ended_ke_id: Option<KeId>,
 }
 
 /// A page of a target's change feed (`mefChanges`).
@@ -324,7 +324,7 @@ pub struct ChangeFeed {
 pub struct EnroleeReservation {
     /// The stem asked for.
     #[serde(rename = "enroleeID")]
-    pub enrolee_id: String,
+    pub enrolee_id: AeIdStem,
     /// True if reserved.
     pub reserved: bool,
 }
@@ -339,20 +339,59 @@ pub fn wrap<T: Serialize>(root: &str, value: &T) -> serde_json::Value {
     serde_json::Value::Object(m)
 }
 
+/// Why a primitive's content is not the resource expected. A malformed identifier in it is a
+/// [`WireError::Content`] whose source names the identifier kind (`core::ids::IdError`'s text):
+/// the MEF answers BAD_REQUEST (4000) with this text, a client refuses the answer.
+#[derive(Debug, thiserror::Error)]
+pub enum WireError {
+    /// No content.
+    #[error("content {root} is required")]
+    Missing {
+        /// The content root expected.
+        root: String,
+    },
+    /// Not one JSON object with one member.
+    #[error("content must be one object {{\"{root}\": ...}}")]
+    Shape {
+        /// The content root expected.
+        root: String,
+    },
+    /// Another root.
+    #[error("content root must be {root}")]
+    Root {
+        /// The content root expected.
+        root: String,
+    },
+    /// The resource does not parse (a missing or unknown field, a malformed identifier,
+    /// timestamp or secret).
+    #[error("{root}: {source}")]
+    Content {
+        /// The content root.
+        root: String,
+        /// serde's error.
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
 /// Unwraps the content root `root` of `pc` into `T`.
 pub fn unwrap<T: for<'de> Deserialize<'de>>(
     root: &str,
     pc: Option<&serde_json::Value>,
-) -> Result<T, String> {
-    let pc = pc.ok_or_else(|| format!("content {root} is required"))?;
+) -> Result<T, WireError> {
+    let root_s = || root.to_string();
+    let pc = pc.ok_or_else(|| WireError::Missing { root: root_s() })?;
     let obj = pc
         .as_object()
         .filter(|o| o.len() == 1)
-        .ok_or_else(|| format!("content must be one object {{\"{root}\": ...}}"))?;
+        .ok_or_else(|| WireError::Shape { root: root_s() })?;
     let inner = obj
         .get(root)
-        .ok_or_else(|| format!("content root must be {root}"))?;
-    serde_json::from_value(inner.clone()).map_err(|e| format!("{root}: {e}"))
+        .ok_or_else(|| WireError::Root { root: root_s() })?;
+    serde_json::from_value(inner.clone()).map_err(|source| WireError::Content {
+        root: root_s(),
+        source,
+    })
 }
 
 #[cfg(test)]
@@ -405,12 +444,12 @@ mod tests {
         assert_eq!(req.key_value.as_ref().unwrap().expose_secret(), &kv[..]);
         let reg: KeyReg = serde_json::from_value(serde_json::json!({
             "relativeKeyID": "r", "keyID": "r@m", "expirationTime": ts,
-            "sourceMEFClientID": "C", "adminFQDN": "a", "SUID": 22, "targetIDs": ["//x/y"],
+            "sourceMEFClientID": "Cdev", "adminFQDN": "a", "SUID": 22, "targetIDs": ["//x/y"],
             "keyValue": b64.encode(&kv),
         }))
         .unwrap();
         let fetched: FetchCredentialsResponse = serde_json::from_value(serde_json::json!({
-            "status": true, "credential": b64.encode(&kv), "enroleeID": "C", "lifetime": ts,
+            "status": true, "credential": b64.encode(&kv), "enroleeID": "Cdev", "lifetime": ts,
         }))
         .unwrap();
         assert_eq!(
@@ -440,5 +479,101 @@ mod tests {
         }
         let v = serde_json::json!({"status": true, "credential": "***"});
         assert!(serde_json::from_value::<FetchCredentialsResponse>(v).is_err());
+    }
+
+    /// Issue 10 item 6: identifier fields are `core::ids` types, and the JSON a peer sends comes
+    /// back out byte for byte (each type prints the text it parsed).
+    #[test]
+    fn identifiers_keep_their_wire_text() {
+        let ts = "20301231T235959";
+        let ke = format!("{}@mef.sp.example", "ab".repeat(16));
+        let texts = [
+            serde_json::json!({"mefClientReg": {
+                "MEFClientRegID": "mcr-0011223344556677", "expirationTime": ts,
+                "MEFClientID": "/cse-in/Cdev1", "adminFQDN": "admin.sp.example", "keID": ke,
+                "enrolmentExpiry": ts, "ibcEnrolment": true, "keyDerivation": "10.3.7-ascii",
+            }}),
+            serde_json::json!({"mefKeyReg": {
+                "relativeKeyID": "my-key_name", "keyID": "my-key_name@mef.sp.example",
+                "expirationTime": ts, "sourceMEFClientID": "//sp.example/S563423",
+                "adminFQDN": "admin.sp.example", "SUID": 42,
+                "targetIDs": ["//sp.example/cse-in", "//sp.example/cse-in/Cae1", "maf.sp.example"],
+            }}),
+            serde_json::json!({"mefChanges": {"next": 3, "more": false, "reset": false, "changes": [
+                {"seq": 2, "event": "enrolled", "enroleeID": "cse-mn", "keID": ke},
+                {"seq": 3, "event": "revoked", "enroleeID": "Cdev1", "endedKeID": ke},
+            ]}}),
+            serde_json::json!({"mefEnrolee": {"enroleeID": "Cdev1", "reserved": true}}),
+        ];
+        for v in texts {
+            let out = match v
+                .as_object()
+                .and_then(|o| o.keys().next())
+                .map(String::as_str)
+            {
+                Some("mefClientReg") => wrap(
+                    "mefClientReg",
+                    &unwrap::<ClientReg>("mefClientReg", Some(&v)).unwrap(),
+                ),
+                Some("mefKeyReg") => wrap(
+                    "mefKeyReg",
+                    &unwrap::<KeyReg>("mefKeyReg", Some(&v)).unwrap(),
+                ),
+                Some("mefChanges") => wrap(
+                    "mefChanges",
+                    &unwrap::<ChangeFeed>("mefChanges", Some(&v)).unwrap(),
+                ),
+                _ => wrap(
+                    "mefEnrolee",
+                    &unwrap::<EnroleeReservation>("mefEnrolee", Some(&v)).unwrap(),
+                ),
+            };
+            assert_eq!(
+                serde_json::to_string(&out).unwrap(),
+                serde_json::to_string(&v).unwrap()
+            );
+        }
+    }
+
+    /// Issue 10 item 6: a malformed identifier in any request or answer is refused where it is
+    /// parsed, with an error whose source is the identifier's (the MEF answers it with 4000).
+    #[test]
+    fn malformed_identifiers_are_refused_at_parse_time() {
+        let cases = [
+            ("mefClientReg", serde_json::json!({"adminFQDN": "a b"})),
+            (
+                "mefClientReg",
+                serde_json::json!({"adminFQDN": "a.example", "enroleeID": "C/x"}),
+            ),
+            (
+                "mefKeyReg",
+                serde_json::json!({"adminFQDN": "a.example", "SUID": 22, "targetIDs": ["//x"]}),
+            ),
+            ("ibcEnrol", serde_json::json!({"id1": "not an id"})),
+            (
+                "mefEnrolee",
+                serde_json::json!({"enroleeID": "xdev", "reserved": true}),
+            ),
+        ];
+        for (root, body) in cases {
+            let v = serde_json::json!({ root: body });
+            let e = match root {
+                "mefClientReg" => unwrap::<ClientRegRequest>(root, Some(&v)).err(),
+                "mefKeyReg" => unwrap::<KeyRegRequest>(root, Some(&v)).err(),
+                "ibcEnrol" => unwrap::<IbcEnrolRequest>(root, Some(&v)).err(),
+                _ => unwrap::<EnroleeReservation>(root, Some(&v)).err(),
+            };
+            match e {
+                Some(WireError::Content { source, .. }) => {
+                    assert!(source.is_data(), "{root}: {source}")
+                }
+                other => panic!("{root} {body}: {other:?}"),
+            }
+        }
+        let bad_feed = serde_json::json!({"mefChanges": {"next": 1, "more": false, "reset": false,
+            "changes": [{"seq": 1, "event": "revoked", "enroleeID": "Cdev1", "endedKeID": "zz@m"}]}});
+        assert!(unwrap::<ChangeFeed>("mefChanges", Some(&bad_feed)).is_err());
+        let bad_fetch = serde_json::json!({"status": true, "enroleeID": "//sp.example"});
+        assert!(serde_json::from_value::<FetchCredentialsResponse>(bad_fetch).is_err());
     }
 }

@@ -58,7 +58,7 @@ async fn certificate_bootstrap_enrols_the_device_its_certificate_names() {
         s.add_device(
             &Device {
                 kpm_id: format!("{CERT_DEVICE_PREFIX}{DEVICE}"),
-                enrolee_id: "Cmeter1".into(),
+                enrolee_id: "Cmeter1".parse().unwrap(),
                 targets: vec![],
                 enrolment_secs: 600,
                 created: 0,
@@ -80,9 +80,9 @@ async fn certificate_bootstrap_enrols_the_device_its_certificate_names() {
         port,
         kpm_id: format!("cert@{FQDN}").parse().unwrap(),
         kpm: Kpm::from_bytes(&[0; 16]).unwrap(),
-        id1: id1.into(),
+        id1: id1.parse().unwrap(),
         targets: vec![],
-        admin_fqdn: "admin.sp.example".into(),
+        admin_fqdn: "admin.sp.example".parse().unwrap(),
         suid_encoding: SuidEncoding::AsciiDecimal,
     };
     let client = |l: &pki::Leaf, anchors: &Ca| {
@@ -96,7 +96,7 @@ async fn certificate_bootstrap_enrols_the_device_its_certificate_names() {
     let out = enrol_with(&params("Cmeter1"), client(&dev_leaf, &ca))
         .await
         .unwrap();
-    assert!(out.summary.ke_id.ends_with("@mef.sp.example"));
+    assert!(out.summary.ke_id.to_string().ends_with("@mef.sp.example"));
     assert!(out.summary.ibc_id.unwrap().ends_with("|Cmeter1"));
     let e = ep
         .with_store(|s| s.enrolment_of(&format!("{CERT_DEVICE_PREFIX}{DEVICE}")))

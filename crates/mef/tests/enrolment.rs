@@ -30,11 +30,10 @@ async fn enrol_then_target_fetches_the_same_key() {
     let mef = start_mef().await;
     let out = enrol(&params(mef.addr, 0)).await.unwrap();
     let s = &out.summary;
-    assert!(s.ke_id.ends_with("@mef.sp.example"));
-    assert_eq!(s.ke_id.split('@').next().unwrap().len(), 32);
-    assert_eq!(s.enrolee_id, "Cdev0");
+    assert_eq!(s.ke_id.mef_fqdn().as_str(), "mef.sp.example");
+    assert_eq!(s.enrolee_id.to_string(), "Cdev0");
     assert_eq!(s.targets.len(), 1);
-    assert_eq!(s.targets[0].target_id, CSE);
+    assert_eq!(s.targets[0].target_id.to_string(), CSE);
     assert_eq!(s.targets[0].suid, 22);
     // One MO_NODE (class 3, OK 20) and NO_MORE_COMMANDS (class 0).
     assert_eq!(
@@ -61,7 +60,10 @@ async fn enrol_then_target_fetches_the_same_key() {
     assert_eq!(r.rsc, Rsc::Ok);
     let f: FetchCredentialsResponse = serde_json::from_value(r.pc.unwrap()).unwrap();
     assert!(f.status);
-    assert_eq!(f.enrolee_id.as_deref(), Some("Cdev0"));
+    assert_eq!(
+        f.enrolee_id.map(|e| e.to_string()).as_deref(),
+        Some("Cdev0")
+    );
     assert_eq!(f.lifetime, Some(s.enrolment_expiry));
     let key = f.credential.unwrap().expose_secret().to_vec();
     let mine = target_key(&out.ke, 22, CSE, SuidEncoding::AsciiDecimal).unwrap();
@@ -183,7 +185,7 @@ async fn wrong_kpm_unknown_device_and_id_mismatch_are_refused() {
     p.kpm_id = format!("nobody@{FQDN}").parse().unwrap();
     assert!(enrol(&p).await.is_err());
     let mut p = params(mef.addr, 0);
-    p.id1 = "Cmallory".into();
+    p.id1 = "Cmallory".parse().unwrap();
     let e = enrol(&p).await.unwrap_err().to_string();
     assert!(e.contains("4106"), "{e}");
     assert!(mef
@@ -248,21 +250,24 @@ async fn key_registration_and_retrieval_with_target_ids() {
     let mut body = KeyRegRequest {
         expiration_time: None,
         labels: None,
-        admin_fqdn: "admin.sp.example".into(),
+        admin_fqdn: "admin.sp.example".parse().unwrap(),
         suid: 22,
-        target_ids: Some(vec![CSE.into(), OTHER.into()]),
+        target_ids: Some(vec![CSE.parse().unwrap(), OTHER.parse().unwrap()]),
         key_value: None,
     };
     req.pc = Some(wire::wrap("mefKeyReg", &body));
     // SAEF keys take exactly one target (BRIEF check 29).
     assert_eq!(dev.send(&req).await.unwrap().rsc, Rsc::BadRequest);
-    body.target_ids = Some(vec![CSE.into()]);
+    body.target_ids = Some(vec![CSE.parse().unwrap()]);
     req.pc = Some(wire::wrap("mefKeyReg", &body));
     let r = dev.send(&req).await.unwrap();
     assert_eq!(r.rsc, Rsc::Created, "{:?}", r.pc);
     let reg: KeyReg = wire::unwrap("mefKeyReg", r.pc.as_ref()).unwrap();
-    assert_eq!(reg.relative_key_id, hex::encode(kc_id));
-    assert_eq!(reg.key_id, format!("{}@{FQDN}", hex::encode(kc_id)));
+    assert_eq!(reg.relative_key_id.as_str(), hex::encode(kc_id));
+    assert_eq!(
+        reg.key_id.to_string(),
+        format!("{}@{FQDN}", hex::encode(kc_id))
+    );
     assert!(reg.key_value.is_none());
 
     let to = format!("mef/keys/{}", reg.relative_key_id);
@@ -283,6 +288,65 @@ async fn key_registration_and_retrieval_with_target_ids() {
     let r = cse.send(&get(&to, CSE)).await.unwrap();
     assert_eq!(r.rsc, Rsc::NotFound);
     drop(tokio::time::sleep(Duration::from_millis(1)));
+}
+
+/// Issue 10 item 6: an identifier is parsed where it enters. A request whose identifier does not
+/// parse as its `core::ids` type is refused with BAD_REQUEST (4000) and nothing reaches the
+/// store. Before the typed fields, a targetID `//sp.example` (it starts with `//`) and an
+/// adminFQDN `not a host` were stored as they came, and a malformed enroleeID drew 4103.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_identifiers_on_the_wire_are_refused_with_4000_before_the_store() {
+    let mef = start_mef().await;
+    let c = TlsClient::new(ClientConfig::psk(
+        PskIdentity::new("dev1@mef.sp.example").unwrap(),
+        Psk::new(&[2; 32]).unwrap(),
+    ))
+    .unwrap();
+    let ch = c
+        .connect("127.0.0.1", mef.addr.port(), Some(FQDN))
+        .await
+        .unwrap();
+    let mut dev = HttpClient::new(ch, FQDN).await.unwrap();
+    let key_reg = |body: serde_json::Value| {
+        let mut req = RequestPrimitive::new(Operation::Create, "mef", Some("Cdev1"), "k");
+        req.ty = Some(wire::TY_MEF_KEY_REG);
+        req.pc = Some(serde_json::json!({ "mefKeyReg": body }));
+        req
+    };
+    for body in [
+        serde_json::json!({"adminFQDN": "admin.sp.example", "SUID": 22, "targetIDs": ["//sp.example"]}),
+        serde_json::json!({"adminFQDN": "admin.sp.example", "SUID": 22, "targetIDs": ["//sp.example/cse in"]}),
+        serde_json::json!({"adminFQDN": "admin.sp.example", "SUID": 22, "targetIDs": ["//sp.example/cse-in/dev1"]}),
+        serde_json::json!({"adminFQDN": "not a host", "SUID": 22, "targetIDs": [CSE]}),
+        serde_json::json!({"adminFQDN": "10.0.0.1", "SUID": 22, "targetIDs": [CSE]}),
+    ] {
+        let r = dev.send(&key_reg(body.clone())).await.unwrap();
+        assert_eq!(r.rsc, Rsc::BadRequest, "{body}: {:?}", r.pc);
+    }
+    let reg = |body: serde_json::Value| {
+        let mut req = RequestPrimitive::new(Operation::Create, "mef", Some("Cdev1"), "r");
+        req.ty = Some(wire::TY_MEF_CLIENT_REG);
+        req.pc = Some(serde_json::json!({ "mefClientReg": body }));
+        req
+    };
+    for body in [
+        serde_json::json!({"adminFQDN": "admin.sp.example", "enroleeID": "Cdev 1"}),
+        serde_json::json!({"adminFQDN": "admin.sp.example", "enroleeID": "//sp.example"}),
+        serde_json::json!({"adminFQDN": "-admin.sp.example"}),
+    ] {
+        let r = dev.send(&reg(body.clone())).await.unwrap();
+        assert_eq!(r.rsc, Rsc::BadRequest, "{body}: {:?}", r.pc);
+    }
+    // A target asking for a key registration by a path that is no RelativeKeyID.
+    let mut cse = target_client(mef.addr, "cse-in@mef.sp.example", 0x11).await;
+    let r = cse.send(&get("mef/keys/a:b", CSE)).await.unwrap();
+    assert_eq!(r.rsc, Rsc::BadRequest);
+    // Nothing was stored; the same session still registers a well-formed key.
+    assert_eq!(mef.ep.with_store(|s| s.counts()).unwrap().2, 0);
+    let body = serde_json::json!({"adminFQDN": "admin.sp.example", "SUID": 22, "targetIDs": [CSE]});
+    let r = dev.send(&key_reg(body)).await.unwrap();
+    assert_eq!(r.rsc, Rsc::Created, "{:?}", r.pc);
+    assert_eq!(mef.ep.with_store(|s| s.counts()).unwrap().2, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -357,7 +421,7 @@ async fn committed_registration_retrieve_update_and_deregister() {
     let r = dev.send(&get(&reg_to, "Cdev2")).await.unwrap();
     assert_eq!(r.rsc, Rsc::Ok, "{:?}", r.pc);
     let v = r.pc.unwrap();
-    assert_eq!(v["mefClientReg"]["keID"], out.summary.ke_id.as_str());
+    assert_eq!(v["mefClientReg"]["keID"], out.summary.ke_id.to_string());
     assert_eq!(v["mefClientReg"]["MEFClientID"], "Cdev2");
     // Registration Update (§8.3.5.2.5): the response carries only the fields sent.
     let mut upd = RequestPrimitive::new(Operation::Update, &reg_to, Some("Cdev2"), "u1");

@@ -31,8 +31,8 @@ fn device(n: u8) -> (Device, Kpm) {
     (
         Device {
             kpm_id: format!("dev{n}@{FQDN}"),
-            enrolee_id: format!("Cdev{n}"),
-            targets: vec!["//sp.example/cse-in".into()],
+            enrolee_id: format!("Cdev{n}").parse().unwrap(),
+            targets: vec!["//sp.example/cse-in".parse().unwrap()],
             enrolment_secs: 3600,
             created: 0,
             revoked: None,

@@ -72,7 +72,7 @@ async fn enrolment_with_a_remote_pkg() {
         s.add_device(
             &Device {
                 kpm_id: "d@mef.sp.example".into(),
-                enrolee_id: "Cd".into(),
+                enrolee_id: "Cd".parse().unwrap(),
                 targets: vec![],
                 enrolment_secs: 600,
                 created: 0,
@@ -90,9 +90,9 @@ async fn enrolment_with_a_remote_pkg() {
         port,
         kpm_id: "d@mef.sp.example".parse().unwrap(),
         kpm: Kpm::from_bytes(&[9; 32]).unwrap(),
-        id1: "Cd".into(),
+        id1: "Cd".parse().unwrap(),
         targets: vec![],
-        admin_fqdn: "admin.sp.example".into(),
+        admin_fqdn: "admin.sp.example".parse().unwrap(),
         suid_encoding: SuidEncoding::AsciiDecimal,
     })
     .await

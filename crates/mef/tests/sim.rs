@@ -22,6 +22,7 @@ use std::sync::{Arc, Mutex};
 use m2msec_bindings::{listen, AssociationInfo, Endpoint, Handled, ListenOptions, Opened};
 use m2msec_core::duration::XsDuration;
 use m2msec_core::export::ExportedKeyingMaterial;
+use m2msec_core::ids::KeId;
 use m2msec_core::kdf::{enrolment_key, SuidEncoding};
 use m2msec_core::secret::Kpm;
 use m2msec_mef::endpoint::{MefSession, Step};
@@ -98,7 +99,7 @@ fn mef_ibc(ibc: bool) -> Mef {
     let targets = vec![TargetClient {
         psk_identity: PskIdentity::new("cse-in@mef.sim.example").unwrap(),
         key: Psk::new(&[0x11; 32]).unwrap(),
-        client_id: CSE.into(),
+        client_id: CSE.parse().unwrap(),
     }];
     let (ep, tls) = MefEndpoint::with_clock(
         cfg,
@@ -111,8 +112,8 @@ fn mef_ibc(ibc: bool) -> Mef {
     for i in 0..3u8 {
         let d = Device {
             kpm_id: format!("dev{i}@{FQDN}"),
-            enrolee_id: format!("Cdev{i}"),
-            targets: vec![CSE.into(), CSE2.into()],
+            enrolee_id: format!("Cdev{i}").parse().unwrap(),
+            targets: vec![CSE.parse().unwrap(), CSE2.parse().unwrap()],
             enrolment_secs: 3600,
             created: 0,
             revoked: None,
@@ -136,9 +137,9 @@ fn params(port: u16, i: u8) -> EnrolParams {
         port,
         kpm_id: format!("dev{i}@{FQDN}").parse().unwrap(),
         kpm: Kpm::from_bytes(&[i + 1; 32]).unwrap(),
-        id1: format!("Cdev{i}"),
-        targets: vec![CSE.into(), CSE2.into()],
-        admin_fqdn: "admin.sim.example".into(),
+        id1: format!("Cdev{i}").parse().unwrap(),
+        targets: vec![CSE.parse().unwrap(), CSE2.parse().unwrap()],
+        admin_fqdn: "admin.sim.example".parse().unwrap(),
         suid_encoding: SuidEncoding::AsciiDecimal,
     }
 }
@@ -295,7 +296,7 @@ fn run(mef: &Mef, seed: u64, fault: Fault, clean: &[RequestPrimitive]) -> Run {
 }
 
 /// The enrolment of `dev0` in a store reopened from disk (as after a restart).
-fn committed(mef: &Mef) -> Option<String> {
+fn committed(mef: &Mef) -> Option<KeId> {
     let s = MefStore::open(mef.dir.path()).unwrap();
     s.enrolment_of(KPM_ID).unwrap().map(|e| e.ke_id)
 }
@@ -351,7 +352,7 @@ fn clean_run_ibc(ibc: bool) -> (Mef, Run) {
 fn a_clean_simulated_exchange_commits_once_with_the_enrolees_ke_id() {
     let (mef, r) = clean_run();
     let out = r.outcome.as_ref().unwrap();
-    assert_eq!(committed(&mef).as_deref(), Some(out.summary.ke_id.as_str()));
+    assert_eq!(committed(&mef), Some(out.summary.ke_id.clone()));
     assert_eq!(r.effects, ["extract", "commit"]);
     assert_eq!(out.summary.targets.len(), 2);
     assert!(out.ibc.is_some());
@@ -463,11 +464,7 @@ fn duplicated_replayed_or_early(ibc: bool) {
             Ok(o) => o,
             Err(e) => panic!("{fault:?}: the exchange failed: {e}"),
         };
-        assert_eq!(
-            committed(&mef).as_deref(),
-            Some(out.summary.ke_id.as_str()),
-            "{fault:?}"
-        );
+        assert_eq!(committed(&mef), Some(out.summary.ke_id), "{fault:?}");
         assert_eq!(gen(&mef), before + 1, "{fault:?}: one commit");
         assert_eq!(
             r.effects.iter().filter(|e| **e == "commit").count(),

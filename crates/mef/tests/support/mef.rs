@@ -70,12 +70,12 @@ pub async fn start_mef_in(
         TargetClient {
             psk_identity: PskIdentity::new("cse-in@mef.sp.example").unwrap(),
             key: Psk::new(&[0x11; 32]).unwrap(),
-            client_id: CSE.into(),
+            client_id: CSE.parse().unwrap(),
         },
         TargetClient {
             psk_identity: PskIdentity::new("cse-other@mef.sp.example").unwrap(),
             key: Psk::new(&[0x22; 32]).unwrap(),
-            client_id: OTHER.into(),
+            client_id: OTHER.parse().unwrap(),
         },
     ];
     let (ep, tls) =
@@ -83,8 +83,8 @@ pub async fn start_mef_in(
     for i in 0..3 {
         let d = Device {
             kpm_id: format!("dev{i}@{FQDN}"),
-            enrolee_id: format!("Cdev{i}"),
-            targets: vec![CSE.into()],
+            enrolee_id: format!("Cdev{i}").parse().unwrap(),
+            targets: vec![CSE.parse().unwrap()],
             enrolment_secs: 3600,
             created: 0,
             revoked: None,
@@ -115,9 +115,9 @@ pub fn params(addr: SocketAddr, i: u8) -> EnrolParams {
         port: addr.port(),
         kpm_id: format!("dev{i}@{FQDN}").parse().unwrap(),
         kpm: Kpm::from_bytes(&[i + 1; 32]).unwrap(),
-        id1: format!("Cdev{i}"),
-        targets: vec![CSE.into()],
-        admin_fqdn: "admin.sp.example".into(),
+        id1: format!("Cdev{i}").parse().unwrap(),
+        targets: vec![CSE.parse().unwrap()],
+        admin_fqdn: "admin.sp.example".parse().unwrap(),
         suid_encoding: SuidEncoding::AsciiDecimal,
     }
 }
@@ -142,8 +142,8 @@ pub fn get(to: &str, from: &str) -> RequestPrimitive {
 pub fn add_device(mef: &Mef, kpm_id: &str, enrolee_id: &str, targets: &[&str]) {
     let d = Device {
         kpm_id: kpm_id.into(),
-        enrolee_id: enrolee_id.into(),
-        targets: targets.iter().map(|t| t.to_string()).collect(),
+        enrolee_id: enrolee_id.parse().unwrap(),
+        targets: targets.iter().map(|t| t.parse().unwrap()).collect(),
         enrolment_secs: 3600,
         created: 0,
         revoked: None,
