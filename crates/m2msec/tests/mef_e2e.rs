@@ -225,6 +225,13 @@ fn demo_runs_every_step_on_loopback() {
         assert_eq!(s["failed"], 0, "{s}");
         assert!(s["step"].as_str().is_some_and(|n| !n.is_empty()), "{s}");
     }
+    // Issue 12 item 8: one device in three (at least one) registers at the MN-CSE and its write
+    // through it arrives at the IN-CSE.
+    let mn: Vec<_> = devices.iter().filter(|d| d["cse"] == "/cse-mn").collect();
+    assert_eq!(mn.len(), 1, "{v}");
+    assert_eq!(devices[3]["cse"], "/cse-mn", "{v}");
+    let fwd = steps.iter().find(|s| s["id"] == "forward_via_mn").unwrap();
+    assert_eq!(fwd["ok"], 1, "{fwd}");
     // Issue 10 item 10: every step has a stable snake_case id beside its human name.
     let ids: Vec<&str> = steps.iter().filter_map(|s| s["id"].as_str()).collect();
     assert_eq!(
@@ -235,6 +242,7 @@ fn demo_runs_every_step_on_loopback() {
             "enrol",
             "register",
             "write",
+            "forward_via_mn",
             "impersonation_refused",
             "ibc_verify"
         ],
