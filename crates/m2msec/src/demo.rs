@@ -402,6 +402,7 @@ async fn demo(n: usize) -> Result<(Value, bool), CliError> {
         certificates: None,
         mef: None,
         raw_keys: Vec::new(),
+        secure_environment: Default::default(),
         registrar: Some(RegistrarConfig {
             cse_id: "/cse-in".parse().map_err(CliError::other)?,
             addr: CseAddress {
