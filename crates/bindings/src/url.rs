@@ -52,6 +52,11 @@ pub struct UrlError {
 }
 
 impl UrlError {
+    /// What is wrong, without the URL (for callers that name the input themselves).
+    pub fn reason(&self) -> &str {
+        &self.reason
+    }
+
     fn new(url: &str, reason: impl Into<String>) -> Self {
         // Bound what is echoed back: the URL may come from a file of any size.
         let mut url = url.to_string();

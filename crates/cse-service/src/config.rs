@@ -374,19 +374,15 @@ pub struct RegistreeSection {
     pub sni: Option<String>,
 }
 
-/// `HOST:PORT` → (host, port).
+/// `HOST:PORT` → (host, port), through the bindings' one URL parser (IPv6 in brackets).
 fn host_port(what: &str, a: &str) -> Result<(String, u16), ConfigError> {
-    let (host, port) = a
-        .rsplit_once(':')
-        .ok_or_else(|| cfg_err(format!("{what} address must be HOST:PORT")))?;
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    let port: u16 = port
-        .parse()
-        .map_err(|_| cfg_err(format!("{what} address: bad port")))?;
-    if host.is_empty() || port == 0 {
-        return Err(cfg_err(format!("{what} address must be HOST:PORT")));
+    let bad = || cfg_err(format!("{what} address must be HOST:PORT"));
+    if a.is_empty() || a.contains('/') || !a.contains(':') {
+        return Err(bad());
     }
-    Ok((host.to_string(), port))
+    let u = m2msec_bindings::url::ServiceUrl::parse(&format!("https://{a}"))
+        .map_err(|e| cfg_err(format!("{what} address {a:?}: {}", e.reason())))?;
+    Ok((u.host, u.port))
 }
 
 fn check_sni(what: &str, sni: &Option<String>) -> Result<(), ConfigError> {
@@ -1037,7 +1033,13 @@ mod tests {
                 "for an MN-CSE",
             ),
             ("MN", "/cse-mn", reg("127.0.0.1", "/cse-in"), "HOST:PORT"),
-            ("MN", "/cse-mn", reg("127.0.0.1:0", "/cse-in"), "HOST:PORT"),
+            ("MN", "/cse-mn", reg("127.0.0.1:0", "/cse-in"), "bad port"),
+            (
+                "MN",
+                "/cse-mn",
+                reg("127.0.0.1:8443/x", "/cse-in"),
+                "HOST:PORT",
+            ),
             ("MN", "/cse-mn", reg("h:99999", "/cse-in"), "bad port"),
             ("MN", "/cse-mn", reg("127.0.0.1:1", "/cse-mn"), "own CSE-ID"),
             (

@@ -202,14 +202,11 @@ pub struct LinkForwarder {
 /// A registree link's key: (CSE-ID stem, host, port).
 type LinkKey = (String, String, u16);
 
-/// `https://HOST:PORT[/…]` → (host, port); other schemes are not ours to use.
+/// `https://HOST[:PORT][/…]` → (host, port), through the bindings' one URL parser; other
+/// schemes are not ours to use.
 fn https_addr(poa: &str) -> Option<(String, u16)> {
-    let rest = poa.strip_prefix("https://")?;
-    let hostport = rest.split('/').next()?;
-    let (host, port) = hostport.rsplit_once(':')?;
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    let port: u16 = port.parse().ok()?;
-    (!host.is_empty() && port != 0).then(|| (host.to_string(), port))
+    let u = m2msec_bindings::url::ServiceUrl::parse(poa).ok()?;
+    (u.scheme == m2msec_bindings::url::Scheme::Https).then_some((u.host, u.port))
 }
 
 impl LinkForwarder {
@@ -275,5 +272,35 @@ impl Forwarder for LinkForwarder {
             return Err("forwarding must run on a worker thread, not inside the runtime".into());
         }
         self.rt.block_on(link.send(&f.request, timeout))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::https_addr;
+
+    /// A registree's pointOfAccess is used only when it is an `https://` URL the one URL parser
+    /// accepts.
+    #[test]
+    fn only_https_points_of_access_are_used() {
+        assert_eq!(
+            https_addr("https://127.0.0.1:9443/cb"),
+            Some(("127.0.0.1".into(), 9443))
+        );
+        assert_eq!(https_addr("https://[::1]:9443"), Some(("::1".into(), 9443)));
+        assert_eq!(
+            https_addr("https://mn.example"),
+            Some(("mn.example".into(), 443))
+        );
+        for bad in [
+            "http://127.0.0.1:9443",
+            "coaps://127.0.0.1:5684",
+            "https://127.0.0.1:0",
+            "https://u:p@127.0.0.1:9443",
+            "https://::1:9443",
+            "",
+        ] {
+            assert_eq!(https_addr(bad), None, "{bad}");
+        }
     }
 }
