@@ -153,6 +153,22 @@ impl ServiceUrl {
         })
     }
 
+    /// Parses a bare `HOST:PORT` (IPv6 in brackets; the port is required), as command-line
+    /// targets and configuration `address` keys write it.
+    pub fn parse_authority(a: &str) -> Result<(String, u16), UrlError> {
+        let bad = || UrlError::new(a, "must be HOST:PORT");
+        let explicit_port = match a.rsplit_once(':') {
+            Some((h, p)) => !p.is_empty() && (!h.contains(':') || h.ends_with(']')),
+            None => false,
+        };
+        if a.is_empty() || a.contains('/') || !explicit_port {
+            return Err(bad());
+        }
+        let u =
+            ServiceUrl::parse(&format!("https://{a}")).map_err(|e| UrlError::new(a, e.reason))?;
+        Ok((u.host, u.port))
+    }
+
     /// Refuses a scheme outside `allowed`.
     pub fn require_scheme(self, allowed: &[Scheme]) -> Result<ServiceUrl, UrlError> {
         if allowed.contains(&self.scheme) {
@@ -268,6 +284,31 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.len() < 300, "{}", e.len());
+    }
+
+    #[test]
+    fn authorities_need_host_and_port() {
+        assert_eq!(
+            ServiceUrl::parse_authority("127.0.0.1:8443").unwrap(),
+            ("127.0.0.1".to_string(), 8443)
+        );
+        assert_eq!(
+            ServiceUrl::parse_authority("[::1]:5684").unwrap(),
+            ("::1".to_string(), 5684)
+        );
+        for (a, part) in [
+            ("127.0.0.1", "HOST:PORT"),
+            ("[::1]", "HOST:PORT"),
+            ("::1:8443", "HOST:PORT"),
+            ("h:", "HOST:PORT"),
+            ("h:8443/x", "HOST:PORT"),
+            ("", "HOST:PORT"),
+            ("h:0", "bad port"),
+            (":8443", "no host"),
+        ] {
+            let e = ServiceUrl::parse_authority(a).unwrap_err().to_string();
+            assert!(e.contains(part), "{a}: {e}");
+        }
     }
 
     #[test]

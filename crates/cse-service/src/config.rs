@@ -376,13 +376,8 @@ pub struct RegistreeSection {
 
 /// `HOST:PORT` → (host, port), through the bindings' one URL parser (IPv6 in brackets).
 fn host_port(what: &str, a: &str) -> Result<(String, u16), ConfigError> {
-    let bad = || cfg_err(format!("{what} address must be HOST:PORT"));
-    if a.is_empty() || a.contains('/') || !a.contains(':') {
-        return Err(bad());
-    }
-    let u = m2msec_bindings::url::ServiceUrl::parse(&format!("https://{a}"))
-        .map_err(|e| cfg_err(format!("{what} address {a:?}: {}", e.reason())))?;
-    Ok((u.host, u.port))
+    m2msec_bindings::url::ServiceUrl::parse_authority(a)
+        .map_err(|e| cfg_err(format!("{what} address {a:?}: {}", e.reason())))
 }
 
 fn check_sni(what: &str, sni: &Option<String>) -> Result<(), ConfigError> {

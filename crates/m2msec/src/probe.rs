@@ -399,16 +399,10 @@ fn export_hex(
     k.map(|k| m2msec_tls::exporter::to_hex(&k).to_string())
 }
 
-/// Split `HOST:PORT` (IPv6 literal in brackets).
+/// Split `HOST:PORT` (IPv6 literal in brackets), with the bindings' one URL parser.
 fn split_target(t: &str) -> Result<(String, u16), CliError> {
-    let bad = || CliError::arg("HOST:PORT", format!("{t:?} is not HOST:PORT"));
-    let (host, port) = t.rsplit_once(':').ok_or_else(bad)?;
-    let port: u16 = port.parse().map_err(|_| bad())?;
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    if host.is_empty() || port == 0 {
-        return Err(bad());
-    }
-    Ok((host.to_string(), port))
+    m2msec_bindings::url::ServiceUrl::parse_authority(t)
+        .map_err(|e| CliError::arg("HOST:PORT", format!("{t:?}: {}", e.reason())))
 }
 
 fn connect(a: ConnectArgs) -> Result<ExitCode, CliError> {
