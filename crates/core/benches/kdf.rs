@@ -16,7 +16,7 @@ use m2msec_core::kdf::{self, E2eSalt, EsprimRandValue, GroupRand, KdfIdentifier,
 use m2msec_core::secret::{Ke, Kpsa, PairwiseEsprimKey};
 use m2msec_core::suid::Suid;
 use openssl::{hash::MessageDigest, pkey::PKey, sign::Signer};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn openssl_hmac(key: &[u8], data: &[u8]) -> Vec<u8> {
     let k = PKey::hmac(key).unwrap();
@@ -179,28 +179,12 @@ fn criterion_benches(c: &mut Criterion) {
 
 criterion_group!(benches, criterion_benches);
 
-/// Median time per call of `f`, in ns, over `ROUNDS` batches interleaved with the others.
-fn interleaved(fs: &[&dyn Fn()]) -> Vec<f64> {
-    const BATCH: u32 = 2000;
-    const ROUNDS: usize = 15;
-    let mut samples = vec![Vec::new(); fs.len()];
-    for _ in 0..ROUNDS {
-        for (f, s) in fs.iter().zip(samples.iter_mut()) {
-            let t = Instant::now();
-            for _ in 0..BATCH {
-                f();
-            }
-            s.push(t.elapsed().as_nanos() as f64 / BATCH as f64);
-        }
-    }
-    samples
-        .into_iter()
-        .map(|mut s| {
-            s.sort_by(f64::total_cmp);
-            s[ROUNDS / 2]
-        })
-        .collect()
-}
+/// Calls per timed batch.
+const BATCH: u32 = 2000;
+
+#[path = "common/interleaved.rs"]
+mod interleave;
+use interleave::interleaved;
 
 fn ratios() {
     let i = inputs();
@@ -208,15 +192,18 @@ fn ratios() {
     let msg = vec![0x24u8; 256];
     for case in cases() {
         if case.baseline.2 == 0 {
-            let t = interleaved(&[&|| (case.run)(&i)]);
+            let t = interleaved(BATCH, &[&|| (case.run)(&i)]);
             println!("TIME {} = {:.0} ns", case.name, t[0]);
             continue;
         }
-        let t = interleaved(&[
-            &|| (case.run)(&i),
-            &|| run_raw(case.baseline, &key, &msg),
-            &|| run_baseline(case.baseline, &key, &msg),
-        ]);
+        let t = interleaved(
+            BATCH,
+            &[
+                &|| (case.run)(&i),
+                &|| run_raw(case.baseline, &key, &msg),
+                &|| run_baseline(case.baseline, &key, &msg),
+            ],
+        );
         println!(
             "RATIO {name}/raw_hmac = {:.2}  RATIO {name}/openssl_hmac = {:.2}  ({:.0} ns; raw {:.0} ns; openssl {:.0} ns)",
             t[0] / t[1],

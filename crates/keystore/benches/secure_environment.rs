@@ -13,7 +13,7 @@
 use criterion::{black_box, criterion_group, Criterion};
 use hmac::Mac;
 use m2msec_keystore::{Kek, Sealer, SecureEnvironment};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 struct Sides {
     file: Sealer,
@@ -76,32 +76,16 @@ fn criterion_benches(c: &mut Criterion) {
 
 criterion_group!(benches, criterion_benches);
 
-/// Median time per call of `f`, in ns, over `ROUNDS` batches interleaved with the others.
-fn interleaved(fs: &[&dyn Fn()]) -> Vec<f64> {
-    const BATCH: u32 = 500;
-    const ROUNDS: usize = 15;
-    let mut samples = vec![Vec::new(); fs.len()];
-    for _ in 0..ROUNDS {
-        for (f, s) in fs.iter().zip(samples.iter_mut()) {
-            let t = Instant::now();
-            for _ in 0..BATCH {
-                f();
-            }
-            s.push(t.elapsed().as_nanos() as f64 / BATCH as f64);
-        }
-    }
-    samples
-        .into_iter()
-        .map(|mut s| {
-            s.sort_by(f64::total_cmp);
-            s[ROUNDS / 2]
-        })
-        .collect()
-}
+/// Calls per timed batch.
+const BATCH: u32 = 500;
+
+#[path = "../../core/benches/common/interleaved.rs"]
+mod interleave;
+use interleave::interleaved;
 
 fn ratios() {
     let s = sides();
-    let t = interleaved(&[&|| seal_open(&s.token), &|| seal_open(&s.file)]);
+    let t = interleaved(BATCH, &[&|| seal_open(&s.token), &|| seal_open(&s.file)]);
     println!(
         "RATIO seal_open token/file = {:.1}  (pkcs11 {:.0} ns = {:.0}/s; file {:.0} ns = {:.0}/s)",
         t[0] / t[1],
@@ -110,7 +94,7 @@ fn ratios() {
         t[1],
         1e9 / t[1]
     );
-    let t = interleaved(&[&|| token_hmac(&s.se), &|| file_hmac(&s.hmac_key)]);
+    let t = interleaved(BATCH, &[&|| token_hmac(&s.se), &|| file_hmac(&s.hmac_key)]);
     println!(
         "RATIO hmac token/file = {:.1}  (pkcs11 {:.0} ns = {:.0}/s; file {:.0} ns = {:.0}/s)",
         t[0] / t[1],
