@@ -4,6 +4,7 @@
 //! (`m2msec_cse_service::config`, `m2msec_mef::config`) and is built from these; the binary
 //! only reads the file and prints.
 
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -11,7 +12,8 @@ use serde::Deserialize;
 
 use m2msec_core::ids::Fqdn;
 use m2msec_tls::{
-    CertCredential, ClientAuth, Psk, PskIdentity, ServerCertificates, ServerConfig, TrustAnchors,
+    CertCredential, ClientAuth, DtlsOptions, Psk, PskIdentity, ServerCertificates, ServerConfig,
+    TrustAnchors,
 };
 
 use crate::url::{Scheme, ServiceUrl};
@@ -30,6 +32,58 @@ impl ConfigError {
     /// The same error, its message prefixed with `context: `.
     pub fn context(self, context: impl std::fmt::Display) -> Self {
         ConfigError(format!("{context}: {}", self.0))
+    }
+}
+
+/// The default listener address of every service: loopback only, until the operator says
+/// otherwise.
+pub fn loopback() -> IpAddr {
+    IpAddr::V4(Ipv4Addr::LOCALHOST)
+}
+
+fn dtls_max_half_open() -> usize {
+    DtlsOptions::default().max_half_open
+}
+
+fn dtls_max_half_open_per_source() -> usize {
+    DtlsOptions::default().max_half_open_per_source
+}
+
+fn port<const PORT: u16>() -> u16 {
+    PORT
+}
+
+/// `[coap]` of a service: CoAP (TS-0008) over DTLS 1.2 on a UDP port whose default is `PORT`
+/// (the CSE's is the `coaps` port 5684 of RFC 7252 §12.7; the MEF's 5685).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CoapSection<const PORT: u16> {
+    /// Open the CoAP/DTLS listener.
+    #[serde(default)]
+    pub enabled: bool,
+    /// Listener address.
+    #[serde(default = "loopback")]
+    pub bind: IpAddr,
+    /// Listener port.
+    #[serde(default = "port::<PORT>")]
+    pub port: u16,
+    /// DTLS handshakes in progress, at most (the oldest is evicted beyond, issue 9 item 5).
+    #[serde(default = "dtls_max_half_open")]
+    pub max_half_open: usize,
+    /// DTLS handshakes in progress from one IPv4 address or IPv6 /64, at most.
+    #[serde(default = "dtls_max_half_open_per_source")]
+    pub max_half_open_per_source: usize,
+}
+
+impl<const PORT: u16> Default for CoapSection<PORT> {
+    fn default() -> Self {
+        CoapSection {
+            enabled: false,
+            bind: loopback(),
+            port: PORT,
+            max_half_open: dtls_max_half_open(),
+            max_half_open_per_source: dtls_max_half_open_per_source(),
+        }
     }
 }
 
@@ -198,6 +252,17 @@ mod tests {
             let e = read_psk_file(&p, "psk a").unwrap_err().to_string();
             assert!(e.contains("psk a"), "{e}");
         }
+    }
+
+    /// Each service keeps its own default CoAP port; the rest of the section is shared.
+    #[test]
+    fn coap_sections_keep_their_default_port() {
+        let cse: CoapSection<5684> = toml::from_str("enabled = true").unwrap();
+        let mef: CoapSection<5685> = toml::from_str("enabled = true").unwrap();
+        assert_eq!((cse.port, mef.port), (5684, 5685));
+        assert_eq!(CoapSection::<5685>::default().port, 5685);
+        assert!(cse.bind.is_loopback());
+        assert!(toml::from_str::<CoapSection<5684>>("prot = 1").is_err());
     }
 
     #[test]

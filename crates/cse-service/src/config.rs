@@ -7,14 +7,14 @@
 //! must not be readable by group or others (mode 0600). A plaintext HTTP listener is opened only
 //! when `[http_plain] enabled = true`, and only on a loopback address.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
 
 use m2msec_bindings::config::{
-    read_psk_file, read_toml, CertificateAssociation, CertificateFiles, ConfigError, Link,
+    loopback, read_psk_file, read_toml, CertificateAssociation, CertificateFiles, ConfigError, Link,
 };
 use m2msec_bindings::Limits;
 use m2msec_core::ids::{AeId, CseId, KpsaId, SpId};
@@ -94,9 +94,6 @@ fn default_cb() -> String {
 }
 fn default_cse_type() -> String {
     "IN".into()
-}
-fn loopback() -> IpAddr {
-    IpAddr::V4(Ipv4Addr::LOCALHOST)
 }
 
 #[derive(Debug, Deserialize)]
@@ -282,48 +279,8 @@ impl Default for PlainSection {
     }
 }
 
-/// `[coap]`: CoAP (TS-0008) over DTLS 1.2 PSK.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CoapSection {
-    #[serde(default)]
-    pub enabled: bool,
-    #[serde(default = "loopback")]
-    pub bind: IpAddr,
-    #[serde(default = "default_coaps_port")]
-    pub port: u16,
-    /// DTLS handshakes in progress, at most (the oldest is evicted beyond, issue 9 item 5).
-    #[serde(default = "default_max_half_open")]
-    pub max_half_open: usize,
-    /// DTLS handshakes in progress from one IPv4 address or IPv6 /64, at most.
-    #[serde(default = "default_max_half_open_per_source")]
-    pub max_half_open_per_source: usize,
-}
-
-fn default_max_half_open() -> usize {
-    m2msec_tls::DtlsOptions::default().max_half_open
-}
-
-fn default_max_half_open_per_source() -> usize {
-    m2msec_tls::DtlsOptions::default().max_half_open_per_source
-}
-
-/// The default `coaps` port (RFC 7252 §12.7).
-fn default_coaps_port() -> u16 {
-    5684
-}
-
-impl Default for CoapSection {
-    fn default() -> Self {
-        CoapSection {
-            enabled: false,
-            bind: loopback(),
-            port: default_coaps_port(),
-            max_half_open: default_max_half_open(),
-            max_half_open_per_source: default_max_half_open_per_source(),
-        }
-    }
-}
+/// `[coap]`: CoAP (TS-0008) over DTLS 1.2 PSK, default port 5684.
+pub type CoapSection = m2msec_bindings::config::CoapSection<5684>;
 
 fn cfg_err(msg: impl std::fmt::Display) -> ConfigError {
     ConfigError::new(msg)

@@ -8,25 +8,22 @@
 //! are added with `m2msec mef device add|import`; MEF clients that fetch keys (the registrar CSEs
 //! that are Enrolment Targets) are `[[target]]` entries with their own PSK (BRIEF A3).
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
 use m2msec_bindings::config::{
-    read_psk_file, read_toml, CertificateAssociation, CertificateFiles, ConfigError, Link,
+    loopback, read_psk_file, read_toml, CertificateAssociation, CertificateFiles, ConfigError, Link,
 };
 use m2msec_core::duration::XsDuration;
 use m2msec_core::ids::{Fqdn, TargetId};
 use m2msec_core::kdf::SuidEncoding;
-use m2msec_tls::{DtlsOptions, PskIdentity};
+use m2msec_tls::PskIdentity;
 
 use crate::pkg_service::{PkgLink, RemotePkg};
 use crate::{MefConfig, MefStore, TargetClient};
 
-fn loopback() -> IpAddr {
-    IpAddr::V4(Ipv4Addr::LOCALHOST)
-}
 fn default_port() -> u16 {
     8444
 }
@@ -72,50 +69,8 @@ pub struct MefFile {
     pub secure_environment: m2msec_keystore::SecureEnvironmentConfig,
 }
 
-fn default_coap_port() -> u16 {
-    5685
-}
-
-/// `[coap]`: CoAP (TS-0008) over DTLS 1.2 PSK.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CoapSection {
-    /// Open the CoAP/DTLS listener.
-    #[serde(default)]
-    pub enabled: bool,
-    /// Listener address.
-    #[serde(default = "loopback")]
-    pub bind: IpAddr,
-    /// Listener port.
-    #[serde(default = "default_coap_port")]
-    pub port: u16,
-    /// DTLS handshakes in progress, at most (the oldest is evicted beyond, issue 9 item 5).
-    #[serde(default = "default_max_half_open")]
-    pub max_half_open: usize,
-    /// DTLS handshakes in progress from one IPv4 address or IPv6 /64, at most.
-    #[serde(default = "default_max_half_open_per_source")]
-    pub max_half_open_per_source: usize,
-}
-
-fn default_max_half_open() -> usize {
-    DtlsOptions::default().max_half_open
-}
-
-fn default_max_half_open_per_source() -> usize {
-    DtlsOptions::default().max_half_open_per_source
-}
-
-impl Default for CoapSection {
-    fn default() -> Self {
-        CoapSection {
-            enabled: false,
-            bind: loopback(),
-            port: default_coap_port(),
-            max_half_open: default_max_half_open(),
-            max_half_open_per_source: default_max_half_open_per_source(),
-        }
-    }
-}
+/// `[coap]`: CoAP (TS-0008) over DTLS 1.2 PSK, default port 5685.
+pub type CoapSection = m2msec_bindings::config::CoapSection<5685>;
 
 /// `[tls]`: the HTTP/TLS listener; the certificate association of the Certificate-Based RSPF
 /// (TS-0003 §8.3.2.2).
